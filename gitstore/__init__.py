@@ -1,0 +1,30 @@
+"""gitstore: cache the results of long computations in a git repository.
+
+A *component* (anything with ``parameters``, ``input`` and ``version``) is stored under a key
+derived from what it is and what it was computed from; see the README for a tour.
+"""
+
+from __future__ import annotations
+
+from . import errors, keygenerators
+from .backends import AbstractDataStore, Entry, ShelveDataStore
+from .codecs import register_codec
+from .component import full_type, source_version
+from .keys import KEY_SCHEME, key_of
+from .params import ParameterSet
+
+__all__ = [
+    "KEY_SCHEME",
+    "AbstractDataStore",
+    "Entry",
+    "ParameterSet",
+    "ShelveDataStore",
+    "errors",
+    "full_type",
+    "key_of",
+    "keygenerators",
+    "register_codec",
+    "source_version",
+]
+
+__version__ = "0.1.0"

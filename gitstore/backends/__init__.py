@@ -1,0 +1,8 @@
+"""Storage backends. Each implements :class:`~gitstore.backends.base.AbstractDataStore`."""
+
+from __future__ import annotations
+
+from .base import AbstractDataStore, Entry
+from .shelve import ShelveDataStore
+
+__all__ = ["AbstractDataStore", "Entry", "ShelveDataStore"]

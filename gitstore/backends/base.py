@@ -1,0 +1,206 @@
+"""The backend contract: :class:`AbstractDataStore`, the seed's interface.
+
+A backend implements four primitives on *keys* (``_put``, ``_get``, ``_remove``, ``_list``);
+the public methods on *components* (key derivation, name checks, codecs) are written once here.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from ..codecs import Codec, decode_bytes, encode_bytes
+from ..component import full_type, get_inputs, get_parameters, get_version
+from ..errors import InvalidAttributeNameError
+from ..keys import KEY_SCHEME, key_of, keys_of
+from ..params import _yaml_safe
+
+__all__ = ["AbstractDataStore", "Entry", "check_attribute_name", "describe"]
+
+COMPONENT_FILE = "component.yaml"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Everything stored for one key."""
+
+    key: str
+    attributes: tuple[str, ...]
+    component: dict[str, Any] = field(compare=False)
+
+    @property
+    def type(self) -> str:
+        return str(self.component.get("type", ""))
+
+    @property
+    def version(self) -> str:
+        return str(self.component.get("version", ""))
+
+
+def check_attribute_name(name: Any) -> str:
+    """Check that an attribute name can be a file name in any backend.
+
+    Raises:
+        InvalidAttributeNameError: not a string; empty; ``.`` or ``..``; holds ``/``, ``\\`` or
+            NUL; over 200 bytes in UTF-8 (room is left for the codec's extension); or
+            ``component`` (reserved for the entry's description).
+    """
+    if not isinstance(name, str):
+        raise InvalidAttributeNameError(
+            f"attribute names are strings, not {type(name).__name__}"
+        )
+    problem = None
+    if not name:
+        problem = "is empty"
+    elif name in (".", ".."):
+        problem = "is a relative path"
+    elif "/" in name or "\\" in name or "\x00" in name:
+        problem = "holds '/', '\\' or NUL"
+    elif name.startswith("."):
+        problem = "starts with '.'"
+    elif len(name.encode("utf-8", "surrogatepass")) > 200:
+        problem = "is longer than 200 bytes"
+    elif name == "component":
+        problem = "is reserved for the entry's description"
+    if problem:
+        raise InvalidAttributeNameError(f"attribute name {name[:40]!r} {problem}")
+    return name
+
+
+def describe(component: Any, key: str, input_keys: list[str], is_list: bool) -> dict[str, Any]:
+    """The description kept beside the data (``component.yaml``)."""
+    params = get_parameters(component)
+    inputs: Any = input_keys if is_list else (input_keys[0] if input_keys else None)
+    return {
+        "key": key,
+        "key_scheme": KEY_SCHEME,
+        "type": full_type(component),
+        "version": _yaml_safe(get_version(component)),
+        "parameters": _yaml_safe(dict(params)) if params else {},
+        "input": inputs,
+    }
+
+
+class AbstractDataStore(abc.ABC):
+    """Persistent storage of components' data, keyed by the components themselves.
+
+    Args:
+        allow_pickle: store objects that only pickle can hold, and load them back. Loading a
+            pickle runs code: only for stores whose every writer you trust.
+
+    Subclasses implement ``_put``, ``_get``, ``_remove`` and ``_list``; an incomplete subclass
+    fails at construction (``TypeError``).
+    """
+
+    #: capabilities a backend may lack (the contract suite skips rather than fails on them)
+    supports_history = False
+    #: how component keys become storage keys; None means the canonical :func:`gitstore.key_of`
+    key_generator: Callable[[Any], str] | None = None
+
+    def __init__(self, allow_pickle: bool = False) -> None:
+        self.allow_pickle = allow_pickle
+
+    # --- the contract, on components -----------------------------------------------------------
+
+    def store(self, component: Any, attribute_name: str, data: Any) -> None:
+        """Store ``data`` as ``attribute_name`` of ``component`` (replacing an earlier value).
+
+        Raises:
+            InvalidAttributeNameError, InvalidComponentError, CyclicInputError,
+            UnhashableParameterError: bad input; nothing is written.
+            UnsupportedDataError: only pickle could store ``data`` (nothing is written).
+        """
+        check_attribute_name(attribute_name)
+        key, description = self._identify(component)
+        codec, payload = encode_bytes(data, self.allow_pickle)
+        self._put(key, description, attribute_name, codec, payload)
+
+    def retrieve(self, component: Any, attribute_name: str, default: Any = None) -> Any:
+        """The stored ``attribute_name`` of ``component``, or ``default`` (None) if absent.
+
+        Raises:
+            UntrustedDataError: the data is a pickle and the store was opened without
+                ``allow_pickle=True``.
+            CorruptEntryError: the stored bytes are damaged.
+        """
+        check_attribute_name(attribute_name)
+        found = self._get(self.key_of(component), attribute_name)
+        if found is None:
+            return default
+        codec, payload = found
+        return decode_bytes(codec, payload, self.allow_pickle)
+
+    def exists(self, component: Any, attribute_name: str | None = None) -> bool:
+        """Whether anything (or this attribute) is stored for ``component``."""
+        key = self.key_of(component)
+        if attribute_name is None:
+            return bool(self._attributes(key))
+        check_attribute_name(attribute_name)
+        return attribute_name in self._attributes(key)
+
+    def delete(self, component: Any, attribute_name: str | None = None) -> bool:
+        """Delete one attribute, or the whole entry; return whether anything was there."""
+        if attribute_name is not None:
+            check_attribute_name(attribute_name)
+        return self._remove(self.key_of(component), attribute_name)
+
+    def entries(self) -> Iterator[Entry]:
+        """Every entry: key, attribute names and the component description."""
+        return self._list()
+
+    def key_of(self, component: Any) -> str:
+        """The key this store files ``component`` under (``gitstore.key_of`` by default)."""
+        if self.key_generator is not None:
+            return self.key_generator(component)
+        return key_of(component)
+
+    def close(self) -> None:
+        """Release files and handles; the store is unusable afterwards."""
+
+    def __enter__(self) -> AbstractDataStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _identify(self, component: Any) -> tuple[str, dict[str, Any]]:
+        """The key and description of a component (validates the whole input graph)."""
+        is_list, inputs = get_inputs(component)
+        keys = keys_of([component, *inputs])
+        description = describe(component, keys[0], keys[1:], is_list)
+        storage_key = keys[0] if self.key_generator is None else self.key_generator(component)
+        return storage_key, description
+
+    def _attributes(self, key: str) -> tuple[str, ...]:
+        for entry in self._list(key):
+            return entry.attributes
+        return ()
+
+    # --- primitives a backend implements ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def _put(self, key: str, description: dict[str, Any], attribute: str, codec: Codec,
+             payload: bytes) -> None:
+        """Store one attribute's encoded bytes; write the description if the entry is new."""
+
+    @abc.abstractmethod
+    def _get(self, key: str, attribute: str) -> tuple[Codec, bytes] | None:
+        """The codec and bytes of one attribute, or None."""
+
+    @abc.abstractmethod
+    def _remove(self, key: str, attribute: str | None) -> bool:
+        """Remove one attribute (or the entry, when ``attribute`` is None)."""
+
+    @abc.abstractmethod
+    def _list(self, key: str | None = None) -> Iterator[Entry]:
+        """Entries (only the one with ``key``, if given)."""

@@ -1,0 +1,123 @@
+"""``ShelveDataStore``: the seed's backend, one small key-value file per component.
+
+The seed kept each component's attributes in a ``shelve`` named after its key. A shelf pickles
+every value, so opening a shelf that came from elsewhere can run code. This backend keeps the
+layout (one database per key under ``root_dir``, named by ``key_generator``) but stores each value
+through the codecs in :mod:`gitstore.codecs` in a plain ``dbm`` database, the layer beneath
+``shelve``: nothing is unpickled unless ``allow_pickle=True``.
+"""
+
+from __future__ import annotations
+
+import dbm.dumb
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..codecs import Codec, codec_by_name
+from ..errors import CorruptEntryError, StoreLocationError
+from ..keygenerators import join_with_underscores
+from .base import AbstractDataStore, Entry
+
+__all__ = ["ShelveDataStore"]
+
+_DESCRIPTION = b"\x00component"  # attribute names never hold NUL
+_SUFFIXES = (".dat", ".dir", ".bak")
+
+
+class ShelveDataStore(AbstractDataStore):
+    """Persistent data store based on ``dbm`` files in a directory, as in the seed.
+
+    Args:
+        root_dir: where the files go; created if missing.
+        key_generator: component → file name (the seed's ``join_with_underscores`` by default,
+            or ``hash_pickle``).
+        allow_pickle: see :class:`AbstractDataStore`.
+
+    Raises:
+        StoreLocationError: ``root_dir`` is a file, or cannot be created.
+    """
+
+    def __init__(
+        self,
+        root_dir: str | os.PathLike[str],
+        key_generator: Callable[[Any], str] = join_with_underscores,
+        allow_pickle: bool = False,
+    ) -> None:
+        super().__init__(allow_pickle=allow_pickle)
+        self.root_dir = Path(root_dir)
+        if self.root_dir.exists() and not self.root_dir.is_dir():
+            raise StoreLocationError(f"{self.root_dir} is a file, not a directory",
+                                     str(self.root_dir))
+        try:
+            self.root_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreLocationError(f"cannot create {self.root_dir}: {exc.strerror}",
+                                     str(self.root_dir)) from exc
+        if not os.access(self.root_dir, os.W_OK | os.X_OK):
+            raise StoreLocationError(f"{self.root_dir} is not writable", str(self.root_dir))
+        self.key_generator = key_generator
+
+    def _path(self, key: str) -> str:
+        return str(self.root_dir / key)
+
+    def _exists(self, key: str) -> bool:
+        return os.path.exists(self._path(key) + ".dir")
+
+    # docstring inherited
+    def _put(self, key: str, description: dict[str, Any], attribute: str, codec: Codec,
+             payload: bytes) -> None:
+        with dbm.dumb.open(self._path(key), "c") as db:
+            if _DESCRIPTION not in db:
+                db[_DESCRIPTION] = yaml.safe_dump(description, sort_keys=False).encode()
+            db[attribute.encode()] = codec.name.encode() + b"\x00" + payload
+
+    # docstring inherited
+    def _get(self, key: str, attribute: str) -> tuple[Codec, bytes] | None:
+        if not self._exists(key):
+            return None
+        with dbm.dumb.open(self._path(key), "r") as db:
+            raw = db.get(attribute.encode())
+        if raw is None:
+            return None
+        name, sep, payload = raw.partition(b"\x00")
+        if not sep:
+            raise CorruptEntryError(f"entry {key}: attribute {attribute!r} has no codec", key)
+        return codec_by_name(name.decode()), payload
+
+    # docstring inherited
+    def _remove(self, key: str, attribute: str | None) -> bool:
+        if not self._exists(key):
+            return False
+        if attribute is not None:
+            with dbm.dumb.open(self._path(key), "w") as db:
+                if attribute.encode() not in db:
+                    return False
+                del db[attribute.encode()]
+                remaining = [k for k in db.keys() if k != _DESCRIPTION]
+            if remaining:
+                return True
+        for suffix in _SUFFIXES:
+            try:
+                os.unlink(self._path(key) + suffix)
+            except FileNotFoundError:
+                pass
+        return True
+
+    # docstring inherited
+    def _list(self, key: str | None = None) -> Iterator[Entry]:
+        if key is not None:
+            names = [key] if self._exists(key) else []
+        else:
+            names = sorted(p.name[:-4] for p in self.root_dir.glob("*.dir"))
+        for name in names:
+            with dbm.dumb.open(self._path(name), "r") as db:
+                raw = db.get(_DESCRIPTION)
+                attrs = tuple(sorted(k.decode() for k in db.keys() if k != _DESCRIPTION))
+            if raw is None:
+                raise CorruptEntryError(f"entry {name} has no description", name)
+            description = yaml.safe_load(raw.decode())
+            yield Entry(str(description.get("key", name)), attrs, description)

@@ -1,0 +1,362 @@
+"""Codecs: how an attribute's data becomes bytes in a standard format, and back.
+
+Chosen by type, first match wins: user codecs (:func:`register_codec`), then
+
+=========  =======  ========================================================================
+codec      ext      data
+=========  =======  ========================================================================
+npy        .npy     a numpy array (no object dtype): NumPy's own format, never pickled,
+                    written and read in a streaming way
+txt        .txt     ``str`` (UTF-8)
+bin        .bin     ``bytes``
+json       .json    plain data (None, bool, int, float, str, bytes, list, tuple, dict, set,
+                    frozenset, numpy scalars and arrays, ParameterSet) as tagged JSON that
+                    round-trips types exactly; ordinary JSON where the value is ordinary
+pickle     .pkl     anything else, only with ``allow_pickle=True``
+=========  =======  ========================================================================
+
+Tagged JSON: JSON types stand for themselves; a dict whose keys are all strings not starting
+with ``$`` is a JSON object; everything else is an object with one ``$``-key, e.g.
+``{"$tuple": [1, 2]}``, ``{"$float": "nan"}``, ``{"$dict": [[1, "a"]]}``, ``{"$bytes": "<b64>"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import pickle
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from .errors import CorruptEntryError, DataError, UnsupportedDataError, UntrustedDataError
+from .keys import canonical_bytes
+from .params import ParameterSet
+
+__all__ = [
+    "Codec",
+    "choose_codec",
+    "codec_by_ext",
+    "codec_by_name",
+    "decode_bytes",
+    "encode_bytes",
+    "from_tagged",
+    "register_codec",
+    "to_tagged",
+]
+
+BinaryIO = IO[bytes]
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One data format. ``accepts`` says whether it can encode a value."""
+
+    name: str
+    ext: str
+    accepts: Callable[[Any], bool]
+    write: Callable[[Any, BinaryIO], None]
+    read: Callable[[BinaryIO], Any]
+    trusted: bool = True  # False: reading runs code (pickle)
+
+
+# --- tagged JSON -----------------------------------------------------------------------------
+
+def to_tagged(value: Any, path: str = "") -> Any:
+    """Turn plain data into JSON-ready tagged form.
+
+    Raises:
+        UnsupportedDataError: a value (named by its path) is not plain data.
+    """
+    t = type(value)
+    if value is None or t is bool or t is int or t is str:
+        return value
+    if t is float:
+        if math.isfinite(value):
+            return value
+        return {"$float": "nan" if value != value else ("inf" if value > 0 else "-inf")}
+    if t is list:
+        return [to_tagged(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if t is tuple:
+        return {"$tuple": [to_tagged(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+    if t is dict or t is ParameterSet:
+        tagged = _tagged_dict(value, path)
+        return {"$parameterset": tagged} if t is ParameterSet else tagged
+    if t is set or t is frozenset:
+        items = sorted(value, key=lambda v: canonical_bytes(v, path))
+        return {"$" + t.__name__: [to_tagged(v, path + "{}") for v in items]}
+    if t is bytes:
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, (np.ndarray, np.generic)):
+        arr = np.asarray(value)
+        if arr.dtype.hasobject:
+            raise UnsupportedDataError(f"{path or 'data'}: numpy object arrays need pickle")
+        body = {
+            "dtype": np.lib.format.dtype_to_descr(arr.dtype),
+            "shape": list(arr.shape),
+            "data": base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode("ascii"),
+        }
+        return {"$numpy" if isinstance(value, np.generic) else "$ndarray": body}
+    raise UnsupportedDataError(
+        f"{path or 'data'}: {t.__module__}.{t.__qualname__} is not plain data; "
+        "register a codec for it, or open the store with allow_pickle=True"
+    )
+
+
+def _tagged_dict(value: Any, path: str) -> Any:
+    if all(type(k) is str and not k.startswith("$") for k in value):
+        return {k: to_tagged(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+    return {"$dict": [[to_tagged(k, path + "<key>"), to_tagged(v, f"{path}.{k}")]
+                      for k, v in value.items()]}
+
+
+def from_tagged(value: Any) -> Any:
+    """Inverse of :func:`to_tagged`."""
+    if isinstance(value, list):
+        return [from_tagged(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (tag, body), = value.items()
+        if tag.startswith("$"):
+            return _untag(tag, body)
+    return {k: from_tagged(v) for k, v in value.items()}
+
+
+def _untag(tag: str, body: Any) -> Any:
+    if tag == "$float":
+        return float(body)
+    if tag == "$tuple":
+        return tuple(from_tagged(v) for v in body)
+    if tag == "$dict":
+        return {from_tagged(k): from_tagged(v) for k, v in body}
+    if tag == "$parameterset":
+        return ParameterSet(from_tagged(body))
+    if tag == "$set":
+        return {from_tagged(v) for v in body}
+    if tag == "$frozenset":
+        return frozenset(from_tagged(v) for v in body)
+    if tag == "$bytes":
+        return base64.b64decode(body)
+    if tag in ("$ndarray", "$numpy"):
+        import numpy as np
+
+        dtype = np.lib.format.descr_to_dtype(_descr(body["dtype"]))
+        arr = np.frombuffer(base64.b64decode(body["data"]), dtype=dtype).reshape(body["shape"])
+        return arr[()] if tag == "$numpy" else arr.copy()
+    raise CorruptEntryError(f"unknown tag {tag!r} in tagged JSON")
+
+
+def _descr(d: Any) -> Any:
+    # JSON turns the tuples of a structured descr into lists
+    if isinstance(d, list):
+        return [tuple(_descr(x) for x in item) if isinstance(item, list) else item for item in d]
+    return d
+
+
+def _write_json(value: Any, fp: BinaryIO) -> None:
+    fp.write(_json_bytes(value))
+
+
+def _json_bytes(value: Any) -> bytes:
+    text = json.dumps(to_tagged(value), ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":"))
+    return text.encode("utf-8")
+
+
+def _read_json(fp: BinaryIO) -> Any:
+    return from_tagged(json.loads(fp.read().decode("utf-8")))
+
+
+def _is_plain(value: Any) -> bool:
+    try:
+        to_tagged(value)
+    except UnsupportedDataError:
+        return False
+    return True
+
+
+# --- numpy -----------------------------------------------------------------------------------
+
+def _is_array(value: Any) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and type(value) is np.ndarray and not value.dtype.hasobject
+
+
+def _write_npy(value: Any, fp: BinaryIO) -> None:
+    import numpy as np
+
+    # write_array streams: the header, then the data in buffered chunks (never pickled)
+    np.lib.format.write_array(fp, value, allow_pickle=False)
+
+
+def _read_npy(fp: BinaryIO) -> Any:
+    import numpy as np
+
+    # read_array fills one preallocated array from the stream; allow_pickle=False refuses
+    # object arrays, so a hostile .npy cannot run code
+    return np.lib.format.read_array(fp, allow_pickle=False)
+
+
+# --- the rest --------------------------------------------------------------------------------
+
+def _write_pickle(value: Any, fp: BinaryIO) -> None:
+    pickle.dump(value, fp, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _read_pickle(fp: BinaryIO) -> Any:
+    return pickle.load(fp)  # noqa: S301 - only reached with allow_pickle=True
+
+
+_BUILTIN: list[Codec] = [
+    Codec("npy", "npy", _is_array, _write_npy, _read_npy),
+    Codec("txt", "txt", lambda v: type(v) is str,
+          lambda v, fp: fp.write(v.encode("utf-8", "surrogatepass")) and None,
+          lambda fp: fp.read().decode("utf-8", "surrogatepass")),
+    Codec("bin", "bin", lambda v: type(v) is bytes,
+          lambda v, fp: fp.write(v) and None, lambda fp: fp.read()),
+    Codec("json", "json", _is_plain, _write_json, _read_json),
+]
+_PICKLE = Codec("pickle", "pkl", lambda v: True, _write_pickle, _read_pickle, trusted=False)
+_USER: list[Codec] = []
+_RESERVED_EXTS = {"yaml"}  # component.yaml lives beside the attributes
+
+
+def register_codec(
+    name: str,
+    accepts: type | tuple[type, ...] | Callable[[Any], bool],
+    ext: str,
+    write: Callable[[Any, BinaryIO], None],
+    read: Callable[[BinaryIO], Any],
+) -> Codec:
+    """Add a codec for user types, tried before the built-in ones.
+
+    Args:
+        name: unique codec name.
+        accepts: a type, a tuple of types, or a predicate on the value.
+        ext: file extension (without the dot) that identifies the format in a store.
+        write: ``write(value, binary_file)``.
+        read: ``read(binary_file) -> value``.
+
+    Raises:
+        DataError: the name or extension is taken, or the extension is reserved.
+    """
+    ext = ext.lstrip(".")
+    if not ext or "/" in ext or "." in ext or ext in _RESERVED_EXTS:
+        raise DataError(f"codec extension {ext!r} is not allowed")
+    taken = [c for c in _USER + _BUILTIN + [_PICKLE] if c.name == name or c.ext == ext]
+    if taken:
+        raise DataError(f"codec name {name!r} or extension {ext!r} is already registered")
+    if isinstance(accepts, (type, tuple)):
+        types = accepts
+
+        def predicate(value: Any) -> bool:
+            return isinstance(value, types)
+    else:
+        predicate = accepts
+    codec = Codec(name, ext, predicate, write, read)
+    _USER.append(codec)
+    return codec
+
+
+def unregister_codec(name: str) -> None:
+    """Remove a user codec (mostly for tests)."""
+    _USER[:] = [c for c in _USER if c.name != name]
+
+
+def choose_codec(value: Any, allow_pickle: bool = False) -> Codec:
+    """The codec that will store ``value``.
+
+    Raises:
+        UnsupportedDataError: only pickle could store it, and ``allow_pickle`` is False.
+    """
+    for codec in _USER + _BUILTIN:
+        if codec.accepts(value):
+            return codec
+    if allow_pickle:
+        return _PICKLE
+    try:
+        to_tagged(value)
+    except UnsupportedDataError as exc:
+        raise UnsupportedDataError(str(exc)) from None
+    raise UnsupportedDataError(f"no codec for {type(value).__qualname__}")  # pragma: no cover
+
+
+def _all_codecs() -> list[Codec]:
+    return _USER + _BUILTIN + [_PICKLE]
+
+
+def codec_by_ext(ext: str) -> Codec:
+    """The codec that owns a file extension.
+
+    Raises:
+        CorruptEntryError: no codec has that extension.
+    """
+    for codec in _all_codecs():
+        if codec.ext == ext:
+            return codec
+    raise CorruptEntryError(f"no codec reads '.{ext}' files")
+
+
+def codec_by_name(name: str) -> Codec:
+    """The codec with this name.
+
+    Raises:
+        CorruptEntryError: no codec has that name.
+    """
+    for codec in _all_codecs():
+        if codec.name == name:
+            return codec
+    raise CorruptEntryError(f"unknown codec {name!r}")
+
+
+def encode_bytes(value: Any, allow_pickle: bool = False) -> tuple[Codec, bytes]:
+    """Encode in memory: ``(codec, bytes)``.
+
+    Raises:
+        UnsupportedDataError: see :func:`choose_codec`.
+    """
+    codec = choose_codec(value, allow_pickle)
+    if codec.name == "json":
+        return codec, _json_bytes(value)
+    buf = io.BytesIO()
+    codec.write(value, buf)
+    return codec, buf.getvalue()
+
+
+def check_trusted(codec: Codec, allow_pickle: bool) -> None:
+    """Refuse to decode an untrusted format without the opt-in.
+
+    Raises:
+        UntrustedDataError: the codec runs code on load and ``allow_pickle`` is False.
+    """
+    if not codec.trusted and not allow_pickle:
+        raise UntrustedDataError(
+            f"this entry holds a {codec.name} (.{codec.ext}); loading it can run code. "
+            "Open the store with allow_pickle=True only if you trust where it came from"
+        )
+
+
+def decode_stream(codec: Codec, fp: BinaryIO, allow_pickle: bool = False) -> Any:
+    """Decode from a binary stream.
+
+    Raises:
+        UntrustedDataError: see :func:`check_trusted`.
+        CorruptEntryError: the bytes are not valid for the codec.
+    """
+    check_trusted(codec, allow_pickle)
+    try:
+        return codec.read(fp)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise CorruptEntryError(f"cannot decode {codec.name} data: {exc}") from exc
+
+
+def decode_bytes(codec: Codec, data: bytes, allow_pickle: bool = False) -> Any:
+    """Decode in memory; see :func:`decode_stream`."""
+    return decode_stream(codec, io.BytesIO(data), allow_pickle)

@@ -1,0 +1,168 @@
+"""The component model: what a component must have, and where its version comes from.
+
+A component is any object with ``parameters`` (a mapping or None), ``input`` (another component,
+a list of them, or None; ``inputs`` is accepted too) and optionally ``version`` and ``full_type``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidComponentError
+
+__all__ = ["full_type", "get_inputs", "get_parameters", "get_version", "source_version"]
+
+
+def full_type(component: Any) -> str:
+    """``component.full_type`` (attribute or method) if it has one, else ``module.QualName``."""
+    given = getattr(component, "full_type", None)
+    if callable(given):
+        given = given()
+    if given is not None:
+        if not isinstance(given, str):
+            raise InvalidComponentError(
+                f"{type(component).__qualname__}.full_type must be a string", "full_type"
+            )
+        return given
+    cls = type(component)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def get_parameters(component: Any) -> Mapping[str, Any] | None:
+    """The component's parameters, checked to be a mapping or None.
+
+    Raises:
+        InvalidComponentError: no ``parameters`` attribute, or not a mapping.
+    """
+    if not hasattr(component, "parameters"):
+        raise InvalidComponentError(
+            f"{type(component).__qualname__} has no attribute 'parameters'", "parameters"
+        )
+    params = component.parameters
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidComponentError(
+            f"{type(component).__qualname__}.parameters must be a mapping (a ParameterSet), "
+            f"not {type(params).__name__}",
+            "parameters",
+        )
+    return params
+
+
+def get_inputs(component: Any) -> tuple[bool, list[Any]]:
+    """Return ``(is_list, inputs)``: a single input or None gives ``(False, [x] or [])``.
+
+    Raises:
+        InvalidComponentError: neither ``input`` nor ``inputs`` exists.
+    """
+    if hasattr(component, "inputs"):
+        value = component.inputs
+    elif hasattr(component, "input"):
+        value = component.input
+    else:
+        raise InvalidComponentError(
+            f"{type(component).__qualname__} has no attribute 'input' (or 'inputs')", "input"
+        )
+    if value is None:
+        return False, []
+    if isinstance(value, (list, tuple)):
+        return True, list(value)
+    return False, [value]
+
+
+def get_version(component: Any) -> Any:
+    """``component.version``, or :func:`source_version` of its class when it has none."""
+    version = getattr(component, "version", None)
+    if version is None:
+        return source_version(type(component))
+    return version
+
+
+# --- source versions -------------------------------------------------------------------------
+
+_SOURCE_CACHE: dict[tuple[str, int, int, str], str] = {}
+
+
+def source_version(obj: Any) -> str:
+    """The version of the code that defines ``obj`` (a class, function, module or instance).
+
+    Inside a git repository: the commit id of HEAD, with ``+dirty.<digest>`` appended when the
+    source file differs from HEAD (the digest is the first 12 hex digits of the file's SHA-256,
+    so two different uncommitted edits give two different versions). Outside a repository (or
+    for an untracked file) the fallback is ``src-sha256.<digest>`` of the source text alone.
+
+    Raises:
+        InvalidComponentError: the source file of ``obj`` cannot be found (built-ins, REPL).
+    """
+    target = obj if inspect.isclass(obj) or inspect.ismodule(obj) or inspect.isroutine(obj) \
+        else type(obj)
+    try:
+        filename = inspect.getsourcefile(target)
+    except TypeError:
+        filename = None
+    if filename is None or not os.path.exists(filename):
+        raise InvalidComponentError(
+            f"cannot find the source of {getattr(target, '__qualname__', target)!r}; "
+            "give the component an explicit 'version'",
+            "version",
+        )
+    path = Path(filename).resolve()
+    content = path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()[:12]
+    stat = path.stat()
+    head = _head_of(path)
+    cache_key = (str(path), stat.st_mtime_ns, stat.st_size, head or "")
+    cached = _SOURCE_CACHE.get(cache_key)
+    if cached is not None:
+        return cached
+    result = _git_version(path, content, digest) or f"src-sha256.{digest}"
+    _SOURCE_CACHE[cache_key] = result
+    return result
+
+
+def _find_repo_root(path: Path) -> Path | None:
+    for parent in path.parents:
+        if (parent / ".git").exists():
+            return parent
+    return None
+
+
+def _head_of(path: Path) -> str | None:
+    root = _find_repo_root(path)
+    if root is None:
+        return None
+    try:
+        from dulwich.repo import Repo
+
+        with Repo(str(root)) as repo:
+            return repo.head().decode()  # type: ignore[no-any-return]
+    except Exception:  # an empty repository, or not a repository after all
+        return None
+
+
+def _git_version(path: Path, content: bytes, digest: str) -> str | None:
+    root = _find_repo_root(path)
+    if root is None:
+        return None
+    from dulwich.objects import Blob
+    from dulwich.object_store import tree_lookup_path
+    from dulwich.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            head = repo.head()
+            tree = repo[head].tree
+            rel = path.relative_to(root).as_posix().encode()
+            try:
+                _mode, blob_id = tree_lookup_path(repo.__getitem__, tree, rel)
+            except KeyError:
+                return f"{head.decode()}+dirty.{digest}"
+    except Exception:  # no commit yet, or an unreadable repository
+        return None
+    if Blob.from_string(content).id == blob_id:
+        return str(head.decode())
+    return f"{head.decode()}+dirty.{digest}"

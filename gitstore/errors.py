@@ -1,0 +1,185 @@
+"""Exceptions raised by gitstore.
+
+Every error gitstore raises on purpose derives from :class:`GitStoreError`; where a builtin
+exception fits, the class derives from it too, so ``except KeyError`` keeps working::
+
+    GitStoreError
+    ├── ComponentError (TypeError)
+    │   ├── InvalidComponentError        a component lacks an attribute (.attribute)
+    │   ├── CyclicInputError             inputs form a loop (.cycle)
+    │   └── UnhashableParameterError     a value cannot be keyed (.path, .value_type)
+    ├── ParameterError (ValueError)      a malformed parameter set
+    │   └── ParameterFileError           malformed YAML (.source, .line)
+    ├── InvalidAttributeNameError (ValueError)
+    ├── DataError
+    │   ├── UnsupportedDataError (TypeError)   no safe codec, pickle not allowed
+    │   ├── UntrustedDataError           a pickle, without allow_pickle=True
+    │   └── CorruptEntryError            stored bytes do not match their id (.key, .expected, .got)
+    └── StoreError
+        ├── StoreLocationError (OSError) the store's path cannot be used (.path)
+        ├── EntryNotFoundError (KeyError)
+        ├── AmbiguousKeyError (KeyError) a key prefix matches several keys (.candidates)
+        ├── ConcurrencyError             a lock could not be taken in time
+        ├── MergeConflictError           same key and attribute, different bytes (.conflicts)
+        └── RemoteError                  a remote could not be reached or refused (.remote)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AmbiguousKeyError",
+    "ComponentError",
+    "ConcurrencyError",
+    "CorruptEntryError",
+    "CyclicInputError",
+    "DataError",
+    "EntryNotFoundError",
+    "GitStoreError",
+    "InvalidAttributeNameError",
+    "InvalidComponentError",
+    "MergeConflictError",
+    "ParameterError",
+    "ParameterFileError",
+    "RemoteError",
+    "StoreError",
+    "StoreLocationError",
+    "UnhashableParameterError",
+    "UnsupportedDataError",
+    "UntrustedDataError",
+]
+
+
+class GitStoreError(Exception):
+    """Base class of every error gitstore raises on purpose."""
+
+
+class ComponentError(GitStoreError, TypeError):
+    """A component cannot be turned into a key."""
+
+
+class InvalidComponentError(ComponentError):
+    """A component lacks a required attribute, or has one of the wrong kind."""
+
+    def __init__(self, message: str, attribute: str | None = None) -> None:
+        super().__init__(message)
+        self.attribute = attribute
+
+
+class CyclicInputError(ComponentError):
+    """The inputs of a component form a loop; ``cycle`` lists the loop's type names."""
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = list(cycle)
+        super().__init__("cyclic input: " + " -> ".join(self.cycle))
+
+
+class UnhashableParameterError(ComponentError):
+    """A parameter (or version) value has no canonical encoding; ``path`` is its dotted path."""
+
+    def __init__(self, path: str, value_type: str, reason: str = "") -> None:
+        self.path = path
+        self.value_type = value_type
+        msg = f"cannot derive a key from parameter {path or '<root>'!r} of type {value_type}"
+        super().__init__(msg + (f": {reason}" if reason else ""))
+
+
+class ParameterError(GitStoreError, ValueError):
+    """A parameter set is malformed."""
+
+
+class ParameterFileError(ParameterError):
+    """A parameter file (or YAML string) could not be parsed; ``line`` is 1-based."""
+
+    def __init__(self, source: str, line: int | None, problem: str) -> None:
+        self.source = source
+        self.line = line
+        where = f"{source}, line {line}" if line is not None else source
+        super().__init__(f"{where}: {problem}")
+
+
+class InvalidAttributeNameError(GitStoreError, ValueError):
+    """An attribute name cannot be used as a file name in a store."""
+
+
+class DataError(GitStoreError):
+    """Data cannot be encoded, decoded or trusted."""
+
+
+class UnsupportedDataError(DataError, TypeError):
+    """No safe codec handles this object, and pickle was not allowed."""
+
+
+class UntrustedDataError(DataError):
+    """A stored pickle was asked for without ``allow_pickle=True``."""
+
+
+class CorruptEntryError(DataError):
+    """Stored bytes do not match their object id, or cannot be decoded."""
+
+    def __init__(
+        self,
+        message: str,
+        key: str | None = None,
+        expected: str | None = None,
+        got: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.expected = expected
+        self.got = got
+
+
+class StoreError(GitStoreError):
+    """A store cannot do what was asked."""
+
+
+class StoreLocationError(StoreError, OSError):
+    """The store's location is unusable (a file, read-only, missing)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class EntryNotFoundError(StoreError, KeyError):
+    """No entry (or attribute) for this key."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "entry not found"
+
+
+class AmbiguousKeyError(StoreError, KeyError):
+    """A key prefix matches several keys; ``candidates`` lists them."""
+
+    def __init__(self, prefix: str, candidates: Sequence[str]) -> None:
+        self.prefix = prefix
+        self.candidates = list(candidates)
+        super().__init__(f"key prefix {prefix!r} is ambiguous: " + ", ".join(self.candidates))
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ConcurrencyError(StoreError):
+    """A lock could not be taken, or a compare-and-swap kept failing."""
+
+
+class MergeConflictError(StoreError):
+    """Two histories store different bytes for the same key and attribute."""
+
+    def __init__(self, conflicts: Sequence[str]) -> None:
+        self.conflicts = list(conflicts)
+        super().__init__("merge conflict on: " + ", ".join(self.conflicts))
+
+
+class RemoteError(StoreError):
+    """A remote could not be reached, or refused the operation."""
+
+    def __init__(self, message: str, remote: str | None = None) -> None:
+        super().__init__(message)
+        self.remote = remote

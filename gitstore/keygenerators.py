@@ -1,0 +1,74 @@
+"""The seed's key generators, kept for :class:`~gitstore.ShelveDataStore`.
+
+``join_with_underscores`` gives a readable file name; ``hash_pickle`` a short digest. Both take a
+component and return a string that is a valid file name on every common file system.
+New code should prefer :func:`gitstore.key_of`, whose encoding is canonical and pinned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+from typing import Any
+
+from .component import full_type, get_inputs, get_parameters, get_version
+from .keys import key_of
+from .params import ParameterSet
+
+__all__ = ["hash_pickle", "join_with_underscores"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9.+=-]+")
+_MAX_READABLE = 150  # bytes of readable text before the digest; file names allow 255
+
+
+def _inputs_of(component: Any) -> list[Any]:
+    return get_inputs(component)[1]
+
+
+def join_with_underscores(component: Any) -> str:
+    """Type, version, ``name=value`` parameters and input keys, joined with underscores.
+
+    The seed's version failed once the parameter set grew past the file-name limit. Here the
+    readable part is cut at 150 characters and always followed by 16 hex digits of the
+    component's canonical key, so two different states never share a name (characters unsafe in
+    file names are replaced, which alone could merge two names) and the result stays under
+    255 bytes at any size.
+    """
+    params = ParameterSet(get_parameters(component) or {})
+    parts = [full_type(component).rsplit(".", 1)[-1], str(get_version(component))]
+    parts += [f"{name}={value}" for name, value in sorted(params.flat().items())]
+    readable = _UNSAFE.sub("-", "_".join(parts)).strip(".")[:_MAX_READABLE]
+    return f"{readable}_{key_of(component).rpartition(':')[2][:16]}"
+
+
+def hash_pickle(component: Any) -> str:
+    """The seed's scheme: a digest of the pickled identity plus the inputs' own digests.
+
+    Parameters are first put in canonical form (sorted, plain containers), so the digest does
+    not depend on dict order or on the ParameterSet class used.
+
+    Raises:
+        CyclicInputError, InvalidComponentError, UnhashableParameterError: as :func:`key_of`.
+    """
+    key_of(component)  # validates the whole graph first: loops, missing attributes, values
+    return _hash_pickle(component)
+
+
+def _hash_pickle(component: Any) -> str:
+    params = get_parameters(component) or {}
+    identity = (
+        full_type(component),
+        str(get_version(component)),
+        _plain_sorted(params),
+        [_hash_pickle(c) for c in _inputs_of(component)],
+    )
+    return hashlib.sha1(pickle.dumps(identity, protocol=4)).hexdigest()
+
+
+def _plain_sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return sorted((k, _plain_sorted(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_sorted(v) for v in value)
+    return value

@@ -1,0 +1,202 @@
+"""Canonical encoding of component states and the keys derived from them.
+
+The key scheme ``k1-sha256`` is the SHA-256 of a type-tagged, length-prefixed encoding of::
+
+    ("gitstore-state", 1) + full_type + version + parameters + input keys
+
+Every value carries a one-byte tag, so ``1``, ``1.0``, ``True`` and ``"1"`` differ; mappings are
+encoded with their items sorted by encoded key, so insertion order does not matter and a plain
+dict, our ParameterSet and the ``parameters`` package's ParameterSet give the same bytes; floats
+are their IEEE-754 bits (every NaN becomes the one quiet NaN; ``-0.0`` and ``0.0`` differ);
+numpy values are dtype, shape and little-endian bytes. Inputs enter as their own keys (a Merkle
+chain), each input object hashed once per call however often it is shared (a diamond).
+
+Changing anything here changes keys: ``tests/data/golden_keys.yaml`` pins them. A new encoding
+must come with a new scheme name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .component import full_type, get_inputs, get_parameters, get_version
+from .errors import CyclicInputError, UnhashableParameterError
+
+__all__ = ["KEY_SCHEME", "canonical_bytes", "key_hex", "key_of", "split_key"]
+
+KEY_SCHEME = "k1-sha256"
+_QNAN = b"\x7f\xf8\x00\x00\x00\x00\x00\x00"
+
+
+def _u64(n: int) -> bytes:
+    return struct.pack(">Q", n)
+
+
+def _encode(value: Any, path: str, out: list[bytes]) -> None:
+    t = type(value)
+    if value is None:
+        out.append(b"N")
+    elif t is bool:
+        out.append(b"T" if value else b"F")
+    elif t is int:
+        digits = str(value).encode()
+        out.append(b"i" + _u64(len(digits)) + digits)
+    elif t is float:
+        bits = _QNAN if value != value else struct.pack(">d", value)
+        out.append(b"f" + bits)
+    elif t is str:
+        data = value.encode("utf-8", "surrogatepass")
+        out.append(b"s" + _u64(len(data)) + data)
+    elif t is bytes:
+        out.append(b"b" + _u64(len(value)) + value)
+    elif t is list or t is tuple:
+        out.append((b"l" if t is list else b"t") + _u64(len(value)))
+        for i, item in enumerate(value):
+            _encode(item, f"{path}[{i}]", out)
+    elif isinstance(value, Mapping):
+        items = []
+        for k, v in value.items():
+            kb: list[bytes] = []
+            _encode(k, f"{path}<key>", kb)
+            vb: list[bytes] = []
+            _encode(v, f"{path}.{k}" if path else str(k), vb)
+            items.append((b"".join(kb), b"".join(vb)))
+        items.sort()
+        out.append(b"d" + _u64(len(items)))
+        for kb_, vb_ in items:
+            out.append(kb_)
+            out.append(vb_)
+    elif t is set or t is frozenset:
+        members = []
+        for item in value:
+            mb: list[bytes] = []
+            _encode(item, f"{path}{{}}", mb)
+            members.append(b"".join(mb))
+        members.sort()
+        out.append((b"S" if t is set else b"Z") + _u64(len(members)))
+        out.extend(members)
+    elif _is_numpy(value):
+        _encode_numpy(value, path, out)
+    else:
+        raise UnhashableParameterError(path, f"{t.__module__}.{t.__qualname__}")
+
+
+def _is_numpy(value: Any) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, (np.ndarray, np.generic))
+
+
+def _encode_numpy(value: Any, path: str, out: list[bytes]) -> None:
+    import numpy as np
+
+    arr = np.asarray(value)
+    if arr.dtype.hasobject:
+        raise UnhashableParameterError(path, "numpy object array", "object dtype has no bytes")
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype.kind in "fc" and arr.size:
+        # every NaN gets the one quiet-NaN bit pattern (complex: each half on its own)
+        flt = arr.view(f"<f{arr.dtype.itemsize // 2}") if arr.dtype.kind == "c" else arr
+        nans = np.isnan(flt)
+        if nans.any():
+            flt = flt.copy()
+            flt[nans] = np.nan
+            arr = flt.view(arr.dtype)
+    descr = str(np.lib.format.dtype_to_descr(arr.dtype)).encode()
+    data = arr.tobytes()
+    tag = b"n" if isinstance(value, np.generic) else b"a"
+    shape = b"".join(_u64(n) for n in arr.shape)
+    out.append(tag + _u64(len(descr)) + descr + _u64(arr.ndim) + shape + _u64(len(data)) + data)
+
+
+def canonical_bytes(value: Any, path: str = "") -> bytes:
+    """The canonical, type-tagged encoding of a value.
+
+    Raises:
+        UnhashableParameterError: a value (named by its dotted path) has no canonical encoding.
+    """
+    out: list[bytes] = []
+    _encode(value, path, out)
+    return b"".join(out)
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``"k1-sha256:ab12…"`` → ``("k1-sha256", "ab12…")``; a bare hex digest gets the scheme."""
+    scheme, sep, digest = key.rpartition(":")
+    return (scheme if sep else KEY_SCHEME), digest
+
+
+def key_hex(key: str) -> str:
+    """The hex digest part of a key."""
+    return split_key(key)[1]
+
+
+class _KeyComputer:
+    """Computes keys of a component graph, each object once, detecting loops."""
+
+    def __init__(self) -> None:
+        self.memo: dict[int, str] = {}
+        self.keep: list[Any] = []  # keep objects alive so ids stay unique during the call
+        self.stack: list[Any] = []
+        self.on_stack: set[int] = set()
+
+    def key(self, component: Any) -> str:
+        ident = id(component)
+        cached = self.memo.get(ident)
+        if cached is not None:
+            return cached
+        if ident in self.on_stack:
+            start = next(i for i, c in enumerate(self.stack) if c is component)
+            loop = [full_type(c) for c in self.stack[start:]] + [full_type(component)]
+            raise CyclicInputError(loop)
+        self.stack.append(component)
+        self.on_stack.add(ident)
+        try:
+            is_list, inputs = get_inputs(component)
+            input_keys = [self.key(c) for c in inputs]
+        finally:
+            self.stack.pop()
+            self.on_stack.discard(ident)
+        encoded_inputs: Any = input_keys if is_list else (input_keys[0] if input_keys else None)
+        state = state_bytes(
+            full_type(component), get_version(component), get_parameters(component), encoded_inputs
+        )
+        result = f"{KEY_SCHEME}:{hashlib.sha256(state).hexdigest()}"
+        self.memo[ident] = result
+        self.keep.append(component)
+        return result
+
+
+def state_bytes(type_name: str, version: Any, parameters: Any, inputs: Any) -> bytes:
+    """The canonical encoding of one state; ``inputs`` is None, a key, or a list of keys."""
+    out: list[bytes] = [b"gitstore-state\x00\x01"]
+    _encode(type_name, "<type>", out)
+    _encode(version, "<version>", out)
+    _encode(parameters if parameters is not None else {}, "", out)
+    _encode(inputs, "<input>", out)
+    return b"".join(out)
+
+
+def key_of(component: Any) -> str:
+    """The key of a component: ``"k1-sha256:<64 hex digits>"``.
+
+    Raises:
+        InvalidComponentError: the component (or an input) lacks ``parameters`` or ``input``.
+        CyclicInputError: the inputs form a loop (the error lists it).
+        UnhashableParameterError: a parameter has no canonical encoding (the error names it).
+    """
+    return _KeyComputer().key(component)
+
+
+def keys_of(components: list[Any]) -> list[str]:
+    """Keys of several components, sharing the work on common inputs."""
+    computer = _KeyComputer()
+    return [computer.key(c) for c in components]
+
+
+KeyFunction = Callable[[Any], str]
