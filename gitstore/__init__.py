@@ -7,7 +7,7 @@ derived from what it is and what it was computed from; see the README for a tour
 from __future__ import annotations
 
 from . import errors, keygenerators
-from .backends import AbstractDataStore, Entry, ShelveDataStore
+from .backends import AbstractDataStore, Entry, GitDataStore, ShelveDataStore
 from .codecs import register_codec
 from .component import full_type, source_version
 from .keys import KEY_SCHEME, key_of
@@ -17,6 +17,7 @@ __all__ = [
     "KEY_SCHEME",
     "AbstractDataStore",
     "Entry",
+    "GitDataStore",
     "ParameterSet",
     "ShelveDataStore",
     "errors",

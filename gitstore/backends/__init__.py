@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import AbstractDataStore, Entry
+from .git import GitDataStore
 from .shelve import ShelveDataStore
 
-__all__ = ["AbstractDataStore", "Entry", "ShelveDataStore"]
+__all__ = ["AbstractDataStore", "Entry", "GitDataStore", "ShelveDataStore"]

@@ -127,7 +127,7 @@ class AbstractDataStore(abc.ABC):
             CorruptEntryError: the stored bytes are damaged.
         """
         check_attribute_name(attribute_name)
-        found = self._get(self.key_of(component), attribute_name)
+        found = self._get(self.key_of(component), attribute_name, get_version(component))
         if found is None:
             return default
         codec, payload = found
@@ -135,17 +135,16 @@ class AbstractDataStore(abc.ABC):
 
     def exists(self, component: Any, attribute_name: str | None = None) -> bool:
         """Whether anything (or this attribute) is stored for ``component``."""
-        key = self.key_of(component)
-        if attribute_name is None:
-            return bool(self._attributes(key))
-        check_attribute_name(attribute_name)
-        return attribute_name in self._attributes(key)
+        if attribute_name is not None:
+            check_attribute_name(attribute_name)
+        attributes = self._attributes(self.key_of(component), get_version(component))
+        return bool(attributes) if attribute_name is None else attribute_name in attributes
 
     def delete(self, component: Any, attribute_name: str | None = None) -> bool:
         """Delete one attribute, or the whole entry; return whether anything was there."""
         if attribute_name is not None:
             check_attribute_name(attribute_name)
-        return self._remove(self.key_of(component), attribute_name)
+        return self._remove(self.key_of(component), attribute_name, get_version(component))
 
     def entries(self) -> Iterator[Entry]:
         """Every entry: key, attribute names and the component description."""
@@ -181,8 +180,8 @@ class AbstractDataStore(abc.ABC):
         storage_key = keys[0] if self.key_generator is None else self.key_generator(component)
         return storage_key, description
 
-    def _attributes(self, key: str) -> tuple[str, ...]:
-        for entry in self._list(key):
+    def _attributes(self, key: str, version: Any = None) -> tuple[str, ...]:
+        for entry in self._list(key, version):
             return entry.attributes
         return ()
 
@@ -193,14 +192,17 @@ class AbstractDataStore(abc.ABC):
              payload: bytes) -> None:
         """Store one attribute's encoded bytes; write the description if the entry is new."""
 
+    # ``version`` is the component's version where the caller knows it (a backend may file
+    # entries by version, as the git backend does); None means "look in every version".
+
     @abc.abstractmethod
-    def _get(self, key: str, attribute: str) -> tuple[Codec, bytes] | None:
+    def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, bytes] | None:
         """The codec and bytes of one attribute, or None."""
 
     @abc.abstractmethod
-    def _remove(self, key: str, attribute: str | None) -> bool:
+    def _remove(self, key: str, attribute: str | None, version: Any = None) -> bool:
         """Remove one attribute (or the entry, when ``attribute`` is None)."""
 
     @abc.abstractmethod
-    def _list(self, key: str | None = None) -> Iterator[Entry]:
-        """Entries (only the one with ``key``, if given)."""
+    def _list(self, key: str | None = None, version: Any = None) -> Iterator[Entry]:
+        """Entries (only the one with ``key``, and of ``version``, if given)."""

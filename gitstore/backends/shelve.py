@@ -76,7 +76,7 @@ class ShelveDataStore(AbstractDataStore):
             db[attribute.encode()] = codec.name.encode() + b"\x00" + payload
 
     # docstring inherited
-    def _get(self, key: str, attribute: str) -> tuple[Codec, bytes] | None:
+    def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, bytes] | None:
         if not self._exists(key):
             return None
         with dbm.dumb.open(self._path(key), "r") as db:
@@ -89,7 +89,7 @@ class ShelveDataStore(AbstractDataStore):
         return codec_by_name(name.decode()), payload
 
     # docstring inherited
-    def _remove(self, key: str, attribute: str | None) -> bool:
+    def _remove(self, key: str, attribute: str | None, version: Any = None) -> bool:
         if not self._exists(key):
             return False
         if attribute is not None:
@@ -108,7 +108,7 @@ class ShelveDataStore(AbstractDataStore):
         return True
 
     # docstring inherited
-    def _list(self, key: str | None = None) -> Iterator[Entry]:
+    def _list(self, key: str | None = None, version: Any = None) -> Iterator[Entry]:
         if key is not None:
             names = [key] if self._exists(key) else []
         else:

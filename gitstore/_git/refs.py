@@ -1,0 +1,218 @@
+"""Ref updates that survive many writers and killed writers.
+
+A writer holds an ``flock`` on a per-ref lock file while it reads the tip, builds on it and moves
+the ref; the kernel releases an ``flock`` when its holder dies, so a killed writer never blocks the
+others. The ref itself moves as git moves it (``<ref>.lock`` created with O_EXCL, written, renamed
+over the ref) after checking that it still holds the expected value, so a git process updating
+the ref concurrently is not overwritten either. A ``<ref>.lock`` left by a killed writer is removed
+once we hold the flock and it is older than :data:`STALE_LOCK_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..errors import ConcurrencyError, CorruptEntryError
+
+__all__ = ["RefFiles"]
+
+STALE_LOCK_SECONDS = 2.0
+LOCK_TIMEOUT_SECONDS = 60.0
+
+
+def _is_hex_sha(value: bytes) -> bool:
+    return len(value) == 40 and all(c in b"0123456789abcdef" for c in value)
+
+
+class RefFiles:
+    """Reads and compare-and-swaps refs of one git directory."""
+
+    def __init__(self, gitdir: str) -> None:
+        self.gitdir = gitdir
+        self.lockdir = os.path.join(gitdir, "gitstore", "locks")
+
+    def path(self, ref: str) -> str:
+        return os.path.join(self.gitdir, *ref.split("/"))
+
+    def read(self, ref: str) -> bytes | None:
+        """The object id a ref points to, or None.
+
+        Raises:
+            CorruptEntryError: the ref file holds something other than an object id.
+        """
+        try:
+            with open(self.path(ref), "rb") as f:
+                raw = f.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return self._read_packed(ref)
+        value = raw.strip()
+        if not _is_hex_sha(value):
+            raise CorruptEntryError(f"ref {ref} is damaged: {raw[:60]!r}")
+        return value
+
+    def _read_packed(self, ref: str) -> bytes | None:
+        try:
+            with open(os.path.join(self.gitdir, "packed-refs"), "rb") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return None
+        name = ref.encode()
+        for line in lines:
+            if line.endswith(b" " + name) and not line.startswith((b"#", b"^")):
+                value = line[:40]
+                if not _is_hex_sha(value):
+                    raise CorruptEntryError(f"packed ref {ref} is damaged")
+                return value
+        return None
+
+    def list(self, prefix: str) -> dict[str, bytes]:
+        """Every ref under ``prefix`` (loose and packed), name → object id."""
+        found: dict[str, bytes] = {}
+        try:
+            with open(os.path.join(self.gitdir, "packed-refs"), "rb") as f:
+                for line in f.read().splitlines():
+                    if line.startswith((b"#", b"^")) or b" " not in line:
+                        continue
+                    sha, _, name = line.partition(b" ")
+                    if name.decode().startswith(prefix):
+                        found[name.decode()] = sha
+        except FileNotFoundError:
+            pass
+        base = self.path(prefix.rstrip("/"))
+        for root, _dirs, files in os.walk(base):
+            for name in files:
+                if name.endswith(".lock"):
+                    continue
+                full = os.path.join(root, name)
+                ref = os.path.relpath(full, self.gitdir).replace(os.sep, "/")
+                value = self.read(ref)
+                if value is not None:
+                    found[ref] = value
+        return found
+
+    @contextmanager
+    def locked(self, ref: str, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+        """Hold the writer lock of ``ref`` (an flock, released by the kernel if we die).
+
+        Raises:
+            ConcurrencyError: not acquired within ``timeout`` seconds.
+        """
+        os.makedirs(self.lockdir, exist_ok=True)
+        name = hashlib.sha1(ref.encode()).hexdigest()
+        fd = os.open(os.path.join(self.lockdir, name), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + timeout
+            delay = 0.0005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise ConcurrencyError(f"could not lock {ref} within {timeout} s") \
+                            from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.02)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def compare_and_swap(self, ref: str, old: bytes | None, new: bytes | None) -> bool:
+        """Move ``ref`` from ``old`` to ``new`` (None: absent / delete); False if it moved.
+
+        Call with :meth:`locked` held. Git's own ``<ref>.lock`` protocol is followed, so
+        git processes see an atomic update.
+
+        Raises:
+            ConcurrencyError: git's ``<ref>.lock`` stayed taken by a live process.
+        """
+        path = self.path(ref)
+        lock = path + ".lock"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+        while True:
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                break
+            except FileExistsError:
+                self._clear_stale(lock, deadline)
+        try:
+            if self.read(ref) != old:
+                os.close(fd)
+                os.unlink(lock)
+                return False
+            if new is None:
+                os.close(fd)
+                os.unlink(lock)
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                self._drop_packed(ref)
+                return True
+            os.write(fd, new + b"\n")
+            os.close(fd)
+            os.rename(lock, path)
+            return True
+        except BaseException:
+            try:
+                os.unlink(lock)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def _clear_stale(self, lock: str, deadline: float) -> None:
+        try:
+            age = time.time() - os.stat(lock).st_mtime
+        except FileNotFoundError:
+            return
+        if age > STALE_LOCK_SECONDS:
+            # we hold the flock, so no gitstore writer owns it: a killed writer left it
+            try:
+                os.unlink(lock)
+            except FileNotFoundError:
+                pass
+            return
+        if time.monotonic() > deadline:
+            raise ConcurrencyError(f"{lock} stays locked by another process")
+        time.sleep(0.002)
+
+    def _drop_packed(self, ref: str) -> None:
+        packed = os.path.join(self.gitdir, "packed-refs")
+        if not os.path.exists(packed):
+            return
+        lock = packed + ".lock"
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError as exc:
+            raise ConcurrencyError("packed-refs is locked by another process") from exc
+        try:
+            with open(packed, "rb") as f:
+                lines = f.read().splitlines(keepends=True)
+            out, skip_peel = [], False
+            for line in lines:
+                if skip_peel and line.startswith(b"^"):
+                    continue
+                skip_peel = line.rstrip(b"\n").endswith(b" " + ref.encode())
+                if not skip_peel:
+                    out.append(line)
+            os.write(fd, b"".join(out))
+            os.close(fd)
+            os.rename(lock, packed)
+        except BaseException:
+            os.unlink(lock)
+            raise
+
+
+def errno_is_space(exc: OSError) -> bool:
+    """Whether an OSError means the disk (or quota) is full."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -1,0 +1,478 @@
+"""``GitDataStore``: results as git objects, one commit per store, one ref per version.
+
+Layout (see :mod:`gitstore._git.layout`)::
+
+    refs/gitstore/versions/<version>  ->  commit  ->  tree
+        <hex[0:2]>/<hex[2:4]>/<hex>/component.yaml      type, version, parameters, input keys
+        <hex[0:2]>/<hex[2:4]>/<hex>/<attribute>.<ext>   one blob per attribute, ext = codec
+
+Write path: encode, build blobs; take the version's writer lock (an flock the kernel drops if we
+die); read the tip; edit the three fan-out trees; write every new object as one pack; move the ref
+with compare-and-swap. A crash at any point leaves at most an unreferenced temporary file or pack.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .._git.layout import VERSIONS, entry_path, ref_for_version, version_of_ref
+from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, object_id
+from .._git.refs import RefFiles
+from ..codecs import Codec, codec_by_ext
+from ..component import get_version
+from ..errors import ConcurrencyError, CorruptEntryError, StoreError, StoreLocationError
+from ..keys import key_hex, key_of
+from .base import COMPONENT_FILE, AbstractDataStore, Entry
+
+__all__ = ["Commit", "GitDataStore"]
+
+_DIR = 0o40000
+_FILE = 0o100644
+_COMPONENT = COMPONENT_FILE.encode()
+_EMPTY_TREE = b"4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+Changes = dict[tuple[bytes, ...], tuple[int, bytes] | None]
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of a version's history."""
+
+    id: str
+    time: float
+    message: str
+    parents: tuple[str, ...]
+
+
+@dataclass
+class _Pending:
+    """Changes not yet committed: one batch (or one store)."""
+
+    changes: dict[str, Changes] = field(default_factory=dict)  # ref -> path -> value
+    blobs: dict[bytes, bytes] = field(default_factory=dict)  # id -> content
+    notes: dict[str, list[str]] = field(default_factory=dict)  # ref -> summary lines
+    keys: dict[str, list[str]] = field(default_factory=dict)  # ref -> keys touched
+    details: dict[str, str] = field(default_factory=dict)  # ref -> body (single store)
+
+    def add_blob(self, data: bytes) -> bytes:
+        sha = object_id(BLOB, data)
+        self.blobs[sha] = data
+        return sha
+
+
+class GitDataStore(AbstractDataStore):
+    """A store in a git repository.
+
+    Args:
+        path: a bare repository created on first use, or an existing repository (bare or
+            not), whose ``refs/gitstore/`` namespace the store then uses.
+        allow_pickle: see :class:`AbstractDataStore`.
+        author: ``"Name <email>"`` recorded in commits.
+
+    Raises:
+        StoreLocationError: ``path`` is a file, a non-empty directory that is not a git
+            repository, or cannot be created.
+    """
+
+    supports_history = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        allow_pickle: bool = False,
+        author: str = "gitstore <gitstore@localhost>",
+        create: bool = True,
+    ) -> None:
+        super().__init__(allow_pickle=allow_pickle)
+        self.path = Path(path).absolute()
+        self.gitdir = self._open_or_create(create)
+        self.author = author.encode()
+        self._refs = RefFiles(self.gitdir)
+        self._local = threading.local()
+        self._repos: list[Any] = []
+        self._repos_lock = threading.Lock()
+        self._blob_cache: dict[bytes, bytes] = {}
+        self._blob_cache_bytes = 0
+        self._closed = False
+        # close dulwich's packs before interpreter teardown (else __del__ prints noise)
+        self._finalizer = weakref.finalize(self, _close_all, self._repos, self._repos_lock)
+
+    # --- opening -------------------------------------------------------------------------------
+
+    def _open_or_create(self, create: bool) -> str:
+        from dulwich.repo import Repo
+
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise StoreLocationError(f"{p} is a file, not a store", str(p))
+        if (p / ".git").is_dir():
+            return str(p / ".git")
+        if (p / "HEAD").is_file() and (p / "objects").is_dir():
+            return str(p)
+        if p.exists() and any(p.iterdir()):
+            raise StoreLocationError(f"{p} is a non-empty directory, not a git repository",
+                                     str(p))
+        if not create:
+            raise StoreLocationError(f"no store at {p} (run 'gitstore init')", str(p))
+        tmp = p.with_name(f".{p.name}.init-{os.getpid()}")
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Repo.init_bare(str(tmp), mkdir=True).close()
+            with open(tmp / "description", "w") as f:
+                f.write("gitstore: cached results of computations\n")
+            if p.exists():
+                p.rmdir()
+            os.rename(tmp, p)  # all or nothing: a half-made repository is never seen
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if (p / "HEAD").is_file():  # another process created it meanwhile
+                return str(p)
+            raise StoreLocationError(f"cannot create a store at {p}: {exc.strerror or exc}",
+                                     str(p)) from exc
+        return str(p)
+
+    def _db(self) -> ObjectDB:
+        db: ObjectDB | None = getattr(self._local, "db", None)
+        if db is None or getattr(self._local, "pid", None) != os.getpid():
+            if self._closed:
+                raise StoreError("the store is closed")
+            from dulwich.repo import Repo
+
+            repo = Repo(self.gitdir)
+            with self._repos_lock:
+                self._repos.append(repo)
+            db = ObjectDB(repo)
+            self._local.db, self._local.pid = db, os.getpid()
+        return db
+
+    def close(self) -> None:
+        # docstring inherited
+        self._closed = True
+        _close_all(self._repos, self._repos_lock)
+        self._local = threading.local()
+
+    # --- batches -------------------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self, message: str | None = None) -> Iterator[GitDataStore]:
+        """Group stores and deletes into one commit per version, all visible or none.
+
+        Nothing is written if the block raises. Inside the block, ``retrieve`` sees the
+        block's own stores.
+        """
+        if getattr(self._local, "pending", None) is not None:
+            yield self  # nested: the outer batch commits
+            return
+        pending = _Pending()
+        self._local.pending = pending
+        try:
+            yield self
+            self._local.pending = None
+            self._commit(pending, message)
+        finally:
+            self._local.pending = None
+
+    # --- primitives ----------------------------------------------------------------------------
+
+    def _put(self, key: str, description: dict[str, Any], attribute: str, codec: Codec,
+             payload: bytes) -> None:
+        # docstring inherited
+        ref = ref_for_version(description["version"])
+        own = getattr(self._local, "pending", None)
+        pending = own if own is not None else _Pending()
+        entry = entry_path(key)
+        comp = yaml.safe_dump(description, sort_keys=False, allow_unicode=True).encode()
+        changes = pending.changes.setdefault(ref, {})
+        changes[(*entry, _COMPONENT)] = (_FILE, pending.add_blob(comp))
+        for old in self._attribute_names(key, ref, pending):
+            if old.rsplit(b".", 1)[0] == attribute.encode():
+                changes[(*entry, old)] = None
+        name = f"{attribute}.{codec.ext}".encode()
+        changes[(*entry, name)] = (_FILE, pending.add_blob(payload))
+        pending.notes.setdefault(ref, []).append(
+            f"store {attribute} of {description['type']} {key_hex(key)[:12]}")
+        pending.keys.setdefault(ref, []).append(key)
+        pending.details[ref] = _describe_store(description, attribute)
+        if own is None:
+            self._commit(pending, None)
+
+    def _listing(self, key: str, ref: str, pending: _Pending | None) -> dict[bytes, bytes]:
+        """The entry's files (name → blob id) as this thread sees them, pending changes included.
+
+        Raises:
+            CorruptEntryError: an object on the way is damaged (``.key`` names the entry).
+        """
+        entry = entry_path(key)
+        listing: dict[bytes, bytes] = {}
+        tip = self._refs.read(ref)
+        if tip is not None:
+            db = self._db()
+            try:
+                found = db.lookup(db.commit_tree(tip), entry)
+                if found is not None and found[0] == _DIR:
+                    listing = {name: sha for name, (_mode, sha) in db.tree(found[1]).items()}
+            except CorruptEntryError as exc:
+                exc.key = key
+                raise
+        if pending is not None:
+            for path, value in pending.changes.get(ref, {}).items():
+                if path == entry and value is None:
+                    listing.clear()
+                elif path[:3] == entry and len(path) == 4:
+                    if value is None:
+                        listing.pop(path[3], None)
+                    else:
+                        listing[path[3]] = value[1]
+        return listing
+
+    def _attribute_names(self, key: str, ref: str, pending: _Pending | None) -> list[bytes]:
+        return sorted(n for n in self._listing(key, ref, pending) if n != _COMPONENT)
+
+    def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, bytes] | None:
+        # docstring inherited
+        refs = [ref_for_version(version)] if version is not None else self._version_refs()
+        pending = getattr(self._local, "pending", None)
+        prefix = attribute.encode() + b"."
+        for ref in refs:
+            for name, sha in self._listing(key, ref, pending).items():
+                if name.startswith(prefix) and b"." not in name[len(prefix):]:
+                    data = pending.blobs.get(sha) if pending is not None else None
+                    if data is None:
+                        try:
+                            data = self._read_blob(sha)
+                        except CorruptEntryError as exc:
+                            exc.key = key
+                            raise
+                    return codec_by_ext(name[len(prefix):].decode()), data
+        return None
+
+    def _read_blob(self, sha: bytes) -> bytes:
+        data = self._blob_cache.get(sha)
+        if data is None:
+            data = self._db().read(sha, BLOB)
+            if len(data) <= 1 << 20:  # small, verified blobs are kept (immutable by id)
+                if self._blob_cache_bytes > 64 << 20:
+                    self._blob_cache.clear()
+                    self._blob_cache_bytes = 0
+                self._blob_cache[sha] = data
+                self._blob_cache_bytes += len(data)
+        return data
+
+    def _remove(self, key: str, attribute: str | None, version: Any = None) -> bool:
+        # docstring inherited
+        refs = [ref_for_version(version)] if version is not None else self._version_refs()
+        own = getattr(self._local, "pending", None)
+        pending = own if own is not None else _Pending()
+        entry = entry_path(key)
+        removed = False
+        for ref in refs:
+            names = self._attribute_names(key, ref, pending)
+            if attribute is None:
+                doomed = names
+            else:
+                doomed = [n for n in names if n.rsplit(b".", 1)[0] == attribute.encode()]
+            if not doomed:
+                continue
+            removed = True
+            changes = pending.changes.setdefault(ref, {})
+            if len(doomed) == len(names):  # nothing left: the entry goes
+                for path in [p for p in changes if p[:3] == entry]:
+                    del changes[path]
+                changes[entry] = None
+            else:
+                for name in doomed:
+                    changes[(*entry, name)] = None
+            what = attribute or "entry"
+            pending.notes.setdefault(ref, []).append(f"delete {what} {key_hex(key)[:12]}")
+            pending.keys.setdefault(ref, []).append(key)
+        if removed and own is None:
+            self._commit(pending, None)
+        return removed
+
+    def _list(self, key: str | None = None, version: Any = None) -> Iterator[Entry]:
+        # docstring inherited
+        refs = [ref_for_version(version)] if version is not None else self._version_refs()
+        db = self._db()
+        for ref in refs:
+            tip = self._refs.read(ref)
+            if tip is None:
+                continue
+            root = db.commit_tree(tip)
+            if key is not None:
+                found = db.lookup(root, entry_path(key))
+                if found is not None and found[0] == _DIR:
+                    yield self._entry(found[1])
+                continue
+            for _n1, (m1, t1) in sorted(db.tree(root).items()):
+                if m1 != _DIR:
+                    continue
+                for _n2, (m2, t2) in sorted(db.tree(t1).items()):
+                    if m2 != _DIR:
+                        continue
+                    for _n3, (m3, t3) in sorted(db.tree(t2).items()):
+                        if m3 == _DIR:
+                            yield self._entry(t3)
+
+    def _entry(self, tree: bytes) -> Entry:
+        db = self._db()
+        names = db.tree(tree)
+        comp = names.get(_COMPONENT)
+        if comp is None:
+            raise CorruptEntryError(f"entry tree {tree.decode()} has no {COMPONENT_FILE}")
+        try:
+            description = yaml.safe_load(self._read_blob(comp[1]).decode("utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise CorruptEntryError(f"{COMPONENT_FILE} in {tree.decode()} is unreadable") \
+                from exc
+        if not isinstance(description, dict) or "key" not in description:
+            raise CorruptEntryError(f"{COMPONENT_FILE} in {tree.decode()} is malformed")
+        attrs = tuple(sorted(n.rsplit(b".", 1)[0].decode() for n in names if n != _COMPONENT))
+        return Entry(str(description["key"]), attrs, description)
+
+    # --- committing ----------------------------------------------------------------------------
+
+    def _commit(self, pending: _Pending, message: str | None) -> None:
+        if not pending.changes:
+            return
+        db = self._db()
+        refs = sorted(pending.changes)
+        for _attempt in range(20):
+            with ExitStack() as locks:
+                for ref in refs:
+                    locks.enter_context(self._refs.locked(ref))
+                objects: list[Obj] = [(BLOB, data) for data in pending.blobs.values()]
+                updates = []
+                for ref in refs:
+                    old = self._refs.read(ref)
+                    base = db.commit_tree(old) if old is not None else None
+                    tree = db.edit_tree(base, pending.changes[ref], objects) or _EMPTY_TREE
+                    if tree == base:
+                        continue
+                    if tree == _EMPTY_TREE:
+                        objects.append((2, b""))
+                    body = self._message(pending, ref, message)
+                    raw = self._commit_bytes(tree, old, body)
+                    objects.append((COMMIT, raw))
+                    updates.append((ref, old, object_id(COMMIT, raw)))
+                if not updates:
+                    return
+                db.write_pack(objects)
+                if all(self._refs.compare_and_swap(r, o, n) for r, o, n in updates):
+                    break
+                # a git process moved a ref under us; what moved stays moved, redo the rest
+                refs = [r for r, o, n in updates if self._refs.read(r) != n]
+        else:
+            raise ConcurrencyError("a ref kept moving under gitstore's writer lock")
+        db.maybe_merge()
+
+    def _commit_bytes(self, tree: bytes, parent: bytes | None, message: str) -> bytes:
+        stamp = b"%d +0000" % int(time.time())
+        lines = [b"tree " + tree]
+        if parent is not None:
+            lines.append(b"parent " + parent)
+        lines.append(b"author " + self.author + b" " + stamp)
+        lines.append(b"committer " + self.author + b" " + stamp)
+        return b"\n".join(lines) + b"\n\n" + message.encode("utf-8")
+
+    def _message(self, pending: _Pending, ref: str, message: str | None) -> str:
+        notes = pending.notes.get(ref, [])
+        version = version_of_ref(ref)
+        if message is None and len(notes) == 1:
+            subject = notes[0]
+            body = pending.details.get(ref, "")
+        else:
+            subject = message or f"gitstore batch: {len(notes)} changes"
+            body = "\n".join(notes)
+        trailers = [f"Gitstore-Version: {version}"]
+        trailers += [f"Gitstore-Key: {k}" for k in dict.fromkeys(pending.keys.get(ref, []))]
+        parts = [subject, body.strip(), "\n".join(trailers)]
+        return "\n\n".join(p for p in parts if p) + "\n"
+
+    # --- git-specific API ----------------------------------------------------------------------
+
+    def _version_refs(self) -> list[str]:
+        return sorted(self._refs.list(VERSIONS))
+
+    def versions(self) -> list[str]:
+        """Every version that has results here."""
+        return [version_of_ref(r) for r in self._version_refs()]
+
+    def entries(self, version: Any = None, type: str | None = None) -> Iterator[Entry]:
+        """Entries, optionally of one version and/or one component type."""
+        for entry in self._list(None, version):
+            if type is None or entry.type == type:
+                yield entry
+
+    def history(self, component: Any) -> list[Commit]:
+        """The commits that changed ``component``'s entry, newest first."""
+        key = key_of(component)
+        ref = ref_for_version(get_version(component))
+        db = self._db()
+        out: list[Commit] = []
+        sha = self._refs.read(ref)
+        path = entry_path(key)
+        while sha is not None:
+            raw = db.read(sha, COMMIT)
+            header, _, message = raw.partition(b"\n\n")
+            parents = [line[7:] for line in header.split(b"\n") if line.startswith(b"parent ")]
+            stamp = next(line for line in header.split(b"\n") if line.startswith(b"committer "))
+            mine = db.lookup(db.commit_tree(sha), path)
+            theirs = db.lookup(db.commit_tree(parents[0]), path) if parents else None
+            if mine != theirs:
+                out.append(Commit(sha.decode(), float(stamp.rsplit(b" ", 2)[1]),
+                                  message.decode("utf-8", "replace"),
+                                  tuple(p.decode() for p in parents)))
+            sha = parents[0] if parents else None
+        return out
+
+    def gc(self) -> None:
+        """Repack everything into one pack and drop unreachable objects (runs ``git gc``).
+
+        git streams objects from disk, so memory stays small however large the store is;
+        gitstore's own pack merging keeps the pack count bounded between ``gc`` runs.
+
+        Raises:
+            StoreError: git is not installed or failed.
+        """
+        git = shutil.which("git")
+        if git is None:
+            raise StoreError("gc needs the git command-line tool")
+        result = subprocess.run([git, "--git-dir", self.gitdir, "gc", "--quiet"],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StoreError(f"git gc failed: {result.stderr.strip()}")
+
+
+def _close_all(repos: list[Any], lock: threading.Lock) -> None:
+    with lock:
+        for repo in repos:
+            repo.close()
+        repos.clear()
+
+
+def _describe_store(description: dict[str, Any], attribute: str) -> str:
+    lines = [
+        f"type: {description['type']}",
+        f"version: {description['version']}",
+        f"attribute: {attribute}",
+        f"key: {description['key']}",
+        "parameters:",
+    ]
+    params = yaml.safe_dump(description.get("parameters") or {}, sort_keys=True,
+                            allow_unicode=True).rstrip("\n")
+    lines += ["  " + line for line in params.splitlines()]
+    inputs = description.get("input")
+    if inputs:
+        lines.append(f"input: {inputs}")
+    return "\n".join(lines)
