@@ -10,7 +10,7 @@ npy        .npy     a numpy array (no object dtype): NumPy's own format, never p
 txt        .txt     ``str`` (UTF-8)
 bin        .bin     ``bytes``
 json       .json    plain data (None, bool, int, float, str, bytes, list, tuple, dict, set,
-                    frozenset, numpy scalars and arrays, ParameterSet) as tagged JSON that
+                    frozenset, range, numpy scalars and arrays, ParameterSet) as tagged JSON that
                     round-trips types exactly; ordinary JSON where the value is ordinary
 pickle     .pkl     anything else, only with ``allow_pickle=True``
 =========  =======  ========================================================================
@@ -90,6 +90,8 @@ def to_tagged(value: Any, path: str = "") -> Any:
         return {"$" + t.__name__: [to_tagged(v, path + "{}") for v in items]}
     if t is bytes:
         return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if t is range:
+        return {"$range": [value.start, value.stop, value.step]}
     np = sys.modules.get("numpy")
     if np is not None and isinstance(value, (np.ndarray, np.generic)):
         arr = np.asarray(value)
@@ -142,6 +144,8 @@ def _untag(tag: str, body: Any) -> Any:
         return frozenset(from_tagged(v) for v in body)
     if tag == "$bytes":
         return base64.b64decode(body)
+    if tag == "$range":
+        return range(*body)
     if tag in ("$ndarray", "$numpy"):
         import numpy as np
 

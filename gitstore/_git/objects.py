@@ -107,15 +107,17 @@ class ObjectDB:
         Raises:
             CorruptEntryError: missing, unreadable, of the wrong type, or not matching its id.
         """
+        problem = None
         try:
             type_num, data = self.store.get_raw(sha)
-        except KeyError as exc:
-            raise CorruptEntryError(f"object {sha.decode()} is missing",
-                                    expected=sha.decode()) from exc
+        except KeyError:
+            problem = "is missing"
         except (zlib.error, ChecksumMismatch, ValueError, AssertionError, OSError,
                 struct.error, IndexError) as exc:
-            raise CorruptEntryError(f"object {sha.decode()} is unreadable: {exc}",
-                                    expected=sha.decode()) from exc
+            problem = f"is unreadable ({type(exc).__name__}: {exc})"
+        if problem is not None:
+            # raised outside the handler: the original traceback would pin dulwich's mmaps
+            raise CorruptEntryError(f"object {sha.decode()} {problem}", expected=sha.decode())
         data = bytes(data) if not isinstance(data, bytes) else data
         if expect_type is not None and type_num != expect_type:
             raise CorruptEntryError(

@@ -457,7 +457,10 @@ class GitDataStore(AbstractDataStore):
 def _close_all(repos: list[Any], lock: threading.Lock) -> None:
     with lock:
         for repo in repos:
-            repo.close()
+            try:
+                repo.close()
+            except BufferError:  # a caller still holds a view into a pack's mmap
+                pass
         repos.clear()
 
 

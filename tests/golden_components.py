@@ -1,0 +1,74 @@
+"""The components whose keys tests/data/golden_keys.yaml pins. Never edit an existing one."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from components import MultiInput, Typed
+
+from gitstore import ParameterSet
+
+
+def T(params: Any, input: Any = None, version: Any = "v1", t: str = "golden.Component") -> Typed:
+    return Typed(t, params, input, version)
+
+
+def build() -> dict[str, Any]:
+    base = T({"tau": 10.0})
+    mid = T({"n": 3}, base, t="golden.Mid")
+    out: dict[str, Any] = {
+        "empty": T({}),
+        "none_parameters": T(None),
+        "int": T({"a": 1}),
+        "float": T({"a": 1.0}),
+        "bool": T({"a": True}),
+        "str": T({"a": "1"}),
+        "none_value": T({"a": None}),
+        "negative_zero": T({"a": -0.0}),
+        "positive_zero": T({"a": 0.0}),
+        "nan": T({"a": math.nan}),
+        "inf": T({"a": math.inf}),
+        "minus_inf": T({"a": -math.inf}),
+        "big_int": T({"a": 2**100}),
+        "unicode": T({"name": "Größe 漢字 🧠"}),
+        "bytes": T({"a": b"\x00\x01\xff"}),
+        "list": T({"a": [1, 2, 3]}),
+        "tuple": T({"a": (1, 2, 3)}),
+        "nested": T({"network": {"exc": {"tau_m": 20.0, "n": 800}, "inh": {"n": 200}}}),
+        "parameterset": T(ParameterSet({"network": {"exc": {"tau_m": 20.0}}})),
+        "set": T({"a": {3, 1, 2}}),
+        "frozenset": T({"a": frozenset({"x", "y"})}),
+        "int_key": T({"a": {1: "one", 2: "two"}}),
+        "version_int": T({"a": 1}, version=1),
+        "version_str": T({"a": 1}, version="1"),
+        "np_float64": T({"a": np.float64(1.5)}),
+        "np_int32": T({"a": np.int32(7)}),
+        "np_bool": T({"a": np.bool_(True)}),
+        "np_array_f8": T({"a": np.arange(6, dtype="<f8").reshape(2, 3)}),
+        "np_array_i2_be": T({"a": np.arange(4, dtype=">i2")}),
+        "np_array_nan": T({"a": np.array([1.0, math.nan])}),
+        "np_array_empty": T({"a": np.zeros((0, 3))}),
+        "single_input": T({"k": 1}, base),
+        "chain": T({"k": 2}, mid),
+        "list_input": MultiInput({"k": 3}, [base, mid]),
+        "diamond": MultiInput({"k": 4}, [T({"l": 1}, base), T({"r": 1}, base)]),
+        "empty_list_input": MultiInput({"k": 5}, []),
+    }
+    out["list_input"].full_type = "golden.Multi"
+    out["diamond"].full_type = "golden.Multi"
+    out["empty_list_input"].full_type = "golden.Multi"
+    return out
+
+
+def compute() -> dict[str, str]:
+    from gitstore import key_of
+
+    return {name: key_of(c) for name, c in build().items()}
+
+
+if __name__ == "__main__":  # prints the table; used by the subprocess test
+    import json
+
+    print(json.dumps(compute(), sort_keys=True))
