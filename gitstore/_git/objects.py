@@ -21,7 +21,7 @@ from typing import Any
 
 from dulwich.errors import ChecksumMismatch
 from dulwich.object_format import SHA1
-from dulwich.pack import Pack, write_pack_index_v2
+from dulwich.pack import Pack, PackFileDisappeared, write_pack_index_v2
 
 from ..errors import CorruptEntryError
 
@@ -270,6 +270,21 @@ class ObjectDB:
         """
         if self.pack_count() < MERGE_FAN_IN:
             return
+        lock_path = os.path.join(self.gitdir, "gitstore", "locks", "merge")
+        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # another writer is merging
+            # list the packs only now: a merge that just finished removed some
+            for bases in self._full_tiers():
+                self._merge(bases)
+        finally:
+            os.close(fd)
+
+    def _full_tiers(self) -> list[list[str]]:
         tiers: dict[int, list[str]] = {}
         for name in os.listdir(self.pack_dir):
             if not name.endswith(".idx"):
@@ -285,21 +300,7 @@ class ObjectDB:
             while size >= 1024 * 16 ** (tier + 1):
                 tier += 1
             tiers.setdefault(tier, []).append(base)
-        full = [bases for bases in tiers.values() if len(bases) >= MERGE_FAN_IN]
-        if not full:
-            return
-        lock_path = os.path.join(self.gitdir, "gitstore", "locks", "merge")
-        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return  # another process is merging
-            for bases in full:
-                self._merge(bases)
-        finally:
-            os.close(fd)
+        return [bases for bases in tiers.values() if len(bases) >= MERGE_FAN_IN]
 
     def _merge(self, bases: list[str]) -> None:
         objects: list[Obj] = []
@@ -310,8 +311,8 @@ class ObjectDB:
                     for obj in pack.iterobjects():
                         objects.append((obj.type_num, obj.as_raw_string()))
                 present.append(base)
-            except FileNotFoundError:
-                continue  # merged by someone else meanwhile
+            except (FileNotFoundError, PackFileDisappeared):
+                continue  # removed by `git gc` meanwhile
         if not present:
             return
         self.write_pack(objects)
