@@ -17,7 +17,7 @@ pickle     .pkl     anything else, only with ``allow_pickle=True``
 
 Tagged JSON: JSON types stand for themselves; a dict whose keys are all strings not starting
 with ``$`` is a JSON object; everything else is an object with one ``$``-key, e.g.
-``{"$tuple": [1, 2]}``, ``{"$float": "nan"}``, ``{"$dict": [[1, "a"]]}``, ``{"$bytes": "<b64>"}``.
+``{"$tuple": [1, 2]}``, ``{"$float": "nan"}``, ``{"$int": "<digits>"}`` (beyond 64 bits), ``{"$dict": [[1, "a"]]}``, ``{"$bytes": "<b64>"}``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
+
+try:  # optional speed-up: 5-10x faster than the json module on numbers (see README)
+    import orjson
+except ImportError:  # pragma: no cover
+    orjson = None  # type: ignore[assignment]
 
 from .errors import CorruptEntryError, DataError, UnsupportedDataError, UntrustedDataError
 from .keys import canonical_bytes
@@ -72,8 +77,11 @@ def to_tagged(value: Any, path: str = "") -> Any:
         UnsupportedDataError: a value (named by its path) is not plain data.
     """
     t = type(value)
-    if value is None or t is bool or t is int or t is str:
+    if value is None or t is bool or t is str:
         return value
+    if t is int:
+        # JSON readers differ beyond 64 bits (some turn them into floats): tag those
+        return value if _INT64_MIN <= value <= _INT64_MAX else {"$int": str(value)}
     if t is float:
         if math.isfinite(value):
             return value
@@ -132,6 +140,8 @@ def from_tagged(value: Any) -> Any:
 def _untag(tag: str, body: Any) -> Any:
     if tag == "$float":
         return float(body)
+    if tag == "$int":
+        return int(body)
     if tag == "$tuple":
         return tuple(from_tagged(v) for v in body)
     if tag == "$dict":
@@ -167,13 +177,64 @@ def _write_json(value: Any, fp: BinaryIO) -> None:
 
 
 def _json_bytes(value: Any) -> bytes:
-    text = json.dumps(to_tagged(value), ensure_ascii=False, allow_nan=False,
-                      separators=(",", ":"))
-    return text.encode("utf-8")
+    return _dump_json(to_tagged(value))
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _native(value: Any) -> bool:
+    """Whether JSON alone round-trips ``value`` exactly (then no tagging is needed)."""
+    t = type(value)
+    if t is int:
+        return _INT64_MIN <= value <= _INT64_MAX
+    if t is str or t is bool or value is None:
+        return True
+    if t is float:
+        return math.isfinite(value)
+    if t is list:
+        items: Any = value
+    elif t is dict:
+        for k in value:
+            if type(k) is not str or k[:1] == "$":
+                return False
+        items = value.values()
+    else:
+        return False
+    for v in items:  # scalars inline: this runs on every store of plain data
+        tv = type(v)
+        if tv is float:
+            if v - v != 0.0:  # inf - inf and nan - nan are nan
+                return False
+        elif not (tv is str or tv is bool or v is None or _native(v)):
+            return False
+    return True
+
+
+def _dump_json(tagged: Any) -> bytes:
+    if orjson is not None:
+        try:
+            return orjson.dumps(tagged)
+        except (TypeError, orjson.JSONEncodeError):
+            pass  # ints beyond 64 bits, lone surrogates: the standard library copes
+    return json.dumps(tagged, ensure_ascii=True, allow_nan=False,
+                      separators=(",", ":")).encode("ascii")
+
+
+def _load_json(data: bytes) -> Any:
+    if orjson is not None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data.decode("utf-8"))
 
 
 def _read_json(fp: BinaryIO) -> Any:
-    return from_tagged(json.loads(fp.read().decode("utf-8")))
+    data = fp.read()
+    value = _load_json(data)
+    # every tag is an object key starting with '$', so text without '"$' has none
+    return value if b'"$' not in data else from_tagged(value)
 
 
 def _is_plain(value: Any) -> bool:
@@ -208,6 +269,14 @@ def _read_npy(fp: BinaryIO) -> Any:
 
 # --- the rest --------------------------------------------------------------------------------
 
+def _write_txt(value: str, fp: BinaryIO) -> None:
+    fp.write(value.encode("utf-8", "surrogatepass"))
+
+
+def _write_bin(value: bytes, fp: BinaryIO) -> None:
+    fp.write(value)
+
+
 def _write_pickle(value: Any, fp: BinaryIO) -> None:
     pickle.dump(value, fp, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -218,13 +287,12 @@ def _read_pickle(fp: BinaryIO) -> Any:
 
 _BUILTIN: list[Codec] = [
     Codec("npy", "npy", _is_array, _write_npy, _read_npy),
-    Codec("txt", "txt", lambda v: type(v) is str,
-          lambda v, fp: fp.write(v.encode("utf-8", "surrogatepass")) and None,
+    Codec("txt", "txt", lambda v: type(v) is str, _write_txt,
           lambda fp: fp.read().decode("utf-8", "surrogatepass")),
-    Codec("bin", "bin", lambda v: type(v) is bytes,
-          lambda v, fp: fp.write(v) and None, lambda fp: fp.read()),
+    Codec("bin", "bin", lambda v: type(v) is bytes, _write_bin, lambda fp: fp.read()),
     Codec("json", "json", _is_plain, _write_json, _read_json),
 ]
+_JSON = _BUILTIN[-1]
 _PICKLE = Codec("pickle", "pkl", lambda v: True, _write_pickle, _read_pickle, trusted=False)
 _USER: list[Codec] = []
 _RESERVED_EXTS = {"yaml"}  # component.yaml lives beside the attributes
@@ -255,6 +323,7 @@ def register_codec(
     taken = [c for c in _USER + _BUILTIN + [_PICKLE] if c.name == name or c.ext == ext]
     if taken:
         raise DataError(f"codec name {name!r} or extension {ext!r} is already registered")
+    predicate: Callable[[Any], bool]
     if isinstance(accepts, (type, tuple)):
         types = accepts
 
@@ -324,9 +393,18 @@ def encode_bytes(value: Any, allow_pickle: bool = False) -> tuple[Codec, bytes]:
     Raises:
         UnsupportedDataError: see :func:`choose_codec`.
     """
-    codec = choose_codec(value, allow_pickle)
-    if codec.name == "json":
-        return codec, _json_bytes(value)
+    for codec in _USER + _BUILTIN[:-1]:
+        if codec.accepts(value):
+            break
+    else:
+        if _native(value):  # ordinary JSON: nothing to tag
+            return _JSON, _dump_json(value)
+        try:  # plain data: tag it once, here, rather than once to check and once to write
+            return _JSON, _dump_json(to_tagged(value))
+        except UnsupportedDataError:
+            if not allow_pickle:
+                raise
+        codec = _PICKLE
     buf = io.BytesIO()
     codec.write(value, buf)
     return codec, buf.getvalue()

@@ -139,7 +139,7 @@ def _head_of(path: Path) -> str | None:
         from dulwich.repo import Repo
 
         with Repo(str(root)) as repo:
-            return repo.head().decode()  # type: ignore[no-any-return]
+            return str(repo.head().decode())
     except Exception:  # an empty repository, or not a repository after all
         return None
 
@@ -155,7 +155,7 @@ def _git_version(path: Path, content: bytes, digest: str) -> str | None:
     try:
         with Repo(str(root)) as repo:
             head = repo.head()
-            tree = repo[head].tree
+            tree = repo[head].tree  # type: ignore[attr-defined]
             rel = path.relative_to(root).as_posix().encode()
             try:
                 _mode, blob_id = tree_lookup_path(repo.__getitem__, tree, rel)

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from . import _yaml
 from .errors import ParameterError, ParameterFileError
 
 __all__ = ["MISSING", "ParameterSet", "load_yaml"]
@@ -37,7 +38,7 @@ def load_yaml(text: str, source: str) -> Any:
         ParameterFileError: the text is not valid YAML.
     """
     try:
-        return yaml.safe_load(text)
+        return _yaml.load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -189,7 +190,7 @@ class ParameterSet(dict[str, Any]):
 
     def to_yaml(self) -> str:
         """YAML text that :class:`ParameterSet` reads back to an equal set."""
-        return yaml.safe_dump(_yaml_safe(self.as_dict()), sort_keys=False, allow_unicode=True)
+        return _yaml.dump(_yaml_safe(self.as_dict()))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_yaml` to ``path`` (atomically: a temporary file, then a rename)."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import os
 import struct
-import tempfile
+import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 
 from dulwich.errors import ChecksumMismatch
 from dulwich.object_format import SHA1
-from dulwich.pack import Pack, PackFileDisappeared, write_pack_index_v2
+from dulwich.pack import Pack, PackFileDisappeared
 
 from ..errors import CorruptEntryError
 
@@ -47,7 +48,13 @@ def object_id(type_num: int, data: bytes) -> bytes:
 
 def parse_tree(data: bytes) -> TreeEntries:
     """Parse raw tree content; raises ValueError on malformed content."""
+    return _parse_tree(data)[0]
+
+
+def _parse_tree(data: bytes) -> tuple[TreeEntries, dict[bytes, int]]:
+    """Entries and, for each name, the offset of its id in ``data``."""
     entries: TreeEntries = {}
+    offsets: dict[bytes, int] = {}
     pos, end = 0, len(data)
     while pos < end:
         space = data.index(b" ", pos)
@@ -58,8 +65,9 @@ def parse_tree(data: bytes) -> TreeEntries:
         if len(sha) != 20:
             raise ValueError("truncated tree")
         entries[name] = (mode, sha.hex().encode("ascii"))
+        offsets[name] = nul + 1
         pos = nul + 21
-    return entries
+    return entries, offsets
 
 
 def _tree_sort_key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
@@ -73,6 +81,15 @@ def serialize_tree(entries: TreeEntries) -> bytes:
     for name, (mode, sha) in sorted(entries.items(), key=_tree_sort_key):
         parts.append(b"%o %s\x00%s" % (mode, name, bytes.fromhex(sha.decode())))
     return b"".join(parts)
+
+
+def _splice(raw: bytes, offsets: dict[bytes, int], changed: dict[bytes, bytes]) -> bytes:
+    """``raw`` with the ids of existing entries replaced (same names, same modes)."""
+    out = bytearray(raw)
+    for name, sha in changed.items():
+        at = offsets[name]
+        out[at:at + 20] = bytes.fromhex(sha.decode())
+    return bytes(out)
 
 
 def _pack_header(type_num: int, size: int) -> bytes:
@@ -90,14 +107,17 @@ def _pack_header(type_num: int, size: int) -> bytes:
 class ObjectDB:
     """Objects of one repository (use one per thread: dulwich repos are not thread-safe)."""
 
-    def __init__(self, repo: Any, cache_size: int = 4096) -> None:
+    def __init__(self, repo: Any, cache_size: int = 16384) -> None:
         self.repo = repo
         self.store = repo.object_store
         self.gitdir: str = repo.controldir() if not repo.bare else repo.path
         self.pack_dir = os.path.join(self.gitdir, "objects", "pack")
-        self._trees: OrderedDict[bytes, TreeEntries] = OrderedDict()
+        # tree id -> (entries, raw content, offset of each entry's id in the raw content)
+        self._trees: OrderedDict[bytes, tuple[TreeEntries, bytes, dict[bytes, int]]] = \
+            OrderedDict()
         self._commit_trees: dict[bytes, bytes] = {}
         self._cache_size = cache_size
+        self._merge_baseline = 0  # pack count after our last merge check
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -131,18 +151,28 @@ class ObjectDB:
 
     def tree(self, sha: bytes) -> TreeEntries:
         """Parsed entries of a tree (cached by id; read and checked once)."""
+        return self._tree(sha)[0]
+
+    def _tree(self, sha: bytes) -> tuple[TreeEntries, bytes, dict[bytes, int]]:
         cached = self._trees.get(sha)
         if cached is not None:
+            self._trees.move_to_end(sha)  # least recently used goes first
             return cached
         data = self.read(sha, TREE)
         try:
-            entries = parse_tree(data)
-        except ValueError as exc:
-            raise CorruptEntryError(f"tree {sha.decode()} is malformed") from exc
-        self._trees[sha] = entries
+            entries, offsets = _parse_tree(data)
+        except ValueError:
+            entries = None
+        if entries is None:
+            raise CorruptEntryError(f"tree {sha.decode()} is malformed", expected=sha.decode())
+        self._remember_tree(sha, (entries, data, offsets))
+        return entries, data, offsets
+
+    def _remember_tree(self, sha: bytes, parsed: tuple[TreeEntries, bytes, dict[bytes, int]]
+                       ) -> None:
+        self._trees[sha] = parsed
         if len(self._trees) > self._cache_size:
             self._trees.popitem(last=False)
-        return entries
 
     def commit_tree(self, sha: bytes) -> bytes:
         """The tree id of a commit (cached by commit id)."""
@@ -156,6 +186,10 @@ class ObjectDB:
                 self._commit_trees.clear()
             self._commit_trees[sha] = tree
         return tree
+
+    def remember_commit(self, sha: bytes, tree: bytes) -> None:
+        """Record the tree of a commit this process wrote (so it is never read back)."""
+        self._commit_trees[sha] = tree
 
     def lookup(self, tree: bytes, path: Sequence[bytes]) -> tuple[int, bytes] | None:
         """Walk ``path`` from ``tree``; ``(mode, id)`` or None if absent."""
@@ -177,7 +211,8 @@ class ObjectDB:
 
         Returns the new tree id, or None when the result is empty.
         """
-        entries: TreeEntries = dict(self.tree(tree)) if tree is not None else {}
+        base_entries: TreeEntries = self.tree(tree) if tree is not None else {}
+        entries = dict(base_entries)
         children: dict[bytes, dict[tuple[bytes, ...], tuple[int, bytes] | None]] = {}
         for path, value in changes.items():
             if len(path) == 1:
@@ -197,11 +232,20 @@ class ObjectDB:
                 entries[name] = (0o40000, new)
         if not entries:
             return None
-        data = serialize_tree(entries)
+        changed = {name: value[1] for name, value in entries.items()
+                   if base_entries.get(name) != value}
+        if tree is not None and entries.keys() == base_entries.keys() and all(
+                entries[name][0] == base_entries[name][0] for name in changed):
+            # the common case (a fan-out tree whose child changed): patch ids in place
+            _entries, raw, offsets = self._tree(tree)
+            data = _splice(raw, offsets, changed)
+        else:
+            data = serialize_tree(entries)
+            offsets = _parse_tree(data)[1]
         sha = object_id(TREE, data)
         if sha != tree:
             out.append((TREE, data))
-            self._trees[sha] = entries
+            self._remember_tree(sha, (entries, data, offsets))
         return sha
 
     # --- writing ---------------------------------------------------------------------------------
@@ -213,38 +257,37 @@ class ObjectDB:
         at most an unused temporary file.
         """
         ids: list[bytes] = []
+        chunks: list[tuple[bytes, bytes]] = []  # (raw id, header + compressed data)
         seen: set[bytes] = set()
-        index: list[tuple[bytes, int, int]] = []
+        for type_num, data in objects:
+            sha = object_id(type_num, data)
+            ids.append(sha)
+            if sha not in seen:
+                seen.add(sha)
+                # trees are mostly ids, which do not compress: store them (git gc deflates
+                # and deltifies later)
+                chunk = _pack_header(type_num, len(data)) + zlib.compress(
+                    data, 0 if type_num == TREE else level)
+                chunks.append((bytes.fromhex(sha.decode()), chunk))
+        self._write_raw_pack(chunks)
+        return ids
+
+    def _write_raw_pack(self, chunks: list[tuple[bytes, bytes]]) -> None:
+        """Write already-encoded pack entries (no deltas) and their index."""
         os.makedirs(self.pack_dir, exist_ok=True)
-        fd, tmp_pack = tempfile.mkstemp(prefix="tmp_gitstore_", suffix=".pack",
-                                        dir=self.pack_dir)
+        index: list[tuple[bytes, int, int]] = []
+        offset = 12
+        for raw_id, chunk in chunks:
+            index.append((raw_id, offset, zlib.crc32(chunk)))
+            offset += len(chunk)
+        content = b"".join([b"PACK", struct.pack(">LL", 2, len(chunks))] +
+                           [chunk for _id, chunk in chunks])
+        checksum = hashlib.sha1(content).digest()
+        final = os.path.join(self.pack_dir, "pack-" + checksum.hex())
+        tmp_pack = _write_temp(self.pack_dir, ".pack", [content, checksum])
         try:
-            with os.fdopen(fd, "wb") as f:
-                body = []
-                offset = 12
-                for type_num, data in objects:
-                    sha = object_id(type_num, data)
-                    ids.append(sha)
-                    if sha in seen:
-                        continue
-                    seen.add(sha)
-                    chunk = _pack_header(type_num, len(data)) + zlib.compress(data, level)
-                    index.append((bytes.fromhex(sha.decode()), offset, zlib.crc32(chunk)))
-                    body.append(chunk)
-                    offset += len(chunk)
-                content = b"PACK" + struct.pack(">LL", 2, len(index)) + b"".join(body)
-                checksum = hashlib.sha1(content).digest()
-                f.write(content)
-                f.write(checksum)
-            name = "pack-" + checksum.hex()
-            final = os.path.join(self.pack_dir, name)
-            fd, tmp_idx = tempfile.mkstemp(prefix="tmp_gitstore_", suffix=".idx",
-                                           dir=self.pack_dir)
+            tmp_idx = _write_temp(self.pack_dir, ".idx", [_index_v2(index, checksum)])
             try:
-                with os.fdopen(fd, "wb") as f:
-                    write_pack_index_v2(f, sorted(index), checksum)
-                os.chmod(tmp_pack, 0o444)
-                os.chmod(tmp_idx, 0o444)
                 os.rename(tmp_pack, final + ".pack")
                 os.rename(tmp_idx, final + ".idx")
             except BaseException:
@@ -253,7 +296,6 @@ class ObjectDB:
         except BaseException:
             _unlink(tmp_pack)
             raise
-        return ids
 
     def pack_count(self) -> int:
         try:
@@ -268,8 +310,9 @@ class ObjectDB:
         rewritten about log16(n) times and the number of packs stays near
         ``MERGE_FAN_IN × tiers``. Only one process merges at a time (others skip).
         """
-        if self.pack_count() < MERGE_FAN_IN:
-            return
+        count = self.pack_count()
+        if count < self._merge_baseline + MERGE_FAN_IN:
+            return  # not enough new packs since the last look to fill a tier
         lock_path = os.path.join(self.gitdir, "gitstore", "locks", "merge")
         os.makedirs(os.path.dirname(lock_path), exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -281,6 +324,7 @@ class ObjectDB:
             # list the packs only now: a merge that just finished removed some
             for bases in self._full_tiers():
                 self._merge(bases)
+            self._merge_baseline = max(0, self.pack_count() - MERGE_FAN_IN // 2)
         finally:
             os.close(fd)
 
@@ -303,23 +347,105 @@ class ObjectDB:
         return [bases for bases in tiers.values() if len(bases) >= MERGE_FAN_IN]
 
     def _merge(self, bases: list[str]) -> None:
+        chunks: list[tuple[bytes, bytes]] = []
         objects: list[Obj] = []
         present = []
         for base in bases:
             try:
-                with Pack(base, object_format=SHA1) as pack:  # resolves fetched deltas
-                    for obj in pack.iterobjects():
-                        objects.append((obj.type_num, obj.as_raw_string()))
+                raw = _raw_entries(base)
+                if raw is not None:
+                    chunks.extend(raw)
+                else:  # a pack with deltas (from a fetch): resolve them through dulwich
+                    with Pack(base, object_format=SHA1) as pack:
+                        objects.extend((o.type_num, o.as_raw_string()) for o in pack.iterobjects())
                 present.append(base)
             except (FileNotFoundError, PackFileDisappeared):
                 continue  # removed by `git gc` meanwhile
         if not present:
             return
-        self.write_pack(objects)
+        for type_num, data in objects:
+            chunks.append((bytes.fromhex(object_id(type_num, data).decode()),
+                           _pack_header(type_num, len(data)) + zlib.compress(data, 1)))
+        unique = list({raw_id: (raw_id, chunk) for raw_id, chunk in chunks}.values())
+        self._write_raw_pack(unique)
         for base in present:
             # .idx first: without it readers ignore the pack; dulwich re-scans on a miss
             _unlink(base + ".idx")
             _unlink(base + ".pack")
+
+
+def _raw_entries(base: str) -> list[tuple[bytes, bytes]] | None:
+    """The entries of a pack as (raw id, encoded bytes), or None if it holds deltas."""
+    with open(base + ".idx", "rb") as f:
+        idx = f.read()
+    with open(base + ".pack", "rb") as f:
+        pack = f.read()
+    if idx[:8] != b"\377tOc\x00\x00\x00\x02" or pack[:4] != b"PACK":
+        return None
+    count = struct.unpack(">L", idx[8 + 255 * 4:8 + 256 * 4])[0]
+    names_at = 8 + 256 * 4
+    offsets_at = names_at + 24 * count
+    names = [idx[names_at + 20 * i:names_at + 20 * (i + 1)] for i in range(count)]
+    offsets = struct.unpack(f">{count}L", idx[offsets_at:offsets_at + 4 * count])
+    if any(o & 0x80000000 for o in offsets):
+        return None  # a pack over 2 GiB: leave it to git gc
+    ends = sorted(offsets)[1:] + [len(pack) - 20]
+    end_of = dict(zip(sorted(offsets), ends))
+    out = []
+    for name, offset in zip(names, offsets):
+        if (pack[offset] >> 4) & 7 in (6, 7):  # OFS_DELTA / REF_DELTA
+            return None
+        out.append((name, pack[offset:end_of[offset]]))
+    return out
+
+
+def _index_v2(entries: list[tuple[bytes, int, int]], pack_checksum: bytes) -> bytes:
+    """A version-2 pack index (git's ``Documentation/gitformat-pack.txt``)."""
+    entries = sorted(entries)
+    counts = [0] * 256
+    for raw_id, _offset, _crc in entries:
+        counts[raw_id[0]] += 1
+    fanout, total = [], 0
+    for c in counts:
+        total += c
+        fanout.append(total)
+    n = len(entries)
+    small: list[int] = []
+    large: list[int] = []
+    for _raw_id, offset, _crc in entries:
+        if offset < 0x80000000:
+            small.append(offset)
+        else:  # 64-bit offsets go to a table of their own
+            small.append(0x80000000 | len(large))
+            large.append(offset)
+    body = b"".join([
+        b"\377tOc", struct.pack(">L", 2), struct.pack(">256L", *fanout),
+        b"".join(r for r, _o, _c in entries),
+        struct.pack(f">{n}L", *(c for _r, _o, c in entries)),
+        struct.pack(f">{n}L", *small),
+        struct.pack(f">{len(large)}Q", *large),
+        pack_checksum,
+    ])
+    return body + hashlib.sha1(body).digest()
+
+
+_TEMP_COUNTER = itertools.count()
+
+
+def _write_temp(directory: str, suffix: str, parts: list[bytes]) -> str:
+    # pid + thread + counter make the name unique without mkstemp's retries; git's own
+    # `tmp_pack_*` convention lets `git gc` clean up what a killed writer left
+    name = f"tmp_pack_gitstore_{os.getpid()}_{threading.get_ident()}_{next(_TEMP_COUNTER)}"
+    path = os.path.join(directory, name + suffix)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for part in parts:
+                f.write(part)
+    except BaseException:
+        _unlink(path)
+        raise
+    return path
 
 
 def _unlink(path: str) -> None:

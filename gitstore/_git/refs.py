@@ -27,7 +27,7 @@ LOCK_TIMEOUT_SECONDS = 60.0
 
 
 def _is_hex_sha(value: bytes) -> bool:
-    return len(value) == 40 and all(c in b"0123456789abcdef" for c in value)
+    return len(value) == 40 and not value.strip(b"0123456789abcdef")
 
 
 class RefFiles:
@@ -36,9 +36,13 @@ class RefFiles:
     def __init__(self, gitdir: str) -> None:
         self.gitdir = gitdir
         self.lockdir = os.path.join(gitdir, "gitstore", "locks")
+        self._paths: dict[str, str] = {}
 
     def path(self, ref: str) -> str:
-        return os.path.join(self.gitdir, *ref.split("/"))
+        found = self._paths.get(ref)
+        if found is None:
+            found = self._paths[ref] = os.path.join(self.gitdir, *ref.split("/"))
+        return found
 
     def read(self, ref: str) -> bytes | None:
         """The object id a ref points to, or None.
@@ -46,11 +50,16 @@ class RefFiles:
         Raises:
             CorruptEntryError: the ref file holds something other than an object id.
         """
-        try:
-            with open(self.path(ref), "rb") as f:
-                raw = f.read()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        try:  # os-level calls: this is on every retrieve's path
+            fd = os.open(self.path(ref), os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
             return self._read_packed(ref)
+        try:
+            raw = os.read(fd, 4096)
+        except IsADirectoryError:
+            return self._read_packed(ref)
+        finally:
+            os.close(fd)
         value = raw.strip()
         if not _is_hex_sha(value):
             raise CorruptEntryError(f"ref {ref} is damaged: {raw[:60]!r}")
@@ -79,17 +88,17 @@ class RefFiles:
                 for line in f.read().splitlines():
                     if line.startswith((b"#", b"^")) or b" " not in line:
                         continue
-                    sha, _, name = line.partition(b" ")
-                    if name.decode().startswith(prefix):
-                        found[name.decode()] = sha
+                    sha, _, refname = line.partition(b" ")
+                    if refname.decode().startswith(prefix):
+                        found[refname.decode()] = sha
         except FileNotFoundError:
             pass
         base = self.path(prefix.rstrip("/"))
         for root, _dirs, files in os.walk(base):
-            for name in files:
-                if name.endswith(".lock"):
+            for filename in files:
+                if filename.endswith(".lock"):
                     continue
-                full = os.path.join(root, name)
+                full = os.path.join(root, filename)
                 ref = os.path.relpath(full, self.gitdir).replace(os.sep, "/")
                 value = self.read(ref)
                 if value is not None:

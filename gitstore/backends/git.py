@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from .. import _yaml
 from .._git.layout import VERSIONS, entry_path, ref_for_version, version_of_ref
 from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, object_id
 from .._git.refs import RefFiles
@@ -56,14 +57,35 @@ class Commit:
 
 
 @dataclass
+class _EntryEdit:
+    """Pending changes to one entry: ``reset`` drops what the tip has, then ``files`` apply."""
+
+    reset: bool = False
+    files: dict[bytes, tuple[int, bytes] | None] = field(default_factory=dict)
+
+
+@dataclass
 class _Pending:
     """Changes not yet committed: one batch (or one store)."""
 
-    changes: dict[str, Changes] = field(default_factory=dict)  # ref -> path -> value
+    edits: dict[str, dict[tuple[bytes, ...], _EntryEdit]] = field(default_factory=dict)
     blobs: dict[bytes, bytes] = field(default_factory=dict)  # id -> content
     notes: dict[str, list[str]] = field(default_factory=dict)  # ref -> summary lines
     keys: dict[str, list[str]] = field(default_factory=dict)  # ref -> keys touched
     details: dict[str, str] = field(default_factory=dict)  # ref -> body (single store)
+
+    def edit(self, ref: str, entry: tuple[bytes, ...]) -> _EntryEdit:
+        return self.edits.setdefault(ref, {}).setdefault(entry, _EntryEdit())
+
+    def changes(self, ref: str) -> Changes:
+        """The edits of one ref as tree changes ``{path: value}``."""
+        out: Changes = {}
+        for entry, edit in self.edits.get(ref, {}).items():
+            if edit.reset:
+                out[entry] = None
+            for name, value in edit.files.items():
+                out[(*entry, name)] = value
+        return out
 
     def add_blob(self, data: bytes) -> bytes:
         sha = object_id(BLOB, data)
@@ -192,18 +214,19 @@ class GitDataStore(AbstractDataStore):
         own = getattr(self._local, "pending", None)
         pending = own if own is not None else _Pending()
         entry = entry_path(key)
-        comp = yaml.safe_dump(description, sort_keys=False, allow_unicode=True).encode()
-        changes = pending.changes.setdefault(ref, {})
-        changes[(*entry, _COMPONENT)] = (_FILE, pending.add_blob(comp))
+        comp_text = _yaml.dump(description)
+        comp = comp_text.encode()
+        edit = pending.edit(ref, entry)
+        edit.files[_COMPONENT] = (_FILE, pending.add_blob(comp))
         for old in self._attribute_names(key, ref, pending):
             if old.rsplit(b".", 1)[0] == attribute.encode():
-                changes[(*entry, old)] = None
+                edit.files[old] = None
         name = f"{attribute}.{codec.ext}".encode()
-        changes[(*entry, name)] = (_FILE, pending.add_blob(payload))
+        edit.files[name] = (_FILE, pending.add_blob(payload))
         pending.notes.setdefault(ref, []).append(
             f"store {attribute} of {description['type']} {key_hex(key)[:12]}")
         pending.keys.setdefault(ref, []).append(key)
-        pending.details[ref] = _describe_store(description, attribute)
+        pending.details[ref] = f"attribute: {attribute}\n{comp_text}"
         if own is None:
             self._commit(pending, None)
 
@@ -225,15 +248,15 @@ class GitDataStore(AbstractDataStore):
             except CorruptEntryError as exc:
                 exc.key = key
                 raise
-        if pending is not None:
-            for path, value in pending.changes.get(ref, {}).items():
-                if path == entry and value is None:
-                    listing.clear()
-                elif path[:3] == entry and len(path) == 4:
-                    if value is None:
-                        listing.pop(path[3], None)
-                    else:
-                        listing[path[3]] = value[1]
+        edit = pending.edits.get(ref, {}).get(entry) if pending is not None else None
+        if edit is not None:
+            if edit.reset:
+                listing.clear()
+            for name, value in edit.files.items():
+                if value is None:
+                    listing.pop(name, None)
+                else:
+                    listing[name] = value[1]
         return listing
 
     def _attribute_names(self, key: str, ref: str, pending: _Pending | None) -> list[bytes]:
@@ -285,14 +308,13 @@ class GitDataStore(AbstractDataStore):
             if not doomed:
                 continue
             removed = True
-            changes = pending.changes.setdefault(ref, {})
+            edit = pending.edit(ref, entry)
             if len(doomed) == len(names):  # nothing left: the entry goes
-                for path in [p for p in changes if p[:3] == entry]:
-                    del changes[path]
-                changes[entry] = None
+                edit.reset = True
+                edit.files.clear()
             else:
                 for name in doomed:
-                    changes[(*entry, name)] = None
+                    edit.files[name] = None
             what = attribute or "entry"
             pending.notes.setdefault(ref, []).append(f"delete {what} {key_hex(key)[:12]}")
             pending.keys.setdefault(ref, []).append(key)
@@ -331,7 +353,7 @@ class GitDataStore(AbstractDataStore):
         if comp is None:
             raise CorruptEntryError(f"entry tree {tree.decode()} has no {COMPONENT_FILE}")
         try:
-            description = yaml.safe_load(self._read_blob(comp[1]).decode("utf-8"))
+            description = _yaml.load(self._read_blob(comp[1]))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise CorruptEntryError(f"{COMPONENT_FILE} in {tree.decode()} is unreadable") \
                 from exc
@@ -343,10 +365,10 @@ class GitDataStore(AbstractDataStore):
     # --- committing ----------------------------------------------------------------------------
 
     def _commit(self, pending: _Pending, message: str | None) -> None:
-        if not pending.changes:
+        if not pending.edits:
             return
         db = self._db()
-        refs = sorted(pending.changes)
+        refs = sorted(pending.edits)
         for _attempt in range(20):
             with ExitStack() as locks:
                 for ref in refs:
@@ -356,7 +378,7 @@ class GitDataStore(AbstractDataStore):
                 for ref in refs:
                     old = self._refs.read(ref)
                     base = db.commit_tree(old) if old is not None else None
-                    tree = db.edit_tree(base, pending.changes[ref], objects) or _EMPTY_TREE
+                    tree = db.edit_tree(base, pending.changes(ref), objects) or _EMPTY_TREE
                     if tree == base:
                         continue
                     if tree == _EMPTY_TREE:
@@ -364,7 +386,9 @@ class GitDataStore(AbstractDataStore):
                     body = self._message(pending, ref, message)
                     raw = self._commit_bytes(tree, old, body)
                     objects.append((COMMIT, raw))
-                    updates.append((ref, old, object_id(COMMIT, raw)))
+                    commit_id = object_id(COMMIT, raw)
+                    db.remember_commit(commit_id, tree)
+                    updates.append((ref, old, commit_id))
                 if not updates:
                     return
                 db.write_pack(objects)
@@ -462,20 +486,3 @@ def _close_all(repos: list[Any], lock: threading.Lock) -> None:
             except BufferError:  # a caller still holds a view into a pack's mmap
                 pass
         repos.clear()
-
-
-def _describe_store(description: dict[str, Any], attribute: str) -> str:
-    lines = [
-        f"type: {description['type']}",
-        f"version: {description['version']}",
-        f"attribute: {attribute}",
-        f"key: {description['key']}",
-        "parameters:",
-    ]
-    params = yaml.safe_dump(description.get("parameters") or {}, sort_keys=True,
-                            allow_unicode=True).rstrip("\n")
-    lines += ["  " + line for line in params.splitlines()]
-    inputs = description.get("input")
-    if inputs:
-        lines.append(f"input: {inputs}")
-    return "\n".join(lines)

@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .. import _yaml
 from ..codecs import Codec, codec_by_name
 from ..errors import CorruptEntryError, StoreLocationError
 from ..keygenerators import join_with_underscores
@@ -26,6 +25,10 @@ __all__ = ["ShelveDataStore"]
 
 _DESCRIPTION = b"\x00component"  # attribute names never hold NUL
 _SUFFIXES = (".dat", ".dir", ".bak")
+
+
+def _text(name: str | bytes) -> str:
+    return name.decode() if isinstance(name, bytes) else name
 
 
 class ShelveDataStore(AbstractDataStore):
@@ -72,7 +75,7 @@ class ShelveDataStore(AbstractDataStore):
              payload: bytes) -> None:
         with dbm.dumb.open(self._path(key), "c") as db:
             if _DESCRIPTION not in db:
-                db[_DESCRIPTION] = yaml.safe_dump(description, sort_keys=False).encode()
+                db[_DESCRIPTION] = _yaml.dump(description).encode()
             db[attribute.encode()] = codec.name.encode() + b"\x00" + payload
 
     # docstring inherited
@@ -116,8 +119,8 @@ class ShelveDataStore(AbstractDataStore):
         for name in names:
             with dbm.dumb.open(self._path(name), "r") as db:
                 raw = db.get(_DESCRIPTION)
-                attrs = tuple(sorted(k.decode() for k in db.keys() if k != _DESCRIPTION))
+                attrs = tuple(sorted(_text(k) for k in db.keys() if k != _DESCRIPTION))
             if raw is None:
                 raise CorruptEntryError(f"entry {name} has no description", name)
-            description = yaml.safe_load(raw.decode())
+            description = _yaml.load(raw)
             yield Entry(str(description.get("key", name)), attrs, description)

@@ -1,0 +1,166 @@
+"""GitDataStore against joblib.Memory on small results, in one run on one machine.
+
+    python benchmarks/bench_git.py            # full: scaling up to 100,000 entries
+    python benchmarks/bench_git.py --quick    # a smoke run (CI runs it), up to 10,000
+
+Prints medians (µs per operation) and the ratios the git-backend issue targets; writes JSON to
+benchmarks/results/bench_git.json. Ratios, not absolute times, are what carry across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import joblib  # noqa: E402
+
+from gitstore import GitDataStore, ParameterSet  # noqa: E402
+
+
+class Result:
+    """A component whose data is a dict of 100 floats."""
+
+    def __init__(self, i: int, version: str = "bench") -> None:
+        self.parameters = ParameterSet({"i": i, "model": {"tau": 10.0, "n": 100}})
+        self.input = None
+        self.version = version
+
+
+def payload(i: int) -> dict[str, float]:
+    rng = random.Random(i)
+    return {f"x{j}": rng.random() for j in range(100)}
+
+
+def per_op(fn: Callable[[int], Any], ids: list[int], repeat: int = 5) -> float:
+    """Median over `repeat` rounds of the mean time per call (µs)."""
+    rounds = []
+    chunk = max(1, len(ids) // repeat)
+    for r in range(repeat):
+        part = ids[r * chunk:(r + 1) * chunk]
+        t0 = time.perf_counter()
+        for i in part:
+            fn(i)
+        rounds.append((time.perf_counter() - t0) / len(part) * 1e6)
+    return statistics.median(rounds)
+
+
+def bench_joblib(tmp: Path, n: int) -> dict[str, float]:
+    memory = joblib.Memory(str(tmp / "joblib"), verbose=0)
+
+    @memory.cache
+    def compute(i: int) -> dict[str, float]:
+        return payload(i)
+
+    ids = list(range(n))
+    miss = per_op(compute, ids)
+    hit = per_op(compute, ids)
+    return {"miss": miss, "hit": hit}
+
+
+def bench_git(tmp: Path, n: int) -> dict[str, float]:
+    store = GitDataStore(tmp / "git")
+    data = {i: payload(i) for i in range(3 * n)}
+    single = per_op(lambda i: store.store(Result(i), "data", data[i]), list(range(n)))
+    batch_ids = list(range(n, 2 * n))
+    t0 = time.perf_counter()
+    for start in range(0, len(batch_ids), 100):
+        with store.batch():
+            for i in batch_ids[start:start + 100]:
+                store.store(Result(i), "data", data[i])
+    batched = (time.perf_counter() - t0) / len(batch_ids) * 1e6
+    ids = list(range(2 * n))
+    random.Random(0).shuffle(ids)
+    store.close()
+    cold_store = GitDataStore(tmp / "git")  # a new process's view: nothing cached yet
+    cold = per_op(lambda i: cold_store.retrieve(Result(i), "data"), ids[:n], repeat=1)
+    warm = per_op(lambda i: cold_store.retrieve(Result(i), "data"), ids[:n])
+    assert cold_store.retrieve(Result(3), "data") == data[3]
+    cold_store.close()
+    return {"store": single, "store_batch": batched, "retrieve_cold": cold,
+            "retrieve_warm": warm}
+
+
+def fill(store: GitDataStore, start: int, stop: int) -> None:
+    for s in range(start, stop, 1000):
+        with store.batch():
+            for i in range(s, min(s + 1000, stop)):
+                store.store(Result(i), "data", {"i": i})
+
+
+def bench_scaling(tmp: Path, sizes: list[int], probes: int) -> dict[str, dict[str, float]]:
+    store = GitDataStore(tmp / "scale")
+    out: dict[str, dict[str, float]] = {}
+    filled = 0
+    for size in sizes:
+        fill(store, filled, size)
+        filled = size
+        rng = random.Random(size)
+        new_ids = list(range(10_000_000 + size, 10_000_000 + size + probes))
+        st = per_op(lambda i: store.store(Result(i), "data", {"i": i}), new_ids)
+        old_ids = [rng.randrange(size) for _ in range(probes)]
+        rt = per_op(lambda i: store.retrieve(Result(i), "data"), old_ids)
+        out[str(size)] = {"store": st, "retrieve_warm": rt}
+    store.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_git.json"))
+    args = parser.parse_args()
+    n = 300 if args.quick else 2000
+    sizes = [1000, 10_000] if args.quick else [1000, 10_000, 100_000]
+    probes = 200 if args.quick else 1000
+    tmp = Path(tempfile.mkdtemp(prefix="gitstore-bench-"))
+    try:
+        jl = bench_joblib(tmp, n)
+        gs = bench_git(tmp, n)
+        scaling = bench_scaling(tmp, sizes, probes)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    small, big = scaling[str(sizes[0])], scaling[str(sizes[-1])]
+    ratios = {
+        "retrieve_warm / joblib_hit (target <= 0.25)": gs["retrieve_warm"] / jl["hit"],
+        "store / joblib_miss (target <= 1.0)": gs["store"] / jl["miss"],
+        "store_batch / joblib_miss (target <= 0.1)": gs["store_batch"] / jl["miss"],
+        f"store at {sizes[-1]} / at {sizes[0]} (target <= 1.5)": big["store"] / small["store"],
+        f"retrieve at {sizes[-1]} / at {sizes[0]} (target <= 1.5)":
+            big["retrieve_warm"] / small["retrieve_warm"],
+    }
+    print(f"machine: {platform.machine()}, {platform.python_implementation()} "
+          f"{platform.python_version()}, {platform.system()}")
+    print(f"{'operation':38} {'µs/op':>10}")
+    for name, value in [("joblib miss (compute + store)", jl["miss"]),
+                        ("joblib hit", jl["hit"]),
+                        ("gitstore store (1 commit each)", gs["store"]),
+                        ("gitstore store (batches of 100)", gs["store_batch"]),
+                        ("gitstore retrieve, cold", gs["retrieve_cold"]),
+                        ("gitstore retrieve, warm", gs["retrieve_warm"])]:
+        print(f"{name:38} {value:10.1f}")
+    for size, figures in scaling.items():
+        print(f"{'at ' + size + ' entries: store':38} {figures['store']:10.1f}")
+        print(f"{'at ' + size + ' entries: retrieve warm':38} {figures['retrieve_warm']:10.1f}")
+    print()
+    for name, value in ratios.items():
+        print(f"{name:52} {value:6.2f}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"joblib": jl, "gitstore": gs, "scaling": scaling,
+                                          "ratios": ratios, "quick": args.quick}, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
