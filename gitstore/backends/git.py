@@ -238,11 +238,11 @@ class GitDataStore(AbstractDataStore):
         """
         entry = entry_path(key)
         listing: dict[bytes, bytes] = {}
-        tip = self._refs.read(ref)
-        if tip is not None:
+        root = self._tip_tree(ref)
+        if root is not None:
             db = self._db()
             try:
-                found = db.lookup(db.commit_tree(tip), entry)
+                found = db.lookup(root, entry)
                 if found is not None and found[0] == _DIR:
                     listing = {name: sha for name, (_mode, sha) in db.tree(found[1]).items()}
             except CorruptEntryError as exc:
@@ -258,6 +258,25 @@ class GitDataStore(AbstractDataStore):
                 else:
                     listing[name] = value[1]
         return listing
+
+    def _tip_tree(self, ref: str) -> bytes | None:
+        """The tree at the tip of ``ref`` (None if the ref does not exist).
+
+        Raises:
+            CorruptEntryError: the tip commit is missing or damaged, and stays so on a re-read
+                of the ref (a first failure can be a read racing an in-place ref update).
+        """
+        db = self._db()
+        for attempt in range(3):
+            tip = self._refs.read(ref)
+            if tip is None:
+                return None
+            try:
+                return db.commit_tree(tip)
+            except CorruptEntryError:
+                if attempt == 2 or self._refs.read(ref) == tip:
+                    raise
+        return None  # pragma: no cover
 
     def _attribute_names(self, key: str, ref: str, pending: _Pending | None) -> list[bytes]:
         return sorted(n for n in self._listing(key, ref, pending) if n != _COMPONENT)
@@ -327,10 +346,9 @@ class GitDataStore(AbstractDataStore):
         refs = [ref_for_version(version)] if version is not None else self._version_refs()
         db = self._db()
         for ref in refs:
-            tip = self._refs.read(ref)
-            if tip is None:
+            root = self._tip_tree(ref)
+            if root is None:
                 continue
-            root = db.commit_tree(tip)
             if key is not None:
                 found = db.lookup(root, entry_path(key))
                 if found is not None and found[0] == _DIR:
