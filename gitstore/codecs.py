@@ -181,6 +181,7 @@ def _json_bytes(value: Any) -> bytes:
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_STRINGLIKE = {str, bool, type(None)}
 
 
 def _native(value: Any) -> bool:
@@ -201,6 +202,12 @@ def _native(value: Any) -> bool:
         items = value.values()
     else:
         return False
+    kinds = set(map(type, items))
+    if kinds == {float}:  # a sum is finite only if every term is (an overflow just falls through)
+        if math.isfinite(sum(items)):
+            return True
+    elif kinds <= _STRINGLIKE:
+        return True
     for v in items:  # scalars inline: this runs on every store of plain data
         tv = type(v)
         if tv is float:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from components import SimpleComponent
 from conftest import git
 
@@ -264,3 +265,4 @@ def test_component_yaml_is_readable_by_git(tmp_path: Path) -> None:
     text = git("--git-dir", str(gitdir), "show",
                f"refs/gitstore/versions/1.0:{_tree_path(b)}/component.yaml")
     assert f"input: {key_of(a)}" in text and "key_scheme: k1-sha256" in text
+    assert yaml.safe_load(text)["parameters"] == {"n": 1}

@@ -77,10 +77,20 @@ def _tree_sort_key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
 
 def serialize_tree(entries: TreeEntries) -> bytes:
     """Raw tree content in git's order (directories sort as if they ended in '/')."""
+    return _serialize_tree(entries)[0]
+
+
+def _serialize_tree(entries: TreeEntries) -> tuple[bytes, dict[bytes, int]]:
     parts = []
+    offsets: dict[bytes, int] = {}
+    at = 0
     for name, (mode, sha) in sorted(entries.items(), key=_tree_sort_key):
-        parts.append(b"%o %s\x00%s" % (mode, name, bytes.fromhex(sha.decode())))
-    return b"".join(parts)
+        head = b"%o %s\x00" % (mode, name)
+        parts.append(head)
+        parts.append(bytes.fromhex(sha.decode()))
+        offsets[name] = at + len(head)
+        at += len(head) + 20
+    return b"".join(parts), offsets
 
 
 def _splice(raw: bytes, offsets: dict[bytes, int], changed: dict[bytes, bytes]) -> bytes:
@@ -118,6 +128,7 @@ class ObjectDB:
         self._commit_trees: dict[bytes, bytes] = {}
         self._cache_size = cache_size
         self._merge_baseline = 0  # pack count after our last merge check
+        self._writes = 0
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -214,12 +225,17 @@ class ObjectDB:
         base_entries: TreeEntries = self.tree(tree) if tree is not None else {}
         entries = dict(base_entries)
         children: dict[bytes, dict[tuple[bytes, ...], tuple[int, bytes] | None]] = {}
+        reshaped = False  # a name added or removed, or a mode changed: no splicing
+        changed: dict[bytes, bytes] = {}
         for path, value in changes.items():
             if len(path) == 1:
+                before = entries.get(path[0])
                 if value is None:
-                    entries.pop(path[0], None)
+                    reshaped |= entries.pop(path[0], None) is not None
                 else:
                     entries[path[0]] = value
+                    reshaped |= before is None or before[0] != value[0]
+                    changed[path[0]] = value[1]
             else:
                 children.setdefault(path[0], {})[path[1:]] = value
         for name, sub in children.items():
@@ -227,21 +243,19 @@ class ObjectDB:
             base = current[1] if current is not None and current[0] == 0o40000 else None
             new = self.edit_tree(base, sub, out)
             if new is None:
-                entries.pop(name, None)
+                reshaped |= entries.pop(name, None) is not None
             else:
                 entries[name] = (0o40000, new)
+                reshaped |= current is None or current[0] != 0o40000
+                changed[name] = new
         if not entries:
             return None
-        changed = {name: value[1] for name, value in entries.items()
-                   if base_entries.get(name) != value}
-        if tree is not None and entries.keys() == base_entries.keys() and all(
-                entries[name][0] == base_entries[name][0] for name in changed):
+        if tree is not None and not reshaped:
             # the common case (a fan-out tree whose child changed): patch ids in place
             _entries, raw, offsets = self._tree(tree)
             data = _splice(raw, offsets, changed)
         else:
-            data = serialize_tree(entries)
-            offsets = _parse_tree(data)[1]
+            data, offsets = _serialize_tree(entries)
         sha = object_id(TREE, data)
         if sha != tree:
             out.append((TREE, data))
@@ -310,6 +324,9 @@ class ObjectDB:
         rewritten about log16(n) times and the number of packs stays near
         ``MERGE_FAN_IN × tiers``. Only one process merges at a time (others skip).
         """
+        self._writes += 1
+        if self._writes % 4:
+            return  # look at the pack directory every few writes, not every one
         count = self.pack_count()
         if count < self._merge_baseline + MERGE_FAN_IN:
             return  # not enough new packs since the last look to fill a tier
@@ -405,10 +422,7 @@ def _index_v2(entries: list[tuple[bytes, int, int]], pack_checksum: bytes) -> by
     counts = [0] * 256
     for raw_id, _offset, _crc in entries:
         counts[raw_id[0]] += 1
-    fanout, total = [], 0
-    for c in counts:
-        total += c
-        fanout.append(total)
+    fanout = list(itertools.accumulate(counts))
     n = len(entries)
     small: list[int] = []
     large: list[int] = []

@@ -14,6 +14,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,9 @@ class RefFiles:
         self.gitdir = gitdir
         self.lockdir = os.path.join(gitdir, "gitstore", "locks")
         self._paths: dict[str, str] = {}
+        self._thread = threading.local()
+        self._all_fds: list[int] = []
+        self._all_fds_lock = threading.Lock()
 
     def path(self, ref: str) -> str:
         found = self._paths.get(ref)
@@ -115,28 +119,47 @@ class RefFiles:
         Raises:
             ConcurrencyError: not acquired within ``timeout`` seconds.
         """
-        os.makedirs(self.lockdir, exist_ok=True)
-        name = hashlib.sha1(ref.encode()).hexdigest()
-        fd = os.open(os.path.join(self.lockdir, name), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            deadline = time.monotonic() + timeout
-            delay = 0.0005
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise ConcurrencyError(f"could not lock {ref} within {timeout} s") \
-                            from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.02)
+        # one descriptor per thread and ref, kept open: flock excludes open file
+        # descriptions, so threads must not share one
+        if getattr(self._thread, "pid", None) != os.getpid():
+            # a forked child must not share its parent's descriptions (nor its locks)
+            self._thread.pid, self._thread.fds = os.getpid(), {}
+        fds: dict[str, int] = self._thread.fds
+        fd = fds.get(ref, -1)
+        if fd < 0:
+            os.makedirs(self.lockdir, exist_ok=True)
+            name = hashlib.sha1(ref.encode()).hexdigest()
+            fd = fds[ref] = os.open(os.path.join(self.lockdir, name),
+                                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            with self._all_fds_lock:
+                self._all_fds.append(fd)
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while True:
             try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConcurrencyError(f"could not lock {ref} within {timeout} s") \
+                        from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+        try:
+            yield
         finally:
-            os.close(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the lock files this object opened (in every thread)."""
+        with self._all_fds_lock:
+            for fd in self._all_fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._all_fds.clear()
+        self._thread = threading.local()
 
     def compare_and_swap(self, ref: str, old: bytes | None, new: bytes | None) -> bool:
         """Move ``ref`` from ``old`` to ``new`` (None: absent / delete); False if it moved.

@@ -181,6 +181,7 @@ class GitDataStore(AbstractDataStore):
     def close(self) -> None:
         # docstring inherited
         self._closed = True
+        self._refs.close()
         _close_all(self._repos, self._repos_lock)
         self._local = threading.local()
 
