@@ -60,7 +60,7 @@ def _scalar(value: Any) -> str | None:
         return text
     if t is str:
         if _BARE_TEXT.match(value) and value.lower() not in _RESERVED:
-            return value  # a plain scalar that every YAML reader takes as this string
+            return str(value)  # a plain scalar that every YAML reader takes as this string
         if _UNSAFE_TEXT.search(value):
             return None
         return json.dumps(value, ensure_ascii=False)  # a valid YAML double-quoted scalar
