@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +31,19 @@ from .. import _yaml
 from .._git.layout import VERSIONS, entry_path, ref_for_version, version_of_ref
 from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, object_id
 from .._git.refs import RefFiles
-from ..codecs import Codec, codec_by_ext
+from ..codecs import Codec, codec_by_ext, decode_bytes
 from ..component import get_version
-from ..errors import ConcurrencyError, CorruptEntryError, StoreError, StoreLocationError
+from ..errors import (
+    AmbiguousKeyError,
+    ConcurrencyError,
+    CorruptEntryError,
+    EntryNotFoundError,
+    GitStoreError,
+    StoreError,
+    StoreLocationError,
+)
 from ..keys import key_hex, key_of
+from ..params import MISSING, ParameterSet
 from .base import COMPONENT_FILE, AbstractDataStore, Entry
 
 __all__ = ["Commit", "GitDataStore"]
@@ -459,25 +468,225 @@ class GitDataStore(AbstractDataStore):
 
     def history(self, component: Any) -> list[Commit]:
         """The commits that changed ``component``'s entry, newest first."""
-        key = key_of(component)
-        ref = ref_for_version(get_version(component))
+        return self._history(ref_for_version(get_version(component)), key_of(component))
+
+    def _commits(self, ref: str) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        """First-parent history of a ref: (commit id, parsed header and message)."""
         db = self._db()
-        out: list[Commit] = []
         sha = self._refs.read(ref)
-        path = entry_path(key)
         while sha is not None:
             raw = db.read(sha, COMMIT)
             header, _, message = raw.partition(b"\n\n")
-            parents = [line[7:] for line in header.split(b"\n") if line.startswith(b"parent ")]
-            stamp = next(line for line in header.split(b"\n") if line.startswith(b"committer "))
-            mine = db.lookup(db.commit_tree(sha), path)
-            theirs = db.lookup(db.commit_tree(parents[0]), path) if parents else None
-            if mine != theirs:
-                out.append(Commit(sha.decode(), float(stamp.rsplit(b" ", 2)[1]),
-                                  message.decode("utf-8", "replace"),
-                                  tuple(p.decode() for p in parents)))
+            lines = header.split(b"\n")
+            parents = [line[7:] for line in lines if line.startswith(b"parent ")]
+            stamp = next((line for line in lines if line.startswith(b"committer ")), b"0 0 0")
+            yield sha, {"parents": parents, "time": float(stamp.rsplit(b" ", 2)[1]),
+                        "message": message.decode("utf-8", "replace")}
             sha = parents[0] if parents else None
+
+    def _history(self, ref: str, key: str | None) -> list[Commit]:
+        db = self._db()
+        out: list[Commit] = []
+        path = entry_path(key) if key is not None else None
+        for sha, info in self._commits(ref):
+            if path is not None:
+                parents = info["parents"]
+                mine = db.lookup(db.commit_tree(sha), path)
+                theirs = db.lookup(db.commit_tree(parents[0]), path) if parents else None
+                if mine == theirs:
+                    continue
+            out.append(Commit(sha.decode(), info["time"], info["message"],
+                              tuple(p.decode() for p in info["parents"])))
         return out
+
+    def log(self, key: str | None = None, version: Any = None) -> list[Commit]:
+        """Commits newest first: of every version (or one), or those touching one entry.
+
+        ``key`` may be any unique prefix (see :meth:`find`).
+        """
+        refs = [ref_for_version(version)] if version is not None else self._version_refs()
+        if key is not None:
+            entry = self.find(key)
+            refs = [ref_for_version(entry.version)]
+            key = entry.key
+        commits = [c for ref in refs for c in self._history(ref, key)]
+        return sorted(commits, key=lambda c: c.time, reverse=True)
+
+    # --- lookups by key (for the command line) --------------------------------------------------
+
+    def _walk(self, ref: str, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        """(hex digest, entry tree id) of every entry of ``ref`` whose digest starts so."""
+        db = self._db()
+        root = self._tip_tree(ref)
+        if root is None:
+            return
+        p = prefix.encode()
+        for n1, (m1, t1) in sorted(db.tree(root).items()):
+            if m1 != _DIR or not (n1.startswith(p[:2]) or p[:2].startswith(n1)):
+                continue
+            for n2, (m2, t2) in sorted(db.tree(t1).items()):
+                if m2 != _DIR or not (n2.startswith(p[2:4]) or p[2:4].startswith(n2)):
+                    continue
+                for n3, (m3, t3) in sorted(db.tree(t2).items()):
+                    if m3 == _DIR and n3.startswith(p):
+                        yield n3.decode(), t3
+
+    def find(self, prefix: str) -> Entry:
+        """The entry whose key starts with ``prefix`` (with or without ``k1-sha256:``).
+
+        Raises:
+            EntryNotFoundError: no key starts so.
+            AmbiguousKeyError: several do (``.candidates`` lists them).
+        """
+        digest = key_hex(prefix.strip()).lower()
+        if not digest or digest.strip("0123456789abcdef"):
+            raise EntryNotFoundError(f"{prefix!r} is not a key or key prefix (hex digits)")
+        found = {}
+        for ref in self._version_refs():
+            for hexkey, tree in self._walk(ref, digest):
+                found[hexkey] = tree
+        if not found:
+            raise EntryNotFoundError(f"no entry with a key starting {prefix!r}")
+        if len(found) > 1:
+            raise AmbiguousKeyError(prefix, sorted(found))
+        return self._entry(next(iter(found.values())))
+
+    def attributes(self, key: str) -> dict[str, dict[str, Any]]:
+        """``{attribute: {"file", "codec", "size", "id"}}`` of the entry with this key (prefix)."""
+        entry = self.find(key)
+        listing = self._listing(entry.key, ref_for_version(entry.version), None)
+        out = {}
+        for name, sha in sorted(listing.items()):
+            if name == _COMPONENT:
+                continue
+            attribute, _, ext = name.decode().rpartition(".")
+            out[attribute] = {"file": name.decode(), "codec": codec_by_ext(ext).name,
+                              "size": len(self._read_blob(sha)), "id": sha.decode()}
+        return out
+
+    def read(self, key: str, attribute: str, raw: bool = False) -> Any:
+        """An attribute of the entry with this key (prefix): decoded, or the file's bytes.
+
+        Raises:
+            EntryNotFoundError: no such entry or attribute.
+            UntrustedDataError: a pickle, without ``allow_pickle=True`` (not for ``raw``).
+        """
+        entry = self.find(key)
+        found = self._get(entry.key, attribute, entry.version)
+        if found is None:
+            raise EntryNotFoundError(
+                f"entry {key_hex(entry.key)[:12]} has no attribute {attribute!r} "
+                f"(it has: {', '.join(entry.attributes) or 'none'})")
+        codec, data = found
+        return data if raw else decode_bytes(codec, data, self.allow_pickle)
+
+    def diff(self, key_a: str, key_b: str) -> dict[str, Any]:
+        """What differs between two entries: type, version, each parameter path, inputs."""
+        a, b = self.find(key_a).component, self.find(key_b).component
+        out: dict[str, Any] = {}
+        for field_name in ("type", "version", "input"):
+            if a.get(field_name) != b.get(field_name):
+                out[field_name] = (a.get(field_name), b.get(field_name))
+        params = ParameterSet(a.get("parameters") or {}).diff(b.get("parameters") or {})
+        if params:
+            out["parameters"] = {k: (_show(x), _show(y)) for k, (x, y) in params.items()}
+        return out
+
+    def entry_dates(self, version: Any) -> dict[str, float]:
+        """When each entry of a version last changed: ``{hex digest: unix time}``."""
+        db = self._db()
+        ref = ref_for_version(version)
+        remaining = {hexkey for hexkey, _tree in self._walk(ref)}
+        dates: dict[str, float] = {}
+        for sha, info in self._commits(ref):
+            if not remaining:
+                break
+            parents = info["parents"]
+            before = db.commit_tree(parents[0]) if parents else None
+            for hexkey in _changed_entries(db, db.commit_tree(sha), before):
+                if hexkey in remaining:
+                    dates[hexkey] = info["time"]
+                    remaining.discard(hexkey)
+        return dates
+
+    # --- maintenance ---------------------------------------------------------------------------
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
+        """Read every object reachable from the store's refs, check its id, decode every
+        attribute; return a description of each problem found (empty: all is well)."""
+        problems: list[str] = []
+        refs = self._version_refs()
+        for done, ref in enumerate(refs):
+            version = version_of_ref(ref)
+            try:
+                for hexkey, tree in list(self._walk(ref)):
+                    try:
+                        entry = self._entry(tree)
+                        for attribute in entry.attributes:
+                            found = self._get(entry.key, attribute, version)
+                            if found is not None and found[0].trusted:
+                                decode_bytes(found[0], found[1])
+                    except GitStoreError as exc:
+                        problems.append(f"version {version}, entry {hexkey[:12]}: {exc}")
+                for sha, _info in self._commits(ref):
+                    pass  # reading each commit checks it
+            except GitStoreError as exc:
+                problems.append(f"version {version}: {exc}")
+            if progress is not None:
+                progress(done + 1, len(refs))
+        return problems
+
+    def stats(self) -> dict[str, Any]:
+        """Entries, versions, bytes on disk, loose and packed objects."""
+        objects = Path(self.gitdir) / "objects"
+        loose = [f for d in objects.glob("[0-9a-f][0-9a-f]") for f in d.iterdir()]
+        packs = list((objects / "pack").glob("*.pack"))
+        total = sum(f.stat().st_size for f in objects.rglob("*") if f.is_file())
+        packed = 0
+        for pack in packs:
+            with open(pack, "rb") as f:
+                packed += int.from_bytes(f.read(12)[8:12], "big")
+        versions = self.versions()
+        return {
+            "path": str(self.path),
+            "versions": len(versions),
+            "entries": sum(1 for ref in self._version_refs() for _ in self._walk(ref)),
+            "bytes": total,
+            "loose_objects": len(loose),
+            "packed_objects": packed,
+            "packs": len(packs),
+        }
+
+    def prune(self, versions: list[str] | None = None, older_than: float | None = None,
+              keep_last: int | None = None, dry_run: bool = False) -> list[str]:
+        """Delete whole versions: those named, those whose last store is older than
+        ``older_than`` seconds, or all but the ``keep_last`` most recently stored ones.
+        Returns the versions deleted (or that would be, with ``dry_run``). Their objects go
+        at the next :meth:`gc`.
+        """
+        tips = {}
+        for ref in self._version_refs():
+            commits = self._commits(ref)
+            first = next(commits, None)
+            tips[version_of_ref(ref)] = first[1]["time"] if first else 0.0
+        doomed: set[str] = set()
+        if versions:
+            unknown = [v for v in versions if v not in tips]
+            if unknown:
+                raise EntryNotFoundError(f"no such version: {', '.join(unknown)}")
+            doomed.update(versions)
+        if older_than is not None:
+            limit = time.time() - older_than
+            doomed.update(v for v, t in tips.items() if t < limit)
+        if keep_last is not None:
+            newest = sorted(tips, key=lambda v: tips[v], reverse=True)
+            doomed.update(newest[keep_last:])
+        if not dry_run:
+            for version in sorted(doomed):
+                ref = ref_for_version(version)
+                with self._refs.locked(ref):
+                    self._refs.compare_and_swap(ref, self._refs.read(ref), None)
+        return sorted(doomed)
 
     def gc(self) -> None:
         """Repack everything into one pack and drop unreachable objects (runs ``git gc``).
@@ -495,6 +704,26 @@ class GitDataStore(AbstractDataStore):
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise StoreError(f"git gc failed: {result.stderr.strip()}")
+
+
+def _changed_entries(db: ObjectDB, tree: bytes, before: bytes | None) -> Iterator[str]:
+    """Hex digests of entries that differ between two root trees (walking only what differs)."""
+    def walk(a: bytes | None, b: bytes | None, depth: int) -> Iterator[str]:
+        ta = db.tree(a) if a is not None else {}
+        tb = db.tree(b) if b is not None else {}
+        for name in ta.keys() | tb.keys():
+            ea, eb = ta.get(name), tb.get(name)
+            if ea == eb:
+                continue
+            if depth == 2:
+                yield name.decode()
+            else:
+                yield from walk(ea[1] if ea else None, eb[1] if eb else None, depth + 1)
+    return walk(tree, before, 0)
+
+
+def _show(value: Any) -> Any:
+    return None if value is MISSING else value
 
 
 def _close_all(repos: list[Any], lock: threading.Lock) -> None:

@@ -1,0 +1,1 @@
+"""The ``gitstore`` command line (installed as the package ``gitstore_cli``)."""

@@ -1,0 +1,398 @@
+"""``gitstore``: the command line. Each command calls one method of :class:`GitDataStore`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gitstore import GitDataStore, ParameterSet
+from gitstore.errors import GitStoreError, StoreLocationError
+from gitstore.keys import key_hex
+
+app = typer.Typer(
+    help="Cache the results of long computations in a git repository.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# full width when piped: tables of keys and type names must not wrap in a log file
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _State:
+    store_path = Path(".gitstore")
+    debug = False
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command(name: str | None = None, parent: typer.Typer = app) -> Callable[[F], F]:
+    """Register a command whose gitstore errors become one line on stderr and exit code 1."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except GitStoreError as exc:
+                if _State.debug:
+                    raise
+                err.print(f"gitstore: error: {exc}", markup=False)
+                raise typer.Exit(1) from None
+
+        parent.command(name)(run)
+        return fn
+
+    return wrap
+
+
+@app.callback()
+def main_options(
+    store: Annotated[Path, typer.Option(
+        "--store", envvar="GITSTORE_DIR", help="The store (a git repository).",
+        show_default=True)] = Path(".gitstore"),
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """gitstore keeps results under keys derived from what computed them.
+
+    Example: gitstore --store results.git ls --type mymodel.Simulation
+    """
+    _State.store_path = store
+    _State.debug = debug
+
+
+def open_store(create: bool = False) -> GitDataStore:
+    path = _State.store_path
+    if not create and not path.exists():
+        raise StoreLocationError(f"no store at {path} (run 'gitstore init' or pass --store)",
+                                 str(path))
+    return GitDataStore(path, create=create)
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[float], None]]:
+    """A rich progress bar on a terminal; nothing when output is not one."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task(label, total=1.0)
+        yield lambda fraction: bar.update(task, completed=fraction)
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def when(timestamp: float | None) -> str:
+    if not timestamp:
+        return ""
+    return _dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+
+
+# --- commands --------------------------------------------------------------------------------
+
+@command()
+def init() -> None:
+    """Create a store (a bare git repository) at --store.
+
+    Example: gitstore --store results.git init
+    """
+    store = open_store(create=True)
+    out.print(f"store ready at {store.path}")
+    store.close()
+
+
+@command("ls")
+def ls(
+    type_: Annotated[str | None, typer.Option("--type", help="Only this component type.")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Only this version.")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="Only entries whose parameter NAME (dotted) equals VALUE (YAML).",
+        metavar="NAME=VALUE")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """List entries: key prefix, type, version, attributes, size, date.
+
+    Example: gitstore ls --type demo.Population --param n_neurons=4000
+    """
+    wanted = {}
+    for item in param or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--param takes NAME=VALUE, not {item!r}")
+        wanted[name] = ParameterSet(f"v: {value}")["v"] if value else None
+    with open_store() as store:
+        rows = []
+        dates: dict[str, dict[str, float]] = {}
+        for entry in store.entries(version=version, type=type_):
+            flat = ParameterSet(entry.component.get("parameters") or {}).flat()
+            if any(flat.get(k) != v for k, v in wanted.items()):
+                continue
+            if entry.version not in dates:
+                dates[entry.version] = store.entry_dates(entry.version)
+            sizes = store.attributes(entry.key)
+            rows.append({
+                "key": entry.key, "type": entry.type, "version": entry.version,
+                "attributes": list(entry.attributes),
+                "size": sum(a["size"] for a in sizes.values()),
+                "date": dates[entry.version].get(key_hex(entry.key)),
+            })
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(box=None)
+    for column in ("key", "type", "version", "attributes", "size", "date"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for row in rows:
+        table.add_row(key_hex(row["key"])[:12], row["type"], row["version"],
+                      ",".join(row["attributes"]), _size(row["size"]), when(row["date"]))
+    out.print(table)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)  # pragma: no cover
+
+
+@command()
+def show(
+    key: Annotated[str, typer.Argument(help="A key or any unique prefix.")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Show an entry: its component.yaml, its input tree and its attributes.
+
+    Example: gitstore show 3fa2c1
+    """
+    with open_store() as store:
+        entry = store.find(key)
+        attributes = store.attributes(entry.key)
+        tree = _input_tree(store, entry.component)
+    if as_json:
+        emit_json({"key": entry.key, "component": entry.component, "attributes": attributes,
+                   "inputs": tree})
+        return
+    from gitstore import _yaml
+
+    out.print(_yaml.dump(entry.component).rstrip(), markup=False)
+    out.print("\ninputs:" if tree else "\ninputs: none")
+    _print_tree(tree, "  ")
+    out.print("\nattributes:")
+    for name, info in attributes.items():
+        out.print(f"  {name:20} {info['codec']:7} {_size(info['size']):>10}  {info['file']}",
+                  markup=False)
+
+
+def _input_tree(store: GitDataStore, component: dict[str, Any]) -> list[dict[str, Any]]:
+    inputs = component.get("input")
+    keys = inputs if isinstance(inputs, list) else ([inputs] if inputs else [])
+    nodes = []
+    for k in keys:
+        try:
+            child = store.find(k).component
+            nodes.append({"key": k, "type": child.get("type"),
+                          "inputs": _input_tree(store, child)})
+        except GitStoreError:
+            nodes.append({"key": k, "type": "(not in this store)", "inputs": []})
+    return nodes
+
+
+def _print_tree(nodes: list[dict[str, Any]], indent: str) -> None:
+    for node in nodes:
+        out.print(f"{indent}{key_hex(node['key'])[:12]}  {node['type']}", markup=False)
+        _print_tree(node["inputs"], indent + "  ")
+
+
+@command()
+def get(
+    key: Annotated[str, typer.Argument(help="A key or any unique prefix.")],
+    attribute: Annotated[str, typer.Argument(help="The attribute's name.")],
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Write the stored file (.npy, .json, ...) here.")] = None,
+) -> None:
+    """Print an attribute, or write its file with -o.
+
+    Example: gitstore get 3fa2c1 rates -o rates.json
+    """
+    with open_store() as store:
+        if output is not None:
+            data = store.read(key, attribute, raw=True)
+            tmp = output.with_name(f".{output.name}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, output)
+            err.print(f"wrote {len(data)} bytes to {output}")
+            return
+        value = store.read(key, attribute)
+    out.print(value if isinstance(value, str) else repr(value), markup=False)
+
+
+@command()
+def log(
+    key: Annotated[str | None, typer.Argument(help="Only commits touching this entry.")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Only this version.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Show the history of stores and deletes, newest first.
+
+    Example: gitstore log 3fa2c1
+    """
+    with open_store() as store:
+        commits = store.log(key, version)
+    if as_json:
+        emit_json([{"id": c.id, "time": c.time, "message": c.message} for c in commits])
+        return
+    for c in commits:
+        out.print(f"[yellow]{c.id[:10]}[/] {when(c.time)}  {c.message.splitlines()[0]}")
+
+
+@command()
+def diff(
+    key_a: Annotated[str, typer.Argument(help="First key (prefix).")],
+    key_b: Annotated[str, typer.Argument(help="Second key (prefix).")],
+) -> None:
+    """Show how two entries differ: type, version, parameters, inputs.
+
+    Example: gitstore diff 3fa2c1 9b0e44
+    """
+    with open_store() as store:
+        changes = store.diff(key_a, key_b)
+    if not changes:
+        out.print("no difference in type, version, parameters or inputs")
+    for field_name, value in changes.items():
+        if field_name == "parameters":
+            for path, (a, b) in value.items():
+                out.print(f"parameter {path}: {a!r} -> {b!r}", markup=False)
+        else:
+            out.print(f"{field_name}: {value[0]!r} -> {value[1]!r}", markup=False)
+
+
+@command()
+def gc() -> None:
+    """Repack the store into one pack and drop unreachable objects (runs git gc).
+
+    Example: gitstore gc
+    """
+    with open_store() as store, progress_bar("gc") as advance:
+        store.gc()
+        advance(1.0)
+    out.print("done")
+
+
+@command()
+def verify(as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
+    """Read and check every object, decode every attribute; exit 1 if anything is corrupt.
+
+    Example: gitstore verify
+    """
+    with open_store() as store, progress_bar("verify") as advance:
+        problems = store.verify(lambda done, total: advance(done / max(total, 1)))
+    if as_json:
+        emit_json({"ok": not problems, "problems": problems})
+    elif problems:
+        for p in problems:
+            err.print(f"corrupt: {p}", markup=False)
+    else:
+        out.print("all objects verified")
+    if problems:
+        raise typer.Exit(1)
+
+
+@command()
+def stats(as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
+    """Entries, versions, bytes, loose and packed objects.
+
+    Example: gitstore stats --json
+    """
+    with open_store() as store:
+        figures = store.stats()
+    if as_json:
+        emit_json(figures)
+        return
+    for name, value in figures.items():
+        out.print(f"{name:15} {value}", markup=False)
+
+
+@command()
+def prune(
+    version: Annotated[list[str] | None, typer.Option("--version", help="Delete this version.")
+                       ] = None,
+    older_than: Annotated[float | None, typer.Option(
+        "--older-than", help="Delete versions last stored more than DAYS ago.",
+        metavar="DAYS")] = None,
+    keep_last: Annotated[int | None, typer.Option(
+        "--keep-last", help="Keep only the N most recently stored versions.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
+) -> None:
+    """Delete whole versions (their objects go at the next gc).
+
+    Example: gitstore prune --keep-last 3 --dry-run
+    """
+    if not (version or older_than is not None or keep_last is not None):
+        raise typer.BadParameter("say what to prune: --version, --older-than or --keep-last")
+    with open_store() as store:
+        gone = store.prune(version, None if older_than is None else older_than * 86400,
+                           keep_last, dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    out.print(f"{verb} {len(gone)} version(s)" + (": " + ", ".join(gone) if gone else ""))
+
+
+@command()
+def demo(
+    params: Annotated[Path | None, typer.Option(
+        "--params", help="Parameter file (YAML) for the demo pipeline.")] = None,
+) -> None:
+    """Run a three-stage pipeline twice: the first run computes, the second hits the store.
+
+    Example: gitstore demo --params my_params.yaml
+    """
+    from gitstore_cli import demo as pipeline
+
+    parameters = ParameterSet(params or pipeline.PARAMS)
+    store = open_store(create=True)
+    out.print(f"store: {store.path}  (parameters: {params or 'built-in demo_params.yaml'})")
+    with store:
+        for run in (1, 2):
+            with Progress(TextColumn("{task.description:12}"), BarColumn(),
+                          TimeElapsedColumn(), console=err, transient=True,
+                          disable=not err.is_terminal) as bar:
+                tasks: dict[str, Any] = {}
+
+                def report(stage: str, fraction: float) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = bar.add_task(stage, total=1.0)
+                    bar.update(tasks[stage], completed=fraction)
+
+                result = pipeline.run(store, parameters, report)
+            what = ("computed " + ", ".join(result["computed"]) if result["computed"]
+                    else "served from the store")
+            out.print(f"run {run}: {what} in {result['seconds']:.2f} s — "
+                      f"{result['spikes']} spikes, mean rate {result['mean_rate_hz']:.2f} Hz")
+        out.print("\nkeys: " + ", ".join(key_hex(k)[:12] for k in result["keys"]))
+        out.print("\nlog:")
+        for c in store.log()[:6]:
+            out.print(f"  {c.id[:10]} {when(c.time)}  {c.message.splitlines()[0]}",
+                      markup=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
