@@ -99,21 +99,35 @@ def fill(store: GitDataStore, start: int, stop: int) -> None:
                 store.store(Result(i), "data", {"i": i})
 
 
-def bench_scaling(tmp: Path, sizes: list[int], probes: int) -> dict[str, dict[str, float]]:
-    store = GitDataStore(tmp / "scale")
-    out: dict[str, dict[str, float]] = {}
-    filled = 0
+def bench_scaling(tmp: Path, sizes: list[int], probes: int, rounds: int = 5
+                  ) -> dict[str, dict[str, float]]:
+    """Per-operation time at each size. Stores of every size are built first, then measured
+    in alternating rounds, so that drift in the machine's load hits every size alike."""
+    paths = {}
     for size in sizes:
-        fill(store, filled, size)
-        filled = size
-        rng = random.Random(size)
-        new_ids = list(range(10_000_000 + size, 10_000_000 + size + probes))
-        st = per_op(lambda i: store.store(Result(i), "data", {"i": i}), new_ids)
-        old_ids = [rng.randrange(size) for _ in range(probes)]
-        rt = per_op(lambda i: store.retrieve(Result(i), "data"), old_ids)
-        out[str(size)] = {"store": st, "retrieve_warm": rt}
-    store.close()
-    return out
+        paths[size] = tmp / f"scale{size}"
+        with GitDataStore(paths[size]) as store:
+            fill(store, 0, size)
+    stores = {size: GitDataStore(paths[size]) for size in sizes}  # fresh: nothing cached
+    samples: dict[int, dict[str, list[float]]] = {
+        size: {"store": [], "retrieve_cold": [], "retrieve_warm": []} for size in sizes}
+    per_round = max(1, probes // rounds)
+    for r in range(rounds):
+        for size in sizes:
+            store = stores[size]
+            rng = random.Random(size * 1000 + r)
+            new_ids = list(range(10_000_000 + r * per_round, 10_000_000 + (r + 1) * per_round))
+            samples[size]["store"].append(
+                per_op(lambda i: store.store(Result(i), "data", {"i": i}), new_ids, repeat=1))
+            old_ids = [rng.randrange(size) for _ in range(per_round)]
+            samples[size]["retrieve_cold"].append(
+                per_op(lambda i: store.retrieve(Result(i), "data"), old_ids, repeat=1))
+            samples[size]["retrieve_warm"].append(
+                per_op(lambda i: store.retrieve(Result(i), "data"), old_ids, repeat=1))
+    for store in stores.values():
+        store.close()
+    return {str(size): {name: statistics.median(values) for name, values in figures.items()}
+            for size, figures in samples.items()}
 
 
 def main() -> None:
@@ -151,8 +165,8 @@ def main() -> None:
                         ("gitstore retrieve, warm", gs["retrieve_warm"])]:
         print(f"{name:38} {value:10.1f}")
     for size, figures in scaling.items():
-        print(f"{'at ' + size + ' entries: store':38} {figures['store']:10.1f}")
-        print(f"{'at ' + size + ' entries: retrieve warm':38} {figures['retrieve_warm']:10.1f}")
+        for name, value in figures.items():
+            print(f"{'at ' + size + ' entries: ' + name.replace('_', ' '):38} {value:10.1f}")
     print()
     for name, value in ratios.items():
         print(f"{name:52} {value:6.2f}")

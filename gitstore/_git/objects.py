@@ -262,6 +262,16 @@ class ObjectDB:
             self._remember_tree(sha, (entries, data, offsets))
         return sha
 
+    def make_tree(self, entries: TreeEntries, out: list[Obj]) -> bytes | None:
+        """A tree of ``entries`` (appended to ``out`` if new); None when empty."""
+        if not entries:
+            return None
+        data, offsets = _serialize_tree(entries)
+        sha = object_id(TREE, data)
+        out.append((TREE, data))  # written even if known: it may come from an aborted commit
+        self._remember_tree(sha, (dict(entries), data, offsets))
+        return sha
+
     # --- writing ---------------------------------------------------------------------------------
 
     def write_pack(self, objects: Iterable[Obj], level: int = 1) -> list[bytes]:

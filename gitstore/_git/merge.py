@@ -1,0 +1,88 @@
+"""Three-way merge of two histories of one version (plumbing).
+
+Trees merge name by name against their merge base: a side that did not change keeps the other
+side's change, so an entry added on either side is kept and an entry deleted on one side and
+untouched on the other stays deleted. When both sides changed the same file differently (the same
+key and attribute with different bytes, or changed on one side and deleted on the other), that is
+a conflict: reported, never silently resolved, unless the caller chose ``ours`` or ``theirs``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dulwich.objects import ObjectID
+
+from .objects import Obj, ObjectDB, TreeEntries
+
+__all__ = ["is_ancestor", "merge_base", "merge_trees"]
+
+_DIR = 0o40000
+Item = tuple[int, bytes] | None  # (mode, id) of one name, or absent
+
+
+def is_ancestor(repo: Any, ancestor: bytes, descendant: bytes) -> bool:
+    """Whether commit ``ancestor`` is reachable from ``descendant`` (both present locally)."""
+    from dulwich.graph import can_fast_forward
+
+    return bool(can_fast_forward(repo, ObjectID(ancestor), ObjectID(descendant)))
+
+
+def merge_base(repo: Any, a: bytes, b: bytes) -> bytes | None:
+    """The best common ancestor of two commits, or None."""
+    from dulwich.graph import find_merge_base
+
+    bases = find_merge_base(repo, [ObjectID(a), ObjectID(b)])
+    return bytes(bases[0]) if bases else None
+
+
+def merge_trees(db: ObjectDB, base: bytes | None, ours: bytes | None, theirs: bytes | None,
+                out: list[Obj], prefer: str | None = None) -> tuple[bytes | None, list[str]]:
+    """Merge two root trees against ``base``; new tree objects are appended to ``out``.
+
+    Returns the merged tree id (None if empty) and the conflicting paths. With conflicts and
+    no ``prefer``, the tree returned is meaningless and must not be committed.
+    """
+    conflicts: list[str] = []
+    item = _merge(db, _as_dir(base), _as_dir(ours), _as_dir(theirs), b"", out, prefer,
+                  conflicts)
+    return (item[1] if item is not None else None), conflicts
+
+
+def _as_dir(tree: bytes | None) -> Item:
+    return (_DIR, tree) if tree is not None else None
+
+
+def _merge(db: ObjectDB, base: Item, ours: Item, theirs: Item, path: bytes, out: list[Obj],
+           prefer: str | None, conflicts: list[str]) -> Item:
+    if ours == theirs:
+        return ours
+    if ours == base:
+        return theirs
+    if theirs == base:
+        return ours
+    if all(x is None or x[0] == _DIR for x in (base, ours, theirs)):
+        return _merge_dirs(db, base, ours, theirs, path, out, prefer, conflicts)
+    if prefer == "ours":
+        return ours
+    if prefer == "theirs":
+        return theirs
+    conflicts.append(path.decode("utf-8", "replace"))
+    return ours
+
+
+def _entries(db: ObjectDB, item: Item) -> TreeEntries:
+    return db.tree(item[1]) if item is not None and item[0] == _DIR else {}
+
+
+def _merge_dirs(db: ObjectDB, base: Item, ours: Item, theirs: Item, path: bytes,
+                out: list[Obj], prefer: str | None, conflicts: list[str]) -> Item:
+    b, o, t = _entries(db, base), _entries(db, ours), _entries(db, theirs)
+    merged: TreeEntries = {}
+    for name in sorted(b.keys() | o.keys() | t.keys()):
+        child = _merge(db, b.get(name), o.get(name), t.get(name),
+                       path + b"/" + name if path else name, out, prefer, conflicts)
+        if child is not None:
+            merged[name] = child
+    tree = db.make_tree(merged, out)
+    return (_DIR, tree) if tree is not None else None
