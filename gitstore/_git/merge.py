@@ -18,6 +18,7 @@ from .objects import Obj, ObjectDB, TreeEntries
 __all__ = ["is_ancestor", "merge_base", "merge_trees"]
 
 _DIR = 0o40000
+_COMPONENT = b"component.yaml"
 Item = tuple[int, bytes] | None  # (mode, id) of one name, or absent
 
 
@@ -61,6 +62,8 @@ def _merge(db: ObjectDB, base: Item, ours: Item, theirs: Item, path: bytes, out:
         return theirs
     if theirs == base:
         return ours
+    if path.count(b"/") == 2:  # an entry: <hex[0:2]>/<hex[2:4]>/<hex>
+        return _merge_entry(db, base, ours, theirs, path, out, prefer, conflicts)
     if all(x is None or x[0] == _DIR for x in (base, ours, theirs)):
         return _merge_dirs(db, base, ours, theirs, path, out, prefer, conflicts)
     if prefer == "ours":
@@ -73,6 +76,40 @@ def _merge(db: ObjectDB, base: Item, ours: Item, theirs: Item, path: bytes, out:
 
 def _entries(db: ObjectDB, item: Item) -> TreeEntries:
     return db.tree(item[1]) if item is not None and item[0] == _DIR else {}
+
+
+def _by_attribute(entries: TreeEntries) -> dict[bytes, tuple[bytes, tuple[int, bytes]]]:
+    """``{attribute: (file name, (mode, id))}``: one attribute may change its extension."""
+    return {name.rsplit(b".", 1)[0]: (name, item) for name, item in entries.items()
+            if name != _COMPONENT}
+
+
+def _merge_entry(db: ObjectDB, base: Item, ours: Item, theirs: Item, path: bytes,
+                 out: list[Obj], prefer: str | None, conflicts: list[str]) -> Item:
+    """Merge one entry attribute by attribute (a file's name carries its codec)."""
+    b, o, t = (_entries(db, x) for x in (base, ours, theirs))
+    ab, ao, at = _by_attribute(b), _by_attribute(o), _by_attribute(t)
+    merged: TreeEntries = {}
+    for attribute in sorted(ab.keys() | ao.keys() | at.keys()):
+        vb, vo, vt = ab.get(attribute), ao.get(attribute), at.get(attribute)
+        if vo == vt or vt == vb:
+            chosen = vo
+        elif vo == vb:
+            chosen = vt
+        elif prefer in ("ours", "theirs"):
+            chosen = vo if prefer == "ours" else vt
+        else:
+            conflicts.append((path + b"/" + (vo or vt or vb)[0]).decode())  # type: ignore[index]
+            chosen = vo
+        if chosen is not None:
+            merged[chosen[0]] = chosen[1]
+    if not merged:
+        return None  # no attribute left: the entry goes
+    description = o.get(_COMPONENT) or t.get(_COMPONENT) or b.get(_COMPONENT)
+    if description is not None:
+        merged[_COMPONENT] = description
+    tree = db.make_tree(merged, out)
+    return (_DIR, tree) if tree is not None else None
 
 
 def _merge_dirs(db: ObjectDB, base: Item, ours: Item, theirs: Item, path: bytes,
