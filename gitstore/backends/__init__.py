@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import AbstractDataStore, Entry
-from .git import GitDataStore
+from .git import Explanation, GitDataStore
 from .shelve import ShelveDataStore
 
 __all__ = ["AbstractDataStore", "Entry", "GitDataStore", "ShelveDataStore"]
