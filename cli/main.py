@@ -389,6 +389,248 @@ def demo(
                       markup=False)
 
 
+class Described:
+    """A component rebuilt from a description file (component.yaml's fields)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        from gitstore.keys import PinnedKey
+
+        self.full_type = str(data["type"])
+        self.version = data["version"]
+        self.parameters = ParameterSet(data.get("parameters") or {})
+        inputs = data.get("input")
+        self.input = [PinnedKey(k) for k in inputs] if isinstance(inputs, list) else \
+            (PinnedKey(inputs) if inputs else None)
+
+
+@command()
+def explain(
+    description: Annotated[Path, typer.Argument(
+        help="A YAML file with type, version, parameters and input (keys), as in "
+             "component.yaml.")],
+    attribute: Annotated[str | None, typer.Option("--attribute", help="Ask for this one.")
+                         ] = None,
+) -> None:
+    """Say whether a component is stored, or which stored entries are nearest and how they differ.
+
+    Example: gitstore explain wanted.yaml   (edit a copy of an entry's component.yaml)
+    """
+    from gitstore.errors import ParameterFileError
+
+    data = ParameterSet(description).as_dict()
+    missing = [f for f in ("type", "version") if f not in data]
+    if missing:
+        raise ParameterFileError(str(description), None, f"missing {', '.join(missing)}")
+    with open_store() as store:
+        out.print(str(store.explain(Described(data), attribute)), markup=False)
+
+
+@command()
+def checkout(
+    rev: Annotated[str, typer.Argument(help="A code revision (HEAD~2, a tag, a commit) or a "
+                                            "version name.")],
+    dest: Annotated[Path | None, typer.Argument(help="Write the results here.")] = None,
+    code_repo: Annotated[Path, typer.Option("--code-repo", help="The code's repository.")
+                         ] = Path("."),
+) -> None:
+    """List the results of a code revision, or write them as plain files into DEST.
+
+    Example: gitstore checkout HEAD~2 results/
+    """
+    with open_store() as store, progress_bar("checkout") as advance:
+        entries = store.checkout(rev, dest, code_repo,
+                                 lambda done, total: advance(done / max(total, 1)))
+    for entry in entries:
+        out.print(f"{key_hex(entry.key)[:12]}  {entry.type}  {','.join(entry.attributes)}",
+                  markup=False)
+    if dest is not None:
+        err.print(f"wrote {len(entries)} entries to {dest}")
+
+
+remote_app = typer.Typer(help="Manage the store's remotes.", no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
+
+
+@command("add", parent=remote_app)
+def remote_add(name: Annotated[str, typer.Argument(help="A short name.")],
+               url: Annotated[str, typer.Argument(help="A git URL or path.")]) -> None:
+    """Add a remote.
+
+    Example: gitstore remote add origin git@example.org:lab/results.git
+    """
+    with open_store() as store:
+        store.remote_add(name, url)
+
+
+@command("ls", parent=remote_app)
+def remote_ls() -> None:
+    """List remotes.
+
+    Example: gitstore remote ls
+    """
+    with open_store() as store:
+        for name, url in store.remotes().items():
+            out.print(f"{name}  {url}", markup=False)
+
+
+@command("rm", parent=remote_app)
+def remote_rm(name: Annotated[str, typer.Argument(help="The remote's name.")]) -> None:
+    """Remove a remote and its remote-tracking refs.
+
+    Example: gitstore remote rm origin
+    """
+    with open_store() as store:
+        store.remote_remove(name)
+
+
+Prefer = Annotated[str | None, typer.Option(
+    "--prefer", help="Resolve conflicts with 'ours' or 'theirs' (default: refuse).")]
+
+
+def _check_prefer(prefer: str | None) -> None:
+    if prefer not in (None, "ours", "theirs"):
+        raise typer.BadParameter("--prefer takes 'ours' or 'theirs'")
+
+
+@command()
+def push(
+    remote: Annotated[str, typer.Argument(help="A remote's name, URL or path.")],
+    version: Annotated[list[str] | None, typer.Option("--version", help="Only this version.")
+                       ] = None,
+    prefer: Prefer = None,
+) -> None:
+    """Push results; if the remote moved on, fetch, merge and push again.
+
+    Example: gitstore push origin --version 1.0
+    """
+    _check_prefer(prefer)
+    with open_store() as store, progress_bar("push") as advance:
+        pushed = store.push(remote, version, prefer)
+        advance(1.0)
+    for name, sha in pushed.items():
+        out.print(f"{name}: {sha[:10]}", markup=False)
+
+
+@command()
+def fetch(
+    remote: Annotated[str, typer.Argument(help="A remote's name, URL or path.")],
+    version: Annotated[list[str] | None, typer.Option("--version", help="Only this version.")
+                       ] = None,
+) -> None:
+    """Fetch results into remote-tracking refs (nothing local changes).
+
+    Example: gitstore fetch origin
+    """
+    with open_store() as store, progress_bar("fetch") as advance:
+        fetched = store.fetch(remote, version)
+        advance(1.0)
+    for name, sha in fetched.items():
+        out.print(f"{name}: {sha[:10]}", markup=False)
+
+
+@command()
+def pull(
+    remote: Annotated[str, typer.Argument(help="A remote's name, URL or path.")],
+    version: Annotated[str | None, typer.Option("--version", help="Only this version.")
+                       ] = None,
+    prefer: Prefer = None,
+) -> None:
+    """Fetch results and merge them into the local versions.
+
+    Example: gitstore pull origin --version 3f2a9c1
+    """
+    _check_prefer(prefer)
+    with open_store(create=True) as store, progress_bar("pull") as advance:
+        result = store.pull(remote, version, prefer)
+        advance(1.0)
+    for name, what in result.items():
+        out.print(f"{name}: {what}", markup=False)
+
+
+hooks_app = typer.Typer(help="Git hooks for a code repository.", no_args_is_help=True)
+app.add_typer(hooks_app, name="hooks")
+HOOKS = ["post-checkout", "post-merge", "pre-push"]
+
+
+@command("install", parent=hooks_app)
+def hooks_install(code_repo: Annotated[Path, typer.Option(
+        "--code-repo", help="The code's repository.")] = Path(".")) -> None:
+    """Install hooks: after checkout/merge report cached results, before push push them.
+
+    Example: gitstore hooks install --code-repo ~/src/model
+    """
+    from importlib.resources import files
+
+    from gitstore import hooks
+
+    scripts = {name: (files("gitstore_cli.hooks") / name).read_text() for name in HOOKS}
+    for name in hooks.install(code_repo, scripts):
+        out.print(f"installed {name}")
+
+
+@command("uninstall", parent=hooks_app)
+def hooks_uninstall(code_repo: Annotated[Path, typer.Option(
+        "--code-repo", help="The code's repository.")] = Path(".")) -> None:
+    """Remove gitstore's hooks (hooks you had before are restored).
+
+    Example: gitstore hooks uninstall
+    """
+    from gitstore import hooks
+
+    for name in hooks.uninstall(code_repo, HOOKS):
+        out.print(f"removed {name}")
+
+
+@command("run", parent=hooks_app)
+def hooks_run(
+    hook: Annotated[str, typer.Argument(help="The hook that calls: " + ", ".join(HOOKS))],
+    args: Annotated[list[str] | None, typer.Argument(help="The hook's own arguments.")] = None,
+) -> None:
+    """What the installed hooks call (run from the code repository's top folder).
+
+    Example: gitstore hooks run post-checkout
+    """
+    from gitstore.backends.git import resolve_revision
+
+    config = _git_config()
+    if "GITSTORE_DIR" not in os.environ and _State.store_path == Path(".gitstore"):
+        _State.store_path = Path(config.get("gitstore.store", ".gitstore"))
+    if not _State.store_path.exists():
+        return
+    with open_store() as store:
+        if hook == "pre-push":
+            url = (args or ["", ""])[1] or (args or [""])[0]
+            pushed = store.push(url)
+            err.print(f"gitstore: pushed results of {len(pushed)} version(s) to {url}")
+            return
+        head = resolve_revision(".", "HEAD")
+        remote = config.get("gitstore.remote", "origin")
+        if config.get("gitstore.fetch", "false").lower() == "true" and remote in store.remotes():
+            try:
+                store.pull(remote, head)
+            except GitStoreError as exc:
+                err.print(f"gitstore: could not fetch results for {head[:10]}: {exc}")
+        count = len(list(store.entries(version=head)))
+        err.print(f"gitstore: {count} cached result(s) for {head[:10]}")
+
+
+def _git_config() -> dict[str, str]:
+    from dulwich.repo import Repo
+
+    try:
+        with Repo.discover(".") as repo:
+            config = repo.get_config()
+            found = {}
+            for name in ("store", "fetch", "remote"):
+                try:
+                    found[f"gitstore.{name}"] = config.get((b"gitstore",), name.encode()).decode()
+                except KeyError:
+                    pass
+            return found
+    except Exception:
+        return {}
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

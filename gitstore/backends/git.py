@@ -50,7 +50,7 @@ from ..errors import (
     StoreError,
     StoreLocationError,
 )
-from ..keys import KEY_SCHEME, key_hex, key_of
+from ..keys import KEY_SCHEME, PinnedKey, key_hex, key_of
 from ..params import MISSING, ParameterSet
 from .base import COMPONENT_FILE, AbstractDataStore, Entry
 
@@ -811,7 +811,7 @@ class GitDataStore(AbstractDataStore):
                     itertools.zip_longest(input_keys, stored_inputs)):
                 if mine_key != theirs_key:
                     line = f"input {i}: stored {str(theirs_key)[:22]}, yours {str(mine_key)[:22]}"
-                    if i < len(inputs):
+                    if i < len(inputs) and not isinstance(inputs[i], PinnedKey):
                         sub = self.explain(inputs[i])
                         line += "\n    " + "\n    ".join(str(sub).splitlines())
                     differences.append(line)

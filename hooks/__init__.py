@@ -1,0 +1,1 @@
+"""Git hooks for a code repository (installed by ``gitstore hooks install``)."""
