@@ -631,6 +631,29 @@ def _git_config() -> dict[str, str]:
         return {}
 
 
+@command()
+def copy(
+    source: Annotated[str, typer.Argument(help="PATH or git:PATH, shelve:PATH, django:DIR[?db=URL]")],
+    destination: Annotated[str, typer.Argument(help="Same forms as SOURCE; created if missing.")],
+) -> None:
+    """Copy every entry from one store to another (any backends), keeping keys.
+
+    Example: gitstore copy shelve:/data/old-cache git:results.git
+    """
+    from gitstore.copy import copy_entries, open_spec
+
+    src = open_spec(source, create=False)
+    dst = open_spec(destination)
+    try:
+        with progress_bar("copy") as advance:
+            count = copy_entries(src, dst, lambda n: advance(0.5))
+            advance(1.0)
+    finally:
+        src.close()
+        dst.close()
+    out.print(f"copied {count} attribute(s)")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -7,8 +7,15 @@ derived from what it is and what it was computed from; see the README for a tour
 from __future__ import annotations
 
 from . import errors, keygenerators
-from .backends import AbstractDataStore, Entry, GitDataStore, ShelveDataStore
+from .backends import (
+    AbstractDataStore,
+    DjangoORMDataStore,
+    Entry,
+    GitDataStore,
+    ShelveDataStore,
+)
 from .codecs import register_codec
+from .copy import copy_entries
 from .component import full_type, source_version
 from .keys import KEY_SCHEME, key_of
 from .params import ParameterSet
@@ -16,10 +23,12 @@ from .params import ParameterSet
 __all__ = [
     "KEY_SCHEME",
     "AbstractDataStore",
+    "DjangoORMDataStore",
     "Entry",
     "GitDataStore",
     "ParameterSet",
     "ShelveDataStore",
+    "copy_entries",
     "errors",
     "full_type",
     "key_of",

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from gitstore import GitDataStore, ShelveDataStore  # noqa: E402
+from gitstore import DjangoORMDataStore, GitDataStore, ShelveDataStore  # noqa: E402
 from gitstore.backends.base import AbstractDataStore  # noqa: E402
 from gitstore.keygenerators import hash_pickle, join_with_underscores  # noqa: E402
 
@@ -43,12 +43,49 @@ def git(*args: str, cwd: str | Path | None = None, check: bool = True) -> str:
     return result.stdout
 
 
+POSTGRES_URL = os.environ.get("GITSTORE_TEST_POSTGRES", "postgresql:///gitstore_test")
+HOW_TO_POSTGRES = (
+    "PostgreSQL tests need a server: pg_ctlcluster 15 main start, a role for this user and a "
+    "database gitstore_test (see .ci/run), or GITSTORE_TEST_POSTGRES=postgresql://user@host/db")
+
+
+def postgres_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL.replace("postgresql:///", "dbname=", 1)
+                             if POSTGRES_URL.startswith("postgresql:///") else POSTGRES_URL,
+                             connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+def fresh_postgres(p: Path) -> DjangoORMDataStore:
+    if not postgres_available():
+        pytest.skip(HOW_TO_POSTGRES)
+    store = DjangoORMDataStore(POSTGRES_URL, p / "pgdata")
+    from django.db import connections
+
+    with connections[store.alias].cursor() as cursor:
+        cursor.execute("TRUNCATE gitstore_dataitem, gitstore_componentstate_inputs, "
+                       "gitstore_componentstate, gitstore_componenttype CASCADE")
+    return store
+
+
+def reopen_postgres(p: Path) -> DjangoORMDataStore:
+    return DjangoORMDataStore(POSTGRES_URL, p / "pgdata")
+
+
 # One factory per backend: the contract suite runs on every one of them.
 BACKENDS: dict[str, Callable[[Path], AbstractDataStore]] = {
     "git": lambda p: GitDataStore(p / "store.git"),
     "git-in-worktree": lambda p: _git_in_worktree(p),
     "shelve-underscores": lambda p: ShelveDataStore(p / "shelf", join_with_underscores),
     "shelve-hashpickle": lambda p: ShelveDataStore(p / "shelf", hash_pickle),
+    "django-sqlite": lambda p: DjangoORMDataStore(f"sqlite:///{p}/index.db", p / "data"),
+    "django-postgres": lambda p: (reopen_postgres(p) if (p / "pgdata").exists()
+                                  else fresh_postgres(p)),
 }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .base import AbstractDataStore, Entry
 from .git import Explanation, GitDataStore
+from .orm import DjangoORMDataStore
 from .shelve import ShelveDataStore
 
-__all__ = ["AbstractDataStore", "Entry", "GitDataStore", "ShelveDataStore"]
+__all__ = ["AbstractDataStore", "DjangoORMDataStore", "Entry", "Explanation", "GitDataStore",
+           "ShelveDataStore"]

@@ -30,6 +30,8 @@ class Entry:
     key: str
     attributes: tuple[str, ...]
     component: dict[str, Any] = field(compare=False)
+    #: the name the backend files it under, where that is not ``key`` (ShelveDataStore)
+    storage_key: str | None = field(default=None, compare=False)
 
     @property
     def type(self) -> str:

@@ -123,4 +123,4 @@ class ShelveDataStore(AbstractDataStore):
             if raw is None:
                 raise CorruptEntryError(f"entry {name} has no description", name)
             description = _yaml.load(raw)
-            yield Entry(str(description.get("key", name)), attrs, description)
+            yield Entry(str(description.get("key", name)), attrs, description, storage_key=name)

@@ -1,0 +1,96 @@
+"""Copying entries between stores of any backends, keeping their keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from .backends.base import AbstractDataStore, Entry
+from .errors import StoreError
+from .keys import PinnedKey
+from .params import ParameterSet
+
+__all__ = ["copy_entries", "open_spec"]
+
+
+class _Described:
+    """A component rebuilt from its description, for backends whose storage key is computed
+    from the component (ShelveDataStore's key generators)."""
+
+    def __init__(self, description: dict[str, Any],
+                 known: dict[str, dict[str, Any]] | None = None) -> None:
+        self.full_type = str(description["type"])
+        self.version = description["version"]
+        self.parameters = ParameterSet(description.get("parameters") or {})
+        known = known or {}
+
+        def rebuilt(key: str) -> Any:
+            # an input stored in the same store is rebuilt too (hash_pickle needs its identity)
+            return _Described(known[key], known) if key in known else PinnedKey(key)
+
+        inputs = description.get("input")
+        self.input = [rebuilt(k) for k in inputs] if isinstance(inputs, list) else \
+            (rebuilt(inputs) if inputs else None)
+
+
+def copy_entries(source: AbstractDataStore, destination: AbstractDataStore,
+                 progress: Callable[[int], None] | None = None) -> int:
+    """Copy every entry of ``source`` into ``destination``, bytes and keys unchanged.
+
+    Attributes are copied as their encoded bytes (no decoding: a pickle is copied without being
+    loaded). Into a ShelveDataStore, the file name comes from its key generator applied to the
+    component rebuilt from its description (exact for parameters YAML represents exactly: no
+    tuples, sets or numpy values). Returns the number of attributes copied.
+    """
+    batch = getattr(destination, "batch", None)
+    copied = 0
+    entries = list(source.entries())
+    known = {entry.key: entry.component for entry in entries}
+    with batch(message="gitstore copy") if batch is not None else nullcontext():
+        for entry in entries:
+            storage = _destination_key(destination, entry, known)
+            for attribute in entry.attributes:
+                found = source._get(entry.storage_key or entry.key, attribute, entry.version)
+                if found is None:
+                    continue
+                codec, payload = found
+                destination._put(storage, entry.component, attribute, codec, payload)
+                copied += 1
+                if progress is not None:
+                    progress(copied)
+    return copied
+
+
+def _destination_key(destination: AbstractDataStore, entry: Entry,
+                     known: dict[str, dict[str, Any]]) -> str:
+    if destination.key_generator is None:
+        return entry.key
+    return destination.key_generator(_Described(entry.component, known))
+
+
+def open_spec(spec: str, create: bool = True) -> AbstractDataStore:
+    """A store from a command-line spec: ``PATH`` or ``git:PATH`` (git), ``shelve:PATH``,
+    ``django:DATA_DIR`` (SQLite index inside) or ``django:DATA_DIR?db=URL``.
+
+    Raises:
+        StoreError: an unknown kind of store.
+    """
+    from .backends.git import GitDataStore
+    from .backends.orm import DjangoORMDataStore
+    from .backends.shelve import ShelveDataStore
+
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind not in ("git", "shelve", "django") or len(kind) == 1:
+        return GitDataStore(spec, create=create)
+    if kind == "git":
+        return GitDataStore(rest, create=create)
+    if kind == "shelve":
+        return ShelveDataStore(rest)
+    folder, _, query = rest.partition("?")
+    db = parse_qs(query).get("db", [None])[0]
+    if not folder:
+        raise StoreError(f"{spec!r}: django stores need a data folder (django:DIR[?db=URL])")
+    return DjangoORMDataStore(db, Path(folder))
