@@ -269,9 +269,43 @@ def _write_npy(value: Any, fp: BinaryIO) -> None:
 def _read_npy(fp: BinaryIO) -> Any:
     import numpy as np
 
-    # read_array fills one preallocated array from the stream; allow_pickle=False refuses
-    # object arrays, so a hostile .npy cannot run code
-    return np.lib.format.read_array(fp, allow_pickle=False)
+    fmt = np.lib.format
+    if not hasattr(fp, "readinto"):
+        # read_array fills one preallocated array from the stream; allow_pickle=False
+        # refuses object arrays, so a hostile .npy cannot run code
+        return fmt.read_array(fp, allow_pickle=False)
+    version = fmt.read_magic(fp)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(fp)
+    else:
+        shape, fortran, dtype = fmt.read_array_header_2_0(fp)
+    if dtype.hasobject:
+        raise ValueError("object arrays hold pickles; refusing to load one")
+    array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+    view = array.T if fortran else array
+    target = memoryview(view).cast("B") if array.size else b""  # type: ignore[arg-type]
+    if target and fp.readinto(target) != len(target):
+        raise ValueError("the .npy data ends early")
+    return array
+
+
+def npy_buffers(value: Any) -> list[Any]:
+    """The ``.npy`` file of an array as [header, the array's own memory]: no copy of the data
+    (a non-contiguous array is copied once)."""
+    import numpy as np
+
+    fmt = np.lib.format
+    if not (value.flags.c_contiguous or value.flags.f_contiguous):
+        value = np.ascontiguousarray(value)
+    header = io.BytesIO()
+    meta = fmt.header_data_from_array_1_0(value)
+    try:
+        fmt.write_array_header_1_0(header, meta)
+    except ValueError:  # a header over 64 KiB (a very structured dtype)
+        header = io.BytesIO()
+        fmt.write_array_header_2_0(header, meta)
+    body = value.T if meta["fortran_order"] else value
+    return [header.getvalue(), memoryview(body).cast("B") if value.size else b""]
 
 
 # --- the rest --------------------------------------------------------------------------------
@@ -415,6 +449,57 @@ def encode_bytes(value: Any, allow_pickle: bool = False) -> tuple[Codec, bytes]:
     buf = io.BytesIO()
     codec.write(value, buf)
     return codec, buf.getvalue()
+
+
+#: arrays at least this large are handed to backends as buffers, not one joined copy
+STREAM_THRESHOLD = 1 << 20
+Payload = bytes | list[Any]  # bytes, or buffers to be written one after the other
+
+
+def encode_payload(value: Any, allow_pickle: bool = False) -> tuple[Codec, Payload]:
+    """Like :func:`encode_bytes`, but a large array comes as buffers over its own memory.
+
+    Raises:
+        UnsupportedDataError: see :func:`choose_codec`.
+    """
+    if _is_array(value) and value.nbytes >= STREAM_THRESHOLD and not any(
+            c.accepts(value) for c in _USER):
+        return _BUILTIN[0], npy_buffers(value)
+    return encode_bytes(value, allow_pickle)
+
+
+def payload_bytes(payload: Payload) -> bytes:
+    """A payload as one bytes object (for backends that cannot stream)."""
+    return payload if isinstance(payload, bytes) else b"".join(payload)
+
+
+def read_all(payload: Any) -> bytes:
+    """A payload from a backend's ``_get`` as bytes (a stream is read and checked)."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    try:
+        data = payload.read()
+        payload.finish()
+        return bytes(data)
+    finally:
+        payload.close()
+
+
+def decode_payload(codec: Codec, payload: Any, allow_pickle: bool = False) -> Any:
+    """Decode bytes, or a stream with ``finish()`` (which checks it) and ``close()``.
+
+    Raises:
+        UntrustedDataError: see :func:`check_trusted`.
+        CorruptEntryError: the data is damaged.
+    """
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return decode_bytes(codec, bytes(payload), allow_pickle)
+    try:
+        value = decode_stream(codec, payload, allow_pickle)
+        payload.finish()  # the data is handed out only once its id has been checked
+        return value
+    finally:
+        payload.close()
 
 
 def check_trusted(codec: Codec, allow_pickle: bool) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .backends.base import AbstractDataStore, Entry
+from .codecs import read_all
 from .errors import StoreError
 from .keys import PinnedKey
 from .params import ParameterSet
@@ -57,7 +58,7 @@ def copy_entries(source: AbstractDataStore, destination: AbstractDataStore,
                 if found is None:
                     continue
                 codec, payload = found
-                destination._put(storage, entry.component, attribute, codec, payload)
+                destination._put(storage, entry.component, attribute, codec, read_all(payload))
                 copied += 1
                 if progress is not None:
                     progress(copied)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from ..codecs import Codec, decode_bytes, encode_bytes
+from ..codecs import Codec, Payload, decode_payload, encode_payload
 from ..component import full_type, get_inputs, get_parameters, get_version
 from ..errors import InvalidAttributeNameError
 from ..keys import KEY_SCHEME, key_of, keys_of
@@ -117,7 +117,7 @@ class AbstractDataStore(abc.ABC):
         """
         check_attribute_name(attribute_name)
         key, description = self._identify(component)
-        codec, payload = encode_bytes(data, self.allow_pickle)
+        codec, payload = encode_payload(data, self.allow_pickle)
         self._put(key, description, attribute_name, codec, payload)
 
     def retrieve(self, component: Any, attribute_name: str, default: Any = None) -> Any:
@@ -133,7 +133,7 @@ class AbstractDataStore(abc.ABC):
         if found is None:
             return default
         codec, payload = found
-        return decode_bytes(codec, payload, self.allow_pickle)
+        return decode_payload(codec, payload, self.allow_pickle)
 
     def exists(self, component: Any, attribute_name: str | None = None) -> bool:
         """Whether anything (or this attribute) is stored for ``component``."""
@@ -191,15 +191,17 @@ class AbstractDataStore(abc.ABC):
 
     @abc.abstractmethod
     def _put(self, key: str, description: dict[str, Any], attribute: str, codec: Codec,
-             payload: bytes) -> None:
-        """Store one attribute's encoded bytes; write the description if the entry is new."""
+             payload: Payload) -> None:
+        """Store one attribute's encoded bytes (or buffers, see
+        :func:`gitstore.codecs.payload_bytes`); write the description if the entry is new."""
 
     # ``version`` is the component's version where the caller knows it (a backend may file
     # entries by version, as the git backend does); None means "look in every version".
 
     @abc.abstractmethod
-    def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, bytes] | None:
-        """The codec and bytes of one attribute, or None."""
+    def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, Any] | None:
+        """The codec and bytes of one attribute (or a stream with ``read``, ``readinto``,
+        ``finish`` and ``close``), or None."""
 
     @abc.abstractmethod
     def _remove(self, key: str, attribute: str | None, version: Any = None) -> bool:

@@ -32,12 +32,13 @@ from typing import Any
 import yaml
 
 from .. import _yaml
+from .._git.large import LARGE, LooseReader, write_loose_blob
 from .._git.layout import NAMESPACE, VERSIONS, entry_path, ref_for_version, version_of_ref
 from .._git.merge import is_ancestor, merge_base, merge_trees
 from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, object_id
 from .._git.refs import RefFiles
 from .._git.remote import fetch_refs, push_refs
-from ..codecs import Codec, codec_by_ext, decode_bytes
+from ..codecs import Codec, Payload, codec_by_ext, decode_payload, payload_bytes, read_all
 from ..component import full_type, get_inputs, get_parameters, get_version
 from ..errors import (
     AmbiguousKeyError,
@@ -252,7 +253,7 @@ class GitDataStore(AbstractDataStore):
     # --- primitives ----------------------------------------------------------------------------
 
     def _put(self, key: str, description: dict[str, Any], attribute: str, codec: Codec,
-             payload: bytes) -> None:
+             payload: Payload) -> None:
         # docstring inherited
         ref = ref_for_version(description["version"])
         own = getattr(self._local, "pending", None)
@@ -266,11 +267,19 @@ class GitDataStore(AbstractDataStore):
             if old.rsplit(b".", 1)[0] == attribute.encode():
                 edit.files[old] = None
         name = f"{attribute}.{codec.ext}".encode()
-        edit.files[name] = (_FILE, pending.add_blob(payload))
+        size = len(payload) if isinstance(payload, bytes) else sum(len(p) for p in payload)
+        note = ""
+        if size >= LARGE:  # streamed to a loose object now, outside the writer lock
+            sha, how = write_loose_blob(os.path.join(self.gitdir, "objects"),
+                                        [payload] if isinstance(payload, bytes) else payload)
+            note = f"\n{attribute}.{codec.ext}: {size} bytes, {how}"
+        else:
+            sha = pending.add_blob(payload_bytes(payload))
+        edit.files[name] = (_FILE, sha)
         pending.notes.setdefault(ref, []).append(
             f"store {attribute} of {description['type']} {key_hex(key)[:12]}")
         pending.keys.setdefault(ref, []).append(key)
-        pending.details[ref] = f"attribute: {attribute}\n{comp_text}"
+        pending.details[ref] = f"attribute: {attribute}\n{comp_text}{note}"
         if own is None:
             self._commit(pending, None)
 
@@ -325,7 +334,7 @@ class GitDataStore(AbstractDataStore):
     def _attribute_names(self, key: str, ref: str, pending: _Pending | None) -> list[bytes]:
         return sorted(n for n in self._listing(key, ref, pending) if n != _COMPONENT)
 
-    def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, bytes] | None:
+    def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, Any] | None:
         # docstring inherited
         refs = [ref_for_version(version)] if version is not None else self._version_refs()
         pending = getattr(self._local, "pending", None)
@@ -333,26 +342,57 @@ class GitDataStore(AbstractDataStore):
         for ref in refs:
             for name, sha in self._listing(key, ref, pending).items():
                 if name.startswith(prefix) and b"." not in name[len(prefix):]:
-                    data = pending.blobs.get(sha) if pending is not None else None
+                    data: Any = pending.blobs.get(sha) if pending is not None else None
                     if data is None:
                         try:
-                            data = self._read_blob(sha)
+                            data = self._open_blob(sha)
                         except CorruptEntryError as exc:
                             exc.key = key
                             raise
                     return codec_by_ext(name[len(prefix):].decode()), data
         return None
 
+    def _open_blob(self, sha: bytes) -> bytes | LooseReader:
+        """A blob's bytes, or for a large loose blob a stream that checks its id at the end."""
+        data = self._blob_cache.get(sha)
+        if data is not None:
+            return data
+        hex_id = sha.decode()
+        path = os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:])
+        try:
+            reader = LooseReader(path, sha)
+        except FileNotFoundError:
+            return self._read_blob(sha)
+        if reader.size >= LARGE:
+            return reader
+        try:
+            data = reader.read()
+            reader.finish()
+        finally:
+            reader.close()
+        self._cache_blob(sha, data)
+        return data
+
+    def _blob_size(self, sha: bytes) -> int:
+        blob = self._open_blob(sha)
+        if isinstance(blob, bytes):
+            return len(blob)
+        blob.close()
+        return blob.size
+
+    def _cache_blob(self, sha: bytes, data: bytes) -> None:
+        if len(data) <= 1 << 20:  # small, verified blobs are kept (immutable by id)
+            if self._blob_cache_bytes > 64 << 20:
+                self._blob_cache.clear()
+                self._blob_cache_bytes = 0
+            self._blob_cache[sha] = data
+            self._blob_cache_bytes += len(data)
+
     def _read_blob(self, sha: bytes) -> bytes:
         data = self._blob_cache.get(sha)
         if data is None:
             data = self._db().read(sha, BLOB)
-            if len(data) <= 1 << 20:  # small, verified blobs are kept (immutable by id)
-                if self._blob_cache_bytes > 64 << 20:
-                    self._blob_cache.clear()
-                    self._blob_cache_bytes = 0
-                self._blob_cache[sha] = data
-                self._blob_cache_bytes += len(data)
+            self._cache_blob(sha, data)
         return data
 
     def _remove(self, key: str, attribute: str | None, version: Any = None) -> bool:
@@ -596,7 +636,7 @@ class GitDataStore(AbstractDataStore):
                 continue
             attribute, _, ext = name.decode().rpartition(".")
             out[attribute] = {"file": name.decode(), "codec": codec_by_ext(ext).name,
-                              "size": len(self._read_blob(sha)), "id": sha.decode()}
+                              "size": self._blob_size(sha), "id": sha.decode()}
         return out
 
     def read(self, key: str, attribute: str, raw: bool = False) -> Any:
@@ -613,7 +653,7 @@ class GitDataStore(AbstractDataStore):
                 f"entry {key_hex(entry.key)[:12]} has no attribute {attribute!r} "
                 f"(it has: {', '.join(entry.attributes) or 'none'})")
         codec, data = found
-        return data if raw else decode_bytes(codec, data, self.allow_pickle)
+        return read_all(data) if raw else decode_payload(codec, data, self.allow_pickle)
 
     def diff(self, key_a: str, key_b: str) -> dict[str, Any]:
         """What differs between two entries: type, version, each parameter path, inputs."""
@@ -659,8 +699,11 @@ class GitDataStore(AbstractDataStore):
                         entry = self._entry(tree)
                         for attribute in entry.attributes:
                             found = self._get(entry.key, attribute, version)
-                            if found is not None and found[0].trusted:
-                                decode_bytes(found[0], found[1])
+                            if found is not None:
+                                if found[0].trusted:
+                                    decode_payload(found[0], found[1])
+                                else:
+                                    read_all(found[1])  # a pickle: its bytes are checked
                     except GitStoreError as exc:
                         problems.append(f"version {version}, entry {hexkey[:12]}: {exc}")
                 for sha, _info in self._commits(ref):
@@ -772,7 +815,16 @@ class GitDataStore(AbstractDataStore):
                                     entry.key)
         for text, sha in files.items():
             tmp = folder / f".{text}.tmp"
-            tmp.write_bytes(self._read_blob(sha))
+            blob = self._open_blob(sha)
+            with open(tmp, "wb") as f:
+                if isinstance(blob, bytes):
+                    f.write(blob)
+                else:  # a large blob: copied in chunks, checked before it is renamed in
+                    with blob:
+                        chunk = bytearray(4 << 20)
+                        while got := blob.readinto(chunk):
+                            f.write(memoryview(chunk)[:got])
+                        blob.finish()
             os.replace(tmp, folder / text)
 
     def explain(self, component: Any, attribute: str | None = None) -> Explanation:

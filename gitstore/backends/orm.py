@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from .. import _yaml
-from ..codecs import Codec, codec_by_name
+from ..codecs import Codec, Payload, codec_by_name
 from ..errors import CorruptEntryError, StoreError, StoreLocationError
 from .base import AbstractDataStore, Entry
 
@@ -100,6 +101,41 @@ def _setup_django(config: dict[str, Any] | str, alias: str) -> None:
         if alias not in connections.settings:
             everything = {"default": connections.settings["default"], alias: dict(config)}
             connections.settings[alias] = connections.configure_settings(everything)[alias]
+
+
+class _CheckedFile:
+    """A data file read as a stream; its SHA-256 is checked by :meth:`finish`."""
+
+    def __init__(self, path: Path, key: str, digest: str) -> None:
+        self.key, self.digest = key, digest
+        self._f = open(path, "rb", buffering=0)
+        self._sha = hashlib.sha256()
+
+    def readinto(self, target: Any) -> int:
+        view = memoryview(target).cast("B")
+        done = 0
+        while done < len(view):
+            got = self._f.readinto(view[done:])
+            if not got:
+                break
+            self._sha.update(view[done: done + got])
+            done += got
+        return done
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read() if n < 0 else self._f.read(n)
+        self._sha.update(data)
+        return data or b""
+
+    def finish(self) -> None:
+        self.read()
+        got = self._sha.hexdigest()
+        if got != self.digest:
+            raise CorruptEntryError(f"entry {self.key}: its data file is damaged", self.key,
+                                    self.digest, got)
+
+    def close(self) -> None:
+        self._f.close()
 
 
 class DjangoORMDataStore(AbstractDataStore):
@@ -188,20 +224,33 @@ class DjangoORMDataStore(AbstractDataStore):
 
     # --- files ------------------------------------------------------------------------------------
 
-    def _write_file(self, payload: bytes, ext: str) -> tuple[str, str]:
-        digest = hashlib.sha256(payload).hexdigest()
+    def _write_file(self, payload: Payload, ext: str) -> tuple[str, str, int]:
+        """Write the payload under its digest (written to a temporary file, then renamed)."""
+        parts = [payload] if isinstance(payload, bytes) else payload
+        tmp = self.data_root_dir / f".incoming.{os.getpid()}.{threading.get_ident()}.tmp"
+        sha = hashlib.sha256()
+        size = 0
+        with open(tmp, "wb") as f:  # streamed: a large array is never copied in memory
+            for part in parts:
+                sha.update(part)
+                f.write(part)
+                size += len(part)
+        digest = sha.hexdigest()
         rel = f"{digest[:2]}/{digest}.{ext}"
         target = self.data_root_dir / rel
-        if not target.exists():  # content-addressed: the same bytes are stored once
+        if target.exists():  # content-addressed: the same bytes are stored once
+            tmp.unlink()
+        else:
             target.parent.mkdir(exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(payload)
             os.replace(tmp, target)
-        return rel, digest
+        return rel, digest, size
 
-    def _read_file(self, key: str, rel: str, digest: str) -> bytes:
+    def _read_file(self, key: str, rel: str, digest: str) -> bytes | _CheckedFile:
         path = self.data_root_dir / rel
         try:
+            size = path.stat().st_size
+            if size >= 1 << 20:  # large: streamed into its destination, checked at the end
+                return _CheckedFile(path, key, digest)
             data = path.read_bytes()
         except FileNotFoundError:
             raise CorruptEntryError(f"entry {key}: data file {rel} is missing", key) from None
@@ -213,10 +262,10 @@ class DjangoORMDataStore(AbstractDataStore):
     # --- primitives -------------------------------------------------------------------------------
 
     def _put(self, key: str, description: dict[str, Any], attribute: str, codec: Codec,
-             payload: bytes) -> None:
+             payload: Payload) -> None:
         # docstring inherited
         m = self._models()
-        rel, digest = self._write_file(payload, codec.ext)
+        rel, digest, size = self._write_file(payload, codec.ext)
         db = self.alias
         with self._atomic():
             ctype, _ = m.ComponentType.objects.using(db).get_or_create(name=description["type"])
@@ -232,10 +281,10 @@ class DjangoORMDataStore(AbstractDataStore):
                     state.inputs.set(m.ComponentState.objects.using(db).filter(key__in=keys))
             m.DataItem.objects.using(db).update_or_create(
                 state=state, attribute=attribute,
-                defaults={"codec": codec.name, "size": len(payload), "digest": digest,
+                defaults={"codec": codec.name, "size": size, "digest": digest,
                           "path": rel})
 
-    def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, bytes] | None:
+    def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, Any] | None:
         # docstring inherited
         m = self._models()
         item = m.DataItem.objects.using(self.alias).filter(

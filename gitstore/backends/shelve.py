@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _yaml
-from ..codecs import Codec, codec_by_name
+from ..codecs import Codec, Payload, codec_by_name, payload_bytes
 from ..errors import CorruptEntryError, StoreLocationError
 from ..keygenerators import join_with_underscores
 from .base import AbstractDataStore, Entry
@@ -72,11 +72,11 @@ class ShelveDataStore(AbstractDataStore):
 
     # docstring inherited
     def _put(self, key: str, description: dict[str, Any], attribute: str, codec: Codec,
-             payload: bytes) -> None:
+             payload: Payload) -> None:
         with dbm.dumb.open(self._path(key), "c") as db:
             if _DESCRIPTION not in db:
                 db[_DESCRIPTION] = _yaml.dump(description).encode()
-            db[attribute.encode()] = codec.name.encode() + b"\x00" + payload
+            db[attribute.encode()] = codec.name.encode() + b"\x00" + payload_bytes(payload)
 
     # docstring inherited
     def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, bytes] | None:
