@@ -14,7 +14,7 @@ from typing import Any
 
 from ..codecs import Codec, Payload, decode_payload, encode_payload
 from ..component import full_type, get_inputs, get_parameters, get_version
-from ..errors import InvalidAttributeNameError
+from ..errors import CorruptEntryError, InvalidAttributeNameError
 from ..keys import KEY_SCHEME, key_of, keys_of
 from ..params import _yaml_safe
 
@@ -129,11 +129,16 @@ class AbstractDataStore(abc.ABC):
             CorruptEntryError: the stored bytes are damaged.
         """
         check_attribute_name(attribute_name)
-        found = self._get(self.key_of(component), attribute_name, get_version(component))
+        key = self.key_of(component)
+        found = self._get(key, attribute_name, get_version(component))
         if found is None:
             return default
         codec, payload = found
-        return decode_payload(codec, payload, self.allow_pickle)
+        try:
+            return decode_payload(codec, payload, self.allow_pickle)
+        except CorruptEntryError as exc:
+            exc.key = exc.key or key
+            raise
 
     def exists(self, component: Any, attribute_name: str | None = None) -> bool:
         """Whether anything (or this attribute) is stored for ``component``."""

@@ -1,0 +1,48 @@
+"""Measures peak memory of storing or loading one large array: python large_worker.py
+BACKEND STORE_PATH MEGABYTES (store|load). Prints JSON: array bytes, extra peak bytes."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+
+import numpy as np
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from components import SimpleComponent  # noqa: E402
+
+from gitstore import DjangoORMDataStore, GitDataStore  # noqa: E402
+
+
+def rss_peak() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def rss_now() -> int:
+    """The current resident size: the baseline (the peak so far may be above it)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def main() -> None:
+    backend, path, megabytes, action = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    n = megabytes * (1 << 20) // 8
+    store = GitDataStore(path) if backend == "git" else DjangoORMDataStore(data_root_dir=path)
+    component = SimpleComponent({"n": n})
+    if action == "store":
+        array = np.random.default_rng(1).random(n)
+        before = rss_now()  # the array exists: what follows must not copy it
+        store.store(component, "big", array)
+        extra = rss_peak() - before
+    else:
+        before = rss_now()
+        array = store.retrieve(component, "big")
+        extra = rss_peak() - before - array.nbytes  # beyond the result itself
+        expected = np.random.default_rng(1).random(n)
+        assert np.array_equal(array, expected)
+    print(json.dumps({"bytes": array.nbytes, "extra": extra}))
+
+
+if __name__ == "__main__":
+    main()
