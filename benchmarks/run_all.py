@@ -29,6 +29,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))  # gitservers: git daemon on loopback
 
 import joblib  # noqa: E402
 import numpy as np  # noqa: E402
@@ -309,6 +310,31 @@ def sharing(tmp: Path, n: int) -> dict[str, float]:
     assert fetcher.retrieve(Result(n - 1), "data") is None  # fetched, not merged
     fetcher.pull(str(dest))
     assert fetcher.retrieve(Result(n - 1), "data") == payload(n - 1)
+    # over the network protocol: git daemon on 127.0.0.1 (dulwich's client, no shortcuts)
+    from gitservers import git_daemon
+
+    served = tmp / "served"
+    served.mkdir()
+    for name in ("net1.git", "net2.git"):
+        subprocess.run([git, "init", "-q", "--bare", str(served / name)], check=True)
+    with git_daemon(served) as prefix:
+        t0 = time.perf_counter()
+        src.push(prefix + "net1.git")
+        figures["gitstore push (git://)"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        subprocess.run([git, "--git-dir", str(tmp / "share-src"), "push", "-q",
+                        prefix + "net2.git", "refs/gitstore/*:refs/gitstore/*"], check=True)
+        figures["git push (git://)"] = time.perf_counter() - t0
+        net_fetcher = GitDataStore(tmp / "share-fetch3")
+        t0 = time.perf_counter()
+        net_fetcher.fetch(prefix + "net1.git")
+        figures["gitstore fetch (git://)"] = time.perf_counter() - t0
+        bare("share-fetch4")
+        t0 = time.perf_counter()
+        subprocess.run([git, "--git-dir", str(tmp / "share-fetch4"), "fetch", "-q",
+                        prefix + "net1.git", "refs/gitstore/*:refs/gitstore/*"], check=True)
+        figures["git fetch (git://)"] = time.perf_counter() - t0
+        net_fetcher.close()
     src.close()
     fetcher.close()
     return figures
@@ -377,9 +403,12 @@ def report(r: dict[str, Any]) -> None:
                   f"(peak {f['store_peak_x']:.2f}x)  load {f['load_MBps']:6.0f} MB/s "
                   f"(peak {f['load_peak_x']:.2f}x)")
     s = r["sharing"]
-    print(f"\nsharing: push {s['gitstore push']:.2f} s vs git push {s['git push']:.2f} s "
-          f"({s['gitstore push'] / s['git push']:.2f}x); fetch {s['gitstore fetch']:.2f} s vs "
-          f"git fetch {s['git fetch']:.2f} s ({s['gitstore fetch'] / s['git fetch']:.2f}x)")
+    print("\nsharing a store with a bare repository (seconds; ratio to the git CLI)")
+    for where in ("", " (git://)"):
+        for op in ("push", "fetch"):
+            ours, theirs = s[f"gitstore {op}{where}"], s[f"git {op}{where}"]
+            print(f"  {op + (where or ' (local path)'):22} gitstore {ours:7.3f}  git {theirs:7.3f}"
+                  f"  ({ours / theirs:.2f}x)")
 
 
 def plot(r: dict[str, Any], path: Path) -> None:

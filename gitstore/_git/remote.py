@@ -6,6 +6,9 @@ Every transport dulwich speaks works: a path, ``file://``, ``git://``, ``http(s)
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,7 +16,7 @@ from typing import Any
 
 from ..errors import RemoteError
 
-__all__ = ["fetch_refs", "list_refs", "push_refs"]
+__all__ = ["fetch_refs", "list_refs", "local_gitdir", "push_refs"]
 
 #: seconds before a silent remote is given up on
 TIMEOUT = 30.0
@@ -37,6 +40,88 @@ def _client(url: str) -> tuple[Any, str]:
     from dulwich.client import get_transport_and_path
 
     return get_transport_and_path(url)
+
+
+def local_gitdir(url: str) -> str | None:
+    """The git directory of a remote on this machine (a path or ``file://``), else None."""
+    if "://" in url:
+        if not url.startswith("file://"):
+            return None
+        from urllib.parse import unquote, urlparse
+
+        url = unquote(urlparse(url).path)
+    elif ":" in url.split("/", 1)[0]:
+        return None  # scp-like ssh syntax, host:path
+    if os.path.isdir(os.path.join(url, ".git")):
+        return os.path.join(url, ".git")
+    if os.path.isfile(os.path.join(url, "HEAD")) and os.path.isdir(os.path.join(url, "objects")):
+        return url
+    return None
+
+
+@contextmanager
+def no_merges(gitdir: str) -> Iterator[None]:
+    """Hold off gitstore's pack merging in ``gitdir`` (its merger skips a held lock)."""
+    path = os.path.join(gitdir, "gitstore", "locks", "merge")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a read-only remote: nobody merges there through us either
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def link_objects(src_gitdir: str, dst_gitdir: str) -> int:
+    """Give ``dst`` every pack and loose object of ``src`` it lacks: hard links where the two
+    share a file system (objects are immutable, so sharing inodes is safe), copies elsewhere.
+    Packs go in before their indexes, so readers never see half a pack. Returns files added.
+
+    This is what ``git clone --local`` does; it trades sending only what is missing for not
+    re-encoding anything. Objects ``dst`` does not need are dropped by its next ``gc``.
+    """
+    added = 0
+    src_objects = os.path.join(src_gitdir, "objects")
+    dst_objects = os.path.join(dst_gitdir, "objects")
+    src_packs = os.path.join(src_objects, "pack")
+    dst_packs = os.path.join(dst_objects, "pack")
+    os.makedirs(dst_packs, exist_ok=True)
+    present = set(os.listdir(dst_packs))
+    names = os.listdir(src_packs) if os.path.isdir(src_packs) else []
+    for name in sorted(n for n in names if n.endswith(".idx")):
+        base = name[:-4]
+        if base + ".idx" in present:
+            continue
+        for ext in (".pack", ".idx"):
+            added += _link(os.path.join(src_packs, base + ext), os.path.join(dst_packs, base + ext))
+    for folder in os.listdir(src_objects):
+        if len(folder) != 2:
+            continue
+        source = os.path.join(src_objects, folder)
+        for name in os.listdir(source):
+            target = os.path.join(dst_objects, folder, name)
+            if not os.path.exists(target):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                added += _link(os.path.join(source, name), target)
+    return added
+
+
+def _link(source: str, target: str) -> int:
+    tmp = f"{target}.{os.getpid()}.tmp"
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:  # another file system, or links not allowed: copy
+            shutil.copyfile(source, tmp)
+            os.chmod(tmp, 0o444)
+        os.replace(tmp, target)
+        return 1
+    except FileNotFoundError:  # removed meanwhile (a gc): its objects are in another pack
+        return 0
 
 
 def list_refs(url: str, prefix: str) -> dict[str, bytes]:

@@ -37,7 +37,7 @@ from .._git.layout import NAMESPACE, VERSIONS, entry_path, ref_for_version, vers
 from .._git.merge import is_ancestor, merge_base, merge_trees
 from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, object_id
 from .._git.refs import RefFiles
-from .._git.remote import fetch_refs, push_refs
+from .._git.remote import fetch_refs, link_objects, local_gitdir, no_merges, push_refs
 from ..codecs import Codec, Payload, codec_by_ext, decode_payload, payload_bytes, read_all
 from ..component import full_type, get_inputs, get_parameters, get_version
 from ..errors import (
@@ -942,7 +942,16 @@ class GitDataStore(AbstractDataStore):
                 return ref in wanted_refs
             return ref.startswith(VERSIONS)
 
-        found = fetch_refs(self._db().repo, url, wanted, progress)
+        remote_dir = local_gitdir(url)
+        if remote_dir is not None and os.path.realpath(remote_dir) != os.path.realpath(
+                self.gitdir):
+            # on this machine: link its packs, no pack protocol (see link_objects)
+            with no_merges(remote_dir):
+                found = {r: s for r, s in RefFiles(remote_dir).list(VERSIONS).items()
+                         if wanted(r)}
+                link_objects(remote_dir, self.gitdir)
+        else:
+            found = fetch_refs(self._db().repo, url, wanted, progress)
         if versions:
             missing = sorted(set(versions) - {version_of_ref(r) for r in found})
             if missing:
@@ -1002,7 +1011,11 @@ class GitDataStore(AbstractDataStore):
                         behind.add(ref)
                 return send
 
-            status = push_refs(repo, url, decide, progress)
+            remote_dir = local_gitdir(url)
+            if remote_dir is not None:
+                status = self._push_local(remote_dir, local, repo)
+            else:
+                status = push_refs(repo, url, decide, progress)
             behind |= {ref for ref, error in status.items() if error}
             if not behind:
                 return {version_of_ref(r): s.decode() for r, s in local.items()}
@@ -1010,6 +1023,30 @@ class GitDataStore(AbstractDataStore):
                 self.pull(remote, version_of_ref(next(iter(behind))), prefer)
             time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # let the other writer finish
         raise RemoteError(f"push to {remote} kept being refused ({attempts} attempts)", url)
+
+    def _push_local(self, remote_dir: str, local: dict[str, bytes], repo: Any
+                    ) -> dict[str, str | None]:
+        """Push to a repository on this machine: link our objects in, then move each ref
+        under that repository's own writer locks, fast-forwards only."""
+        with no_merges(self.gitdir):
+            link_objects(self.gitdir, remote_dir)
+        theirs = RefFiles(remote_dir)
+        status: dict[str, str | None] = {}
+        try:
+            for ref, sha in local.items():
+                with theirs.locked(ref):
+                    current = theirs.read(ref)
+                    if current == sha:
+                        continue
+                    if current is None or (current in repo.object_store and
+                                           is_ancestor(repo, current, sha)):
+                        moved = theirs.compare_and_swap(ref, current, sha)
+                        status[ref] = None if moved else "the remote ref moved"
+                    else:
+                        status[ref] = "non-fast-forward"
+        finally:
+            theirs.close()
+        return status
 
     def _merge_in(self, ref: str, theirs: bytes, remote: str, prefer: str | None) -> str:
         """Merge commit ``theirs`` into the local ``ref`` (fast-forward when possible)."""
