@@ -17,6 +17,7 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
     │   └── CorruptEntryError            stored bytes do not match their id (.key, .expected, .got)
     └── StoreError
         ├── StoreLocationError (OSError) the store's path cannot be used (.path)
+        ├── DiskFullError (OSError)      no space left; nothing was half-written
         ├── EntryNotFoundError (KeyError)
         ├── AmbiguousKeyError (KeyError) a key prefix matches several keys (.candidates)
         ├── ConcurrencyError             a lock could not be taken in time
@@ -35,6 +36,7 @@ __all__ = [
     "CorruptEntryError",
     "CyclicInputError",
     "DataError",
+    "DiskFullError",
     "EntryNotFoundError",
     "GitStoreError",
     "InvalidAttributeNameError",
@@ -141,6 +143,13 @@ class StoreLocationError(StoreError, OSError):
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DiskFullError(StoreError, OSError):
+    """The disk (or quota) is full; what was being written was dropped, the store is intact."""
 
     def __str__(self) -> str:
         return str(self.args[0])

@@ -23,8 +23,9 @@ from workers import component  # noqa: E402
 
 
 def spawn(mode: str, store: Path, worker: int, n: int, log: Path) -> subprocess.Popen[bytes]:
+    # a session of its own: the kill takes the worker's git children (git gc) with it
     return subprocess.Popen([sys.executable, WORKER, mode, str(store), str(worker), str(n),
-                             str(log)], stderr=subprocess.PIPE)
+                             str(log)], stderr=subprocess.PIPE, start_new_session=True)
 
 
 def acknowledged(log: Path) -> tuple[set[int], set[int], set[int]]:
@@ -114,7 +115,7 @@ def crash_trials(tmp_path: Path, trials: int, mode: str = "mixed") -> None:
         log = tmp_path / f"log{trial}"
         proc = spawn(mode, store, trial, 10_000, log)
         time.sleep(rng.uniform(0.25, 0.9))  # python start-up is ~0.2 s of that
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         expected[trial] = acknowledged(log)
         # every trial: the store opens and a new writer is not blocked by the dead one
@@ -128,9 +129,21 @@ def test_sigkill_during_writes(tmp_path: Path) -> None:
     crash_trials(tmp_path, trials=50)
 
 
+def test_sigkill_during_gc(tmp_path: Path) -> None:
+    crash_trials(tmp_path, trials=12, mode="gc")
+    with GitDataStore(tmp_path / "s") as s:
+        s.gc()  # a gc after killed ones still works
+
+
+def test_sigkill_during_prune(tmp_path: Path) -> None:
+    crash_trials(tmp_path, trials=12, mode="prune")
+
+
 @pytest.mark.slow
 def test_sigkill_many(tmp_path: Path) -> None:
-    crash_trials(tmp_path, trials=200)
+    crash_trials(tmp_path, trials=150)
+    crash_trials(tmp_path / "gc", trials=30, mode="gc")
+    crash_trials(tmp_path / "prune", trials=30, mode="prune")
 
 
 def test_stale_git_lock_is_recovered(tmp_path: Path) -> None:

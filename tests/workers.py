@@ -39,9 +39,12 @@ def main() -> None:
                 store.delete(component(worker, i))
                 out.write(f"deleted {i}\n")
             i += 1
-        if mode == "gc":
-            store.gc()
-            out.write("gc\n")
+            if mode == "gc" and i % 15 == 14:
+                store.gc()  # killed midway too
+            if mode == "prune" and i % 5 == 4:
+                scratch = SimpleComponent({"scratch": i}, version=f"scratch{i % 2}")
+                store.store(scratch, "value", i)
+                store.prune([f"scratch{i % 2}"])
     store.close()
 
 

@@ -13,6 +13,7 @@ with compare-and-swap. A crash at any point leaves at most an unreferenced tempo
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
@@ -36,7 +37,7 @@ from .._git.large import LARGE, LooseReader, write_loose_blob
 from .._git.layout import NAMESPACE, VERSIONS, entry_path, ref_for_version, version_of_ref
 from .._git.merge import is_ancestor, merge_base, merge_trees
 from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, object_id
-from .._git.refs import RefFiles
+from .._git.refs import STALE_LOCK_SECONDS, RefFiles
 from .._git.remote import fetch_refs, link_objects, local_gitdir, no_merges, push_refs
 from ..codecs import Codec, Payload, codec_by_ext, decode_payload, payload_bytes, read_all
 from ..component import full_type, get_inputs, get_parameters, get_version
@@ -44,6 +45,7 @@ from ..errors import (
     AmbiguousKeyError,
     ConcurrencyError,
     CorruptEntryError,
+    DiskFullError,
     EntryNotFoundError,
     GitStoreError,
     MergeConflictError,
@@ -246,7 +248,8 @@ class GitDataStore(AbstractDataStore):
         try:
             yield self
             self._local.pending = None
-            self._commit(pending, message)
+            with _disk_errors():
+                self._commit(pending, message)
         finally:
             self._local.pending = None
 
@@ -255,6 +258,11 @@ class GitDataStore(AbstractDataStore):
     def _put(self, key: str, description: dict[str, Any], attribute: str, codec: Codec,
              payload: Payload) -> None:
         # docstring inherited
+        with _disk_errors():
+            self._put_unchecked(key, description, attribute, codec, payload)
+
+    def _put_unchecked(self, key: str, description: dict[str, Any], attribute: str,
+                       codec: Codec, payload: Payload) -> None:
         ref = ref_for_version(description["version"])
         own = getattr(self._local, "pending", None)
         pending = own if own is not None else _Pending()
@@ -422,7 +430,8 @@ class GitDataStore(AbstractDataStore):
             pending.notes.setdefault(ref, []).append(f"delete {what} {key_hex(key)[:12]}")
             pending.keys.setdefault(ref, []).append(key)
         if removed and own is None:
-            self._commit(pending, None)
+            with _disk_errors():
+                self._commit(pending, None)
         return removed
 
     def _list(self, key: str | None = None, version: Any = None) -> Iterator[Entry]:
@@ -1096,8 +1105,19 @@ class GitDataStore(AbstractDataStore):
         git = shutil.which("git")
         if git is None:
             raise StoreError("gc needs the git command-line tool")
-        result = subprocess.run([git, "--git-dir", self.gitdir, "gc", "--quiet"],
-                                capture_output=True, text=True)
+        with self._refs.locked("gitstore-gc"):  # one gitstore gc at a time
+            # a gc killed midway leaves git's lock files: with no gitstore gc running, one
+            # older than a few seconds is stale (git holds them for milliseconds); and its
+            # gc.pid can name a zombie that no init reaps, hence --force under our own lock
+            for name in ("packed-refs.lock",):
+                path = os.path.join(self.gitdir, name)
+                try:
+                    if time.time() - os.stat(path).st_mtime > STALE_LOCK_SECONDS:
+                        os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            result = subprocess.run([git, "--git-dir", self.gitdir, "gc", "--quiet", "--force"],
+                                    capture_output=True, text=True)
         if result.returncode != 0:
             raise StoreError(f"git gc failed: {result.stderr.strip()}")
 
@@ -1176,6 +1196,18 @@ def _conflict_name(path: str) -> str:
 
 def _show(value: Any) -> Any:
     return None if value is MISSING else value
+
+
+@contextmanager
+def _disk_errors() -> Iterator[None]:
+    """A full disk becomes DiskFullError (the writers have already removed their temporaries)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise DiskFullError(f"no space left to store: {exc.strerror}; nothing was "
+                                "written (the store is as it was)") from None
+        raise
 
 
 def _close_all(repos: list[Any], lock: threading.Lock) -> None:
