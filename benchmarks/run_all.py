@@ -237,9 +237,13 @@ import json, resource, sys, time
 sys.path.insert(0, {here!r}); sys.path.insert(0, {root!r})
 import numpy as np
 import run_all
-def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-def now():  # the current resident size (the peak so far may be higher than it)
-    with open("/proc/self/statm") as f: return int(f.read().split()[1]) * resource.getpagesize()
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field + ":"))
+def now():  # reset the high-water mark (Linux: clear_refs 5), return the current size
+    with open("/proc/self/clear_refs", "w") as f: f.write("5")
+    return status("VmRSS")
+def peak(): return status("VmHWM")
 cls = getattr(run_all, sys.argv[1]); c = cls(__import__("pathlib").Path(sys.argv[2]))
 n = int(sys.argv[3]) // 8
 if sys.argv[4] == "store":

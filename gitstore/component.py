@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidComponentError
+from .errors import InvalidComponentError, StoreLocationError
 
 __all__ = ["full_type", "get_inputs", "get_parameters", "get_version", "source_version"]
 
@@ -122,6 +122,21 @@ def source_version(obj: Any) -> str:
     result = _git_version(path, content, digest) or f"src-sha256.{digest}"
     _SOURCE_CACHE[cache_key] = result
     return result
+
+
+def open_code_repo(path: str | os.PathLike[str]) -> Any:
+    """The dulwich Repo of the git repository holding ``path`` (use it as a context manager).
+
+    Raises:
+        StoreLocationError: ``path`` is not in a git repository.
+    """
+    from dulwich.errors import NotGitRepository
+    from dulwich.repo import Repo
+
+    try:
+        return Repo.discover(str(path))
+    except NotGitRepository:
+        raise StoreLocationError(f"{path} is not in a git repository", str(path)) from None
 
 
 def _find_repo_root(path: Path) -> Path | None:

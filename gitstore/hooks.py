@@ -12,6 +12,7 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+from .component import open_code_repo
 from .errors import StoreError
 
 __all__ = ["MARKER", "hooks_dir", "install", "uninstall"]
@@ -26,18 +27,11 @@ def hooks_dir(code_repo: str | os.PathLike[str]) -> Path:
     Raises:
         StoreError: ``code_repo`` is not in a git repository.
     """
-    from dulwich.errors import NotGitRepository
-    from dulwich.repo import Repo
-
-    try:
-        repo = Repo.discover(str(code_repo))
-    except NotGitRepository as exc:
-        raise StoreError(f"{code_repo} is not in a git repository") from exc
-    with repo:
+    with open_code_repo(code_repo) as repo:
         try:
             custom = repo.get_config().get((b"core",), b"hooksPath").decode()
             base = Path(repo.path) if not repo.bare else Path(repo.controldir())
-            return (base / os.path.expanduser(custom)).absolute()
+            return Path(base / os.path.expanduser(custom)).absolute()
         except KeyError:
             return Path(repo.controldir()) / "hooks"
 

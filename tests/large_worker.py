@@ -4,7 +4,6 @@ BACKEND STORE_PATH MEGABYTES (store|load). Prints JSON: array bytes, extra peak 
 from __future__ import annotations
 
 import json
-import resource
 import sys
 
 import numpy as np
@@ -15,14 +14,22 @@ from components import SimpleComponent  # noqa: E402
 from gitstore import DjangoORMDataStore, GitDataStore  # noqa: E402
 
 
+def _status(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+
 def rss_peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """The resident high-water mark since :func:`rss_now` reset it."""
+    return _status("VmHWM")
 
 
 def rss_now() -> int:
-    """The current resident size: the baseline (the peak so far may be above it)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+    """Reset the high-water mark (Linux: ``clear_refs`` 5) and return the current size, so an
+    earlier transient (numpy's random generator) does not hide what follows."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status("VmRSS")
 
 
 def main() -> None:

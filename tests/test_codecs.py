@@ -64,6 +64,18 @@ def test_plain_data_round_trips_exactly(value: Any) -> None:
     assert same(round_trip(value), value)
 
 
+@given(st.text())
+def test_text_round_trips(value: str) -> None:
+    codec, data = encode_bytes(value)
+    assert codec.ext == "txt" and decode_bytes(codec, data) == value
+
+
+@given(st.binary())
+def test_bytes_round_trip(value: bytes) -> None:
+    codec, data = encode_bytes(value)
+    assert codec.ext == "bin" and decode_bytes(codec, data) == value
+
+
 @given(st.floats(allow_nan=True, allow_infinity=True))
 def test_every_float_round_trips(value: float) -> None:
     assert same(round_trip(value), value)

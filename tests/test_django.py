@@ -126,27 +126,28 @@ sys.path.insert(0, {tests!r})
 from components import SimpleComponent
 from gitstore import DjangoORMDataStore
 store = DjangoORMDataStore({url!r}, {data!r})
-worker = int(sys.argv[1])
-for i in range(40):
+worker, n = int(sys.argv[1]), int(sys.argv[2])
+for i in range(n):
     store.store(SimpleComponent({{"w": worker, "i": i}}), "v", [worker, i])
-    store.store(SimpleComponent({{"shared": i}}), "v", "same for all")
+    if i < 40:
+        store.store(SimpleComponent({{"shared": i}}), "v", "same for all")
 """
 
 
-def concurrent_writers(tmp_path: Path, url: str, workers: int) -> None:
+def concurrent_writers(tmp_path: Path, url: str, workers: int, n: int = 40) -> None:
     script = tmp_path / "writer.py"
     script.write_text(WRITER.format(tests=str(Path(__file__).parent), url=url,
                                     data=str(tmp_path / "pgdata")))
-    procs = [subprocess.Popen([sys.executable, str(script), str(w)], stderr=subprocess.PIPE)
-             for w in range(workers)]
+    procs = [subprocess.Popen([sys.executable, str(script), str(w), str(n)],
+                              stderr=subprocess.PIPE) for w in range(workers)]
     for p in procs:
         _out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()
     s = DjangoORMDataStore(url, tmp_path / "pgdata")
     for w in range(workers):
-        for i in range(40):
+        for i in range(n):
             assert s.retrieve(SimpleComponent({"w": w, "i": i}), "v") == [w, i]
-    assert len(list(s.entries())) == workers * 40 + 40
+    assert len(list(s.entries())) == workers * n + 40
 
 
 def test_postgres_processes_lose_nothing(tmp_path: Path) -> None:
@@ -161,7 +162,7 @@ def test_postgres_eight_processes(tmp_path: Path) -> None:
     if not postgres_available():
         pytest.skip(HOW_TO_POSTGRES)
     fresh_postgres(tmp_path).close()
-    concurrent_writers(tmp_path, POSTGRES_URL, workers=8)
+    concurrent_writers(tmp_path, POSTGRES_URL, workers=8, n=250)  # 2,000 entries
 
 
 def test_sqlite_processes_lose_nothing(tmp_path: Path) -> None:

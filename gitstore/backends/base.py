@@ -9,16 +9,17 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from ..codecs import Codec, Payload, decode_payload, encode_payload
 from ..component import full_type, get_inputs, get_parameters, get_version
-from ..errors import CorruptEntryError, InvalidAttributeNameError
+from ..errors import CorruptEntryError, InvalidAttributeNameError, StoreLocationError
 from ..keys import KEY_SCHEME, key_of, keys_of
 from ..params import _yaml_safe
 
-__all__ = ["AbstractDataStore", "Entry", "check_attribute_name", "describe"]
+__all__ = ["AbstractDataStore", "Entry", "check_attribute_name", "describe", "ensure_directory"]
 
 COMPONENT_FILE = "component.yaml"
 
@@ -70,6 +71,21 @@ def check_attribute_name(name: Any) -> str:
     if problem:
         raise InvalidAttributeNameError(f"attribute name {name[:40]!r} {problem}")
     return name
+
+
+def ensure_directory(path: Path) -> Path:
+    """Create ``path`` (and parents) if missing.
+
+    Raises:
+        StoreLocationError: it is a file, or cannot be created.
+    """
+    if path.exists() and not path.is_dir():
+        raise StoreLocationError(f"{path} is a file, not a directory", str(path))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreLocationError(f"cannot create {path}: {exc.strerror}", str(path)) from exc
+    return path
 
 
 def describe(component: Any, key: str, input_keys: list[str], is_list: bool) -> dict[str, Any]:

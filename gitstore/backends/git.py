@@ -40,7 +40,7 @@ from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, object_id
 from .._git.refs import STALE_LOCK_SECONDS, RefFiles
 from .._git.remote import fetch_refs, link_objects, local_gitdir, no_merges, push_refs
 from ..codecs import Codec, Payload, codec_by_ext, decode_payload, payload_bytes, read_all
-from ..component import full_type, get_inputs, get_parameters, get_version
+from ..component import full_type, get_inputs, get_parameters, get_version, open_code_repo
 from ..errors import (
     AmbiguousKeyError,
     ConcurrencyError,
@@ -1157,14 +1157,8 @@ def resolve_revision(code_repo: str | os.PathLike[str], rev: str) -> str:
     from dulwich.objects import Commit as GitCommit
     from dulwich.objects import Tag
     from dulwich.objectspec import parse_object
-    from dulwich.errors import NotGitRepository
-    from dulwich.repo import Repo
 
-    try:
-        repo = Repo.discover(str(code_repo))
-    except NotGitRepository as exc:
-        raise EntryNotFoundError(f"{code_repo} is not in a git repository") from exc
-    with repo:
+    with open_code_repo(code_repo) as repo:
         try:
             obj = parse_object(repo, rev.encode())
         except (KeyError, ValueError):

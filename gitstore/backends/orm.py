@@ -25,8 +25,8 @@ from urllib.parse import unquote, urlparse
 
 from .. import _yaml
 from ..codecs import Codec, Payload, codec_by_name
-from ..errors import CorruptEntryError, StoreError, StoreLocationError
-from .base import AbstractDataStore, Entry
+from ..errors import CorruptEntryError, StoreError
+from .base import AbstractDataStore, Entry, ensure_directory
 
 __all__ = ["APP", "DjangoORMDataStore", "database_settings"]
 
@@ -161,15 +161,7 @@ class DjangoORMDataStore(AbstractDataStore):
         super().__init__(allow_pickle=allow_pickle)
         if database_parameters is not None:  # the seed's (Django 1.0) spelling
             database = _old_style(database_parameters)
-        self.data_root_dir = Path(data_root_dir).absolute()
-        if self.data_root_dir.exists() and not self.data_root_dir.is_dir():
-            raise StoreLocationError(f"{self.data_root_dir} is a file, not a directory",
-                                     str(self.data_root_dir))
-        try:
-            self.data_root_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreLocationError(f"cannot create {self.data_root_dir}: {exc.strerror}",
-                                     str(self.data_root_dir)) from exc
+        self.data_root_dir = ensure_directory(Path(data_root_dir).absolute())
         config = database_settings(database, self.data_root_dir)
         if isinstance(config, str):
             self.alias = config

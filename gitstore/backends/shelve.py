@@ -19,7 +19,7 @@ from .. import _yaml
 from ..codecs import Codec, Payload, codec_by_name, payload_bytes
 from ..errors import CorruptEntryError, StoreLocationError
 from ..keygenerators import join_with_underscores
-from .base import AbstractDataStore, Entry
+from .base import AbstractDataStore, Entry, ensure_directory
 
 __all__ = ["ShelveDataStore"]
 
@@ -51,15 +51,7 @@ class ShelveDataStore(AbstractDataStore):
         allow_pickle: bool = False,
     ) -> None:
         super().__init__(allow_pickle=allow_pickle)
-        self.root_dir = Path(root_dir)
-        if self.root_dir.exists() and not self.root_dir.is_dir():
-            raise StoreLocationError(f"{self.root_dir} is a file, not a directory",
-                                     str(self.root_dir))
-        try:
-            self.root_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreLocationError(f"cannot create {self.root_dir}: {exc.strerror}",
-                                     str(self.root_dir)) from exc
+        self.root_dir = ensure_directory(Path(root_dir))
         if not os.access(self.root_dir, os.W_OK | os.X_OK):
             raise StoreLocationError(f"{self.root_dir} is not writable", str(self.root_dir))
         self.key_generator = key_generator
