@@ -6,6 +6,7 @@ a list of them, or None; ``inputs`` is accepted too) and optionally ``version`` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import os
@@ -84,7 +85,8 @@ def get_version(component: Any) -> Any:
 
 # --- source versions -------------------------------------------------------------------------
 
-_SOURCE_CACHE: dict[tuple[str, int, int, str], str] = {}
+_SOURCE_CACHE: dict[tuple[Any, ...], str] = {}
+_ROOTS: dict[Path, Path | None] = {}
 
 
 def source_version(obj: Any) -> str:
@@ -98,27 +100,20 @@ def source_version(obj: Any) -> str:
     Raises:
         InvalidComponentError: the source file of ``obj`` cannot be found (built-ins, REPL).
     """
-    target = obj if inspect.isclass(obj) or inspect.ismodule(obj) or inspect.isroutine(obj) \
-        else type(obj)
-    try:
-        filename = inspect.getsourcefile(target)
-    except TypeError:
-        filename = None
-    if filename is None or not os.path.exists(filename):
-        raise InvalidComponentError(
-            f"cannot find the source of {getattr(target, '__qualname__', target)!r}; "
-            "give the component an explicit 'version'",
-            "version",
-        )
-    path = Path(filename).resolve()
-    content = path.read_bytes()
-    digest = hashlib.sha256(content).hexdigest()[:12]
+    target: Any = obj if inspect.isclass(obj) or inspect.ismodule(obj) or \
+        inspect.isroutine(obj) else type(obj)
+    path = _source_file(target)
     stat = path.stat()
-    head = _head_of(path)
-    cache_key = (str(path), stat.st_mtime_ns, stat.st_size, head or "")
+    root = _find_repo_root(path)
+    # every key of a component without a version comes here: answer from a cache that is
+    # valid while the file and the repository's HEAD are unchanged (a few stats, no git)
+    cache_key = (str(path), stat.st_mtime_ns, stat.st_size,
+                 _head_signature(root) if root is not None else None)
     cached = _SOURCE_CACHE.get(cache_key)
     if cached is not None:
         return cached
+    content = path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()[:12]
     result = _git_version(path, content, digest) or f"src-sha256.{digest}"
     _SOURCE_CACHE[cache_key] = result
     return result
@@ -139,24 +134,48 @@ def open_code_repo(path: str | os.PathLike[str]) -> Any:
         raise StoreLocationError(f"{path} is not in a git repository", str(path)) from None
 
 
-def _find_repo_root(path: Path) -> Path | None:
-    for parent in path.parents:
-        if (parent / ".git").exists():
-            return parent
-    return None
-
-
-def _head_of(path: Path) -> str | None:
-    root = _find_repo_root(path)
-    if root is None:
-        return None
+@functools.lru_cache(maxsize=4096)
+def _source_file(target: Any) -> Path:
+    """Where ``target`` is defined (inspect is slow: cached per class or function)."""
     try:
-        from dulwich.repo import Repo
+        filename = inspect.getsourcefile(target)
+    except TypeError:
+        filename = None
+    if filename is None or not os.path.exists(filename):
+        raise InvalidComponentError(
+            f"cannot find the source of {getattr(target, '__qualname__', target)!r}; "
+            "give the component an explicit 'version'",
+            "version",
+        )
+    return Path(filename).resolve()
 
-        with Repo(str(root)) as repo:
-            return str(repo.head().decode())
-    except Exception:  # an empty repository, or not a repository after all
-        return None
+
+def _find_repo_root(path: Path) -> Path | None:
+    folder = path.parent
+    if folder not in _ROOTS:
+        _ROOTS[folder] = next((p for p in path.parents if (p / ".git").exists()), None)
+    return _ROOTS[folder]
+
+
+def _head_signature(root: Path) -> tuple[Any, ...]:
+    """Changes whenever HEAD may point elsewhere: HEAD's text, its branch file, packed-refs."""
+    gitdir = root / ".git"
+    if gitdir.is_file():  # a worktree or submodule: "gitdir: <path>"
+        gitdir = (root / gitdir.read_text().split(":", 1)[1].strip()).resolve()
+    parts: list[Any] = []
+    try:
+        head = (gitdir / "HEAD").read_bytes()
+    except OSError:
+        return ("no HEAD",)
+    parts.append(head)
+    names = [head[5:].strip().decode()] if head.startswith(b"ref: ") else []
+    for name in [*names, "packed-refs"]:
+        try:
+            st = os.stat(gitdir / name)
+            parts.append((name, st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            parts.append((name, None))
+    return tuple(parts)
 
 
 def _git_version(path: Path, content: bytes, digest: str) -> str | None:
