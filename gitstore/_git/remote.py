@@ -161,7 +161,8 @@ def fetch_refs(repo: Any, url: str, wanted: Callable[[str], bool],
 
 
 def push_refs(repo: Any, url: str, decide: Callable[[dict[str, bytes]], dict[str, bytes]],
-              progress: Callable[[bytes], None] | None = None) -> dict[str, str | None]:
+              progress: Callable[[bytes], None] | None = None,
+              generate_pack_data: Any = None) -> dict[str, str | None]:
     """Push: ``decide(remote refs)`` returns ``{ref: new id}`` to send. Returns
     ``{ref: error or None}`` for each ref sent (an error: the remote refused that update).
 
@@ -180,7 +181,8 @@ def push_refs(repo: Any, url: str, decide: Callable[[dict[str, bytes]], dict[str
 
     with _translated(url):
         client, path = _client(url)
-        result = client.send_pack(path, update_refs, generate_pack_data=repo.generate_pack_data,
+        result = client.send_pack(path, update_refs,
+                                  generate_pack_data=generate_pack_data or repo.generate_pack_data,
                                   progress=progress)
     status = getattr(result, "ref_status", None) or {}
     return {name: (status.get(name.encode()) or None) for name in sent}

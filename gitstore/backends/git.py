@@ -35,6 +35,7 @@ import yaml
 from .. import _yaml
 from .._git.large import LARGE, LooseReader, write_loose_blob
 from .._git.layout import NAMESPACE, VERSIONS, entry_path, ref_for_version, version_of_ref
+from .._git.packgen import generate_pack_data
 from .._git.merge import is_ancestor, merge_base, merge_trees
 from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, object_id
 from .._git.refs import STALE_LOCK_SECONDS, RefFiles
@@ -881,6 +882,21 @@ class GitDataStore(AbstractDataStore):
         nearest = [(k, d) for _n, k, d in candidates[:3]]
         return Explanation(key, False, version, [], nearest, wanted_type)
 
+    def _clear_stale_git_locks(self) -> None:
+        root = Path(self.gitdir)
+        candidates = [*root.glob("*.lock"), *(root / "objects").glob("info/**/*.lock"),
+                      *(root / "objects" / "pack").glob("*.lock")]
+        for path in candidates:
+            try:
+                age = time.time() - path.stat().st_mtime
+                if age < STALE_LOCK_SECONDS:
+                    time.sleep(STALE_LOCK_SECONDS - age)
+                    if path.stat().st_mtime > time.time() - STALE_LOCK_SECONDS:
+                        continue  # renewed: a live git process holds it
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
     # --- remotes -------------------------------------------------------------------------------
 
     def remote_add(self, name: str, url: str) -> None:
@@ -1024,7 +1040,8 @@ class GitDataStore(AbstractDataStore):
             if remote_dir is not None:
                 status = self._push_local(remote_dir, local, repo)
             else:
-                status = push_refs(repo, url, decide, progress)
+                status = push_refs(repo, url, decide, progress,
+                                   generate_pack_data(self._db()))
             behind |= {ref for ref, error in status.items() if error}
             if not behind:
                 return {version_of_ref(r): s.decode() for r, s in local.items()}
@@ -1106,16 +1123,11 @@ class GitDataStore(AbstractDataStore):
         if git is None:
             raise StoreError("gc needs the git command-line tool")
         with self._refs.locked("gitstore-gc"):  # one gitstore gc at a time
-            # a gc killed midway leaves git's lock files: with no gitstore gc running, one
-            # older than a few seconds is stale (git holds them for milliseconds); and its
-            # gc.pid can name a zombie that no init reaps, hence --force under our own lock
-            for name in ("packed-refs.lock",):
-                path = os.path.join(self.gitdir, name)
-                try:
-                    if time.time() - os.stat(path).st_mtime > STALE_LOCK_SECONDS:
-                        os.unlink(path)
-                except FileNotFoundError:
-                    pass
+            # a gc killed midway leaves git's lock files (packed-refs.lock, commit-graph.lock,
+            # ...): with no gitstore gc running (we hold its lock), one that stays for a few
+            # seconds is stale, as git holds them for milliseconds; and gc.pid can name a
+            # zombie no init reaps, hence --force
+            self._clear_stale_git_locks()
             result = subprocess.run([git, "--git-dir", self.gitdir, "gc", "--quiet", "--force"],
                                     capture_output=True, text=True)
         if result.returncode != 0:
