@@ -11,7 +11,6 @@ import pytest
 from conftest import git
 from typer.testing import CliRunner
 
-from gitstore import GitDataStore
 from gitstore_cli.main import app
 
 MODEL = """
