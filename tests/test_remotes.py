@@ -190,6 +190,24 @@ def test_four_machines_one_remote(tmp_path: Path) -> None:
     git("--git-dir", str(base / "shared.git"), "fsck", "--strict")
 
 
+def test_large_array_over_the_network(tmp_path: Path) -> None:
+    """A large loose blob is streamed into the pushed pack, and fetched back intact."""
+    import numpy as np
+
+    base = tmp_path / "served"
+    base.mkdir()
+    git("init", "-q", "--bare", str(base / "big.git"))
+    array = np.random.default_rng(5).random(3_000_000)  # 24 MB, a loose object
+    a = GitDataStore(tmp_path / "a")
+    a.store(C(1), "array", array)
+    with git_daemon(base) as prefix:
+        a.push(prefix + "big.git")
+        b = GitDataStore(tmp_path / "b")
+        b.pull(prefix + "big.git")
+    git("--git-dir", str(base / "big.git"), "fsck", "--strict")
+    np.testing.assert_array_equal(b.retrieve(C(1), "array"), array)
+
+
 def test_unreachable_remote_is_a_quick_clear_error(tmp_path: Path) -> None:
     from gitservers import free_port
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 from dulwich.pack import UnpackedObject
 
-from .objects import COMMIT, TREE, ObjectDB
+from .large import LARGE, LooseReader
+from .objects import COMMIT, TREE, ObjectDB, _pack_header
 
 __all__ = ["generate_pack_data"]
 
@@ -76,6 +78,33 @@ class _PackIndex:
         return data
 
 
+def _loose_entry(path: str, sha: bytes) -> Iterator[bytes]:
+    """A large loose blob as a pack entry, streamed: the pack header, then its content in a new
+    zlib stream of stored blocks (the loose file's stream also covers git's object header, so it
+    cannot be copied). The object's id is checked when the last byte has been read."""
+    reader = LooseReader(path, sha)
+    try:
+        yield _pack_header(3, reader.size)
+        yield b"\x78\x01"
+        adler, left = 1, reader.size
+        if not left:
+            yield struct.pack("<BHH", 1, 0, 0xFFFF)
+        while left:
+            data = reader.read(min(left, 4 << 20))
+            if not data:
+                raise reader._corrupt("truncated")
+            adler = zlib.adler32(data, adler)
+            for start in range(0, len(data), 65535):
+                block = data[start: start + 65535]
+                left -= len(block)
+                yield struct.pack("<BHH", 1 if left == 0 else 0, len(block),
+                                  len(block) ^ 0xFFFF) + block
+        yield struct.pack(">L", adler & 0xFFFFFFFF)
+        reader.finish()
+    finally:
+        reader.close()
+
+
 def _parents(db: ObjectDB, commit: bytes) -> list[bytes]:
     header = db.read(commit, COMMIT).partition(b"\n\n")[0]
     return [line[7:] for line in header.split(b"\n") if line.startswith(b"parent ")]
@@ -132,9 +161,13 @@ def generate_pack_data(db: ObjectDB) -> Any:
             for type_num, sha in objects:
                 raw_id = bytes.fromhex(sha.decode())
                 chunk = index.chunk(raw_id)
+                loose = os.path.join(db.gitdir, "objects", sha[:2].decode(), sha[2:].decode())
                 if chunk is not None:
                     record = UnpackedObject(type_num, sha=raw_id, decomp_chunks=[])
                     record.comp_chunks = [chunk]  # header and deflated data, sent as they are
+                elif type_num == 3 and os.path.exists(loose) and os.path.getsize(loose) >= LARGE:
+                    record = UnpackedObject(type_num, sha=raw_id, decomp_chunks=[])
+                    record.comp_chunks = _loose_entry(loose, sha)  # type: ignore[assignment]
                 else:
                     data = db.read(sha)
                     record = UnpackedObject(type_num, sha=raw_id, decomp_chunks=[data],
