@@ -115,3 +115,18 @@ def test_five_gigabyte_array(tmp_path: Path) -> None:
     size = git("--git-dir", str(tmp_path / "s"), "cat-file", "-s",
                blobs[0].parent.name + blobs[0].name).strip()
     assert int(size) > 5 * 1024 * (1 << 20)
+
+
+def test_large_blob_in_a_pack_after_gc_streams(tmp_path: Path) -> None:
+    s = GitDataStore(tmp_path / "s")
+    c = SimpleComponent({"a": 9})
+    array = np.random.default_rng(6).random(2_000_000)  # 16 MB
+    s.store(c, "big", array)
+    s.gc()
+    assert not [p for p in (tmp_path / "s" / "objects").glob("??/*")]  # packed now
+    again = GitDataStore(tmp_path / "s")
+    entry = again.find(key_of(c))
+    blob = again._open_blob(again.attributes(entry.key)["big"]["id"].encode())
+    assert not isinstance(blob, bytes)  # a stream, not the whole blob in memory
+    blob.close()
+    np.testing.assert_array_equal(again.retrieve(c, "big"), array)

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from ..errors import CorruptEntryError
 
-__all__ = ["LARGE", "LooseReader", "write_loose_blob"]
+__all__ = ["LARGE", "LooseReader", "open_packed_blob", "write_loose_blob"]
 
 #: blobs at least this large are streamed to loose objects
 LARGE = 8 << 20
@@ -148,10 +148,14 @@ class LooseReader:
         CorruptEntryError: the object is damaged (on open, on a read, or in :meth:`finish`).
     """
 
-    def __init__(self, path: str, expected: bytes) -> None:
+    def __init__(self, path: str, expected: bytes, offset: int = 0,
+                 size: int | None = None) -> None:
+        """A loose object at ``path``; or, with ``size``, a pack entry's zlib stream starting at
+        ``offset`` (the blob's content only: git's object header is not in a pack's stream)."""
         self.expected = expected
         self._f = open(path, "rb", buffering=0)
         self._sha = hashlib.sha1()
+        self._offset = offset
         self._stored = False
         self._block_left = 0
         self._final = False
@@ -159,20 +163,25 @@ class LooseReader:
         self._inflater: Any = None
         self._pending = b""  # inflated bytes not yet handed out
         try:
+            self._f.seek(offset)
             head = self._f.read(2)
             if len(head) != 2 or (head[0] * 256 + head[1]) % 31 or head[0] & 0x0F != 8:
                 raise self._corrupt("not a zlib stream")
             first = self._f.read(1)
             self._stored = bool(first) and (first[0] >> 1) & 3 == 0
-            self._f.seek(2)
+            self._f.seek(offset + 2)
             if not self._stored:
                 self._inflater = zlib.decompressobj()
                 self._inflater.decompress(head)
-            header = self._read_header()
-            kind, _, size = header.partition(b" ")
-            if kind != b"blob" or not size.isdigit():
-                raise self._corrupt("not a blob")
-            self.size = int(size)
+            if size is None:
+                header = self._read_header()
+                kind, _, text = header.partition(b" ")
+                if kind != b"blob" or not text.isdigit():
+                    raise self._corrupt("not a blob")
+                self.size = int(text)
+            else:
+                self.size = size
+                self._sha.update(b"blob %d\x00" % size)
             self.remaining = self.size
         except BaseException:
             self._f.close()
@@ -321,6 +330,33 @@ class LooseReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_packed_blob(store: Any, sha: bytes) -> LooseReader | None:
+    """A streaming reader for a large, undeltified blob in one of ``store``'s packs (after a
+    ``git gc`` or a fetch), or None (not packed, small, or a delta: read it whole instead)."""
+    raw = bytes.fromhex(sha.decode())
+    for pack in list(store.packs):
+        try:
+            offset = pack.index.object_offset(raw)
+        except (KeyError, OSError):
+            continue
+        path = pack._data_path
+        with open(path, "rb") as f:
+            f.seek(offset)
+            head = f.read(16)
+        if not head:
+            return None
+        type_num = (head[0] >> 4) & 7
+        size, shift, i = head[0] & 15, 4, 0
+        while head[i] & 0x80:
+            i += 1
+            size |= (head[i] & 0x7F) << shift
+            shift += 7
+        if type_num != 3 or size < LARGE:
+            return None
+        return LooseReader(path, sha, offset + i + 1, size)
+    return None
 
 
 def _unlink(path: str) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from .. import _yaml
-from .._git.large import LARGE, LooseReader, write_loose_blob
+from .._git.large import LARGE, LooseReader, open_packed_blob, write_loose_blob
 from .._git.layout import NAMESPACE, VERSIONS, entry_path, ref_for_version, version_of_ref
 from .._git.packgen import generate_pack_data
 from .._git.merge import is_ancestor, merge_base, merge_trees
@@ -371,7 +371,10 @@ class GitDataStore(AbstractDataStore):
         try:
             reader = LooseReader(path, sha)
         except FileNotFoundError:
-            return self._read_blob(sha)
+            packed = open_packed_blob(self._db().store, sha)  # large, in a pack: stream it
+            if packed is None:
+                return self._read_blob(sha)
+            reader = packed
         if reader.size >= LARGE:
             return reader
         try:
