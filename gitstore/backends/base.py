@@ -179,7 +179,7 @@ class AbstractDataStore(abc.ABC):
             return self.key_generator(component)
         return key_of(component)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: backends without handles keep it
         """Release files and handles; the store is unusable afterwards."""
 
     def __enter__(self) -> AbstractDataStore:

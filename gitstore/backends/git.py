@@ -719,7 +719,7 @@ class GitDataStore(AbstractDataStore):
                                     read_all(found[1])  # a pickle: its bytes are checked
                     except GitStoreError as exc:
                         problems.append(f"version {version}, entry {hexkey[:12]}: {exc}")
-                for sha, _info in self._commits(ref):
+                for _commit in self._commits(ref):
                     pass  # reading each commit checks it
             except GitStoreError as exc:
                 problems.append(f"version {version}: {exc}")
