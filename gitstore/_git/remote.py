@@ -10,6 +10,7 @@ import fcntl
 import os
 import shutil
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -154,10 +155,48 @@ def fetch_refs(repo: Any, url: str, wanted: Callable[[str], bool],
                 chosen[name.decode()] = sha
         return [sha for sha in set(chosen.values()) if sha not in repo.object_store]
 
+    git = shutil.which("git")
     with _translated(url):
         client, path = _client(url)
-        client.fetch(path, repo, determine_wants=determine_wants, progress=progress)
+        if git is None:
+            client.fetch(path, repo, determine_wants=determine_wants, progress=progress)
+        else:
+            _fetch_with_index_pack(git, repo, client, path, determine_wants, progress)
     return chosen
+
+
+def _fetch_with_index_pack(git: str, repo: Any, client: Any, path: str,
+                           determine_wants: Any, progress: Any) -> None:
+    """Receive the pack with dulwich's client and index it with ``git index-pack`` (as
+    ``git fetch`` does; dulwich's own indexer resolves deltas object by object in Python, ~4x
+    slower). Used when git is installed, like ``gc``; dulwich's path otherwise."""
+    gitdir = repo.controldir() if not repo.bare else repo.path
+    proc = subprocess.Popen([git, "--git-dir", gitdir, "index-pack", "--stdin", "--fix-thin"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stderr is not None
+    received = 0
+
+    def pack_data(data: bytes) -> int:
+        nonlocal received
+        received += len(data)
+        proc.stdin.write(data)  # type: ignore[union-attr]
+        return len(data)
+
+    try:
+        client.fetch_pack(path, determine_wants, repo.get_graph_walker(), pack_data, progress)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    if not received:  # nothing was wanted: no pack came
+        proc.kill()
+        proc.communicate()
+        return
+    _out, error = proc.communicate()
+    if proc.returncode != 0:
+        raise RemoteError("the pack received could not be indexed: "
+                          + error.decode(errors="replace").strip())
 
 
 def push_refs(repo: Any, url: str, decide: Callable[[dict[str, bytes]], dict[str, bytes]],
