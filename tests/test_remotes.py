@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -220,3 +221,32 @@ def test_unreachable_remote_is_a_quick_clear_error(tmp_path: Path) -> None:
         a.fetch(str(tmp_path / "does-not-exist.git"))
     assert time.monotonic() - t0 < 30
     assert a.retrieve(C(1), "value") == 1
+
+
+FETCH_WITHOUT_GIT = """
+import shutil, sys
+sys.path.insert(0, {tests!r})
+assert shutil.which("git") is None, "this check needs a PATH without git"
+from components import SimpleComponent
+from gitstore import GitDataStore
+store = GitDataStore(sys.argv[1])
+print(store.pull(sys.argv[2]))
+print(store.retrieve(SimpleComponent({{"x": 4}}, version="v1"), "value"))
+"""
+
+
+def test_fetch_without_the_git_binary(tmp_path: Path) -> None:
+    """Without git on PATH, the pack is indexed by dulwich itself."""
+    base = tmp_path / "served"
+    base.mkdir()
+    a = GitDataStore(base / "r.git")
+    for i in range(5):
+        a.store(C(i), "value", i * 10)
+    script = tmp_path / "fetch.py"
+    script.write_text(FETCH_WITHOUT_GIT.format(tests=str(Path(__file__).parent)))
+    env = {"PATH": os.path.dirname(sys.executable), "HOME": str(tmp_path)}
+    with git_daemon(base) as prefix:
+        out = subprocess.run([sys.executable, str(script), str(tmp_path / "b"),
+                              prefix + "r.git"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["{'v1': 'created'}", "40"]
