@@ -166,7 +166,7 @@ def test_gc_repacks_and_keeps_everything(tmp_path: Path) -> None:
     assert len(packs) == 1
     with GitDataStore(tmp_path / "s") as again:
         assert [again.retrieve(c, "x") for c in comps] == list(range(40))
-        again.store(SimpleComponent({"i": 99}), "x", 99)  # refs are packed now: still works
+        again.store(SimpleComponent({"i": 99}), "x", 99)
         assert again.retrieve(SimpleComponent({"i": 99}), "x") == 99
     git("--git-dir", str(tmp_path / "s"), "fsck", "--strict")
 

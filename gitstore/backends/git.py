@@ -1131,7 +1131,11 @@ class GitDataStore(AbstractDataStore):
             # seconds is stale, as git holds them for milliseconds; and gc.pid can name a
             # zombie no init reaps, hence --force
             self._clear_stale_git_locks()
-            result = subprocess.run([git, "--git-dir", self.gitdir, "gc", "--quiet", "--force"],
+            # gc.packRefs=false: packing would delete loose refs that writers rewrite in place
+            # (see RefFiles.compare_and_swap) while they run; one ref per version needs no
+            # packing anyway
+            result = subprocess.run([git, "--git-dir", self.gitdir, "-c", "gc.packRefs=false",
+                                     "gc", "--quiet", "--force"],
                                     capture_output=True, text=True)
         if result.returncode != 0:
             raise StoreError(f"git gc failed: {result.stderr.strip()}")
