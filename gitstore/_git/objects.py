@@ -31,7 +31,8 @@ __all__ = ["Obj", "ObjectDB", "TreeEntries", "object_id"]
 BLOB, TREE, COMMIT = 3, 2, 1
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 TreeEntries = dict[bytes, tuple[int, bytes]]  # name -> (mode, hex id)
-Obj = tuple[int, bytes]  # (type number, raw content)
+# (type number, raw content), or with its id when the producer computed it already
+Obj = tuple[int, bytes] | tuple[int, bytes, bytes]
 
 #: packs with at least this many bytes are left alone by the tiered merge (git gc handles them)
 MERGE_MAX_BYTES = 256 * 1024 * 1024
@@ -258,7 +259,7 @@ class ObjectDB:
             data, offsets = _serialize_tree(entries)
         sha = object_id(TREE, data)
         if sha != tree:
-            out.append((TREE, data))
+            out.append((TREE, data, sha))
             self._remember_tree(sha, (entries, data, offsets))
         return sha
 
@@ -268,7 +269,7 @@ class ObjectDB:
             return None
         data, offsets = _serialize_tree(entries)
         sha = object_id(TREE, data)
-        out.append((TREE, data))  # written even if known: it may come from an aborted commit
+        out.append((TREE, data, sha))  # written even if known: it may come from an aborted commit
         self._remember_tree(sha, (dict(entries), data, offsets))
         return sha
 
@@ -283,8 +284,9 @@ class ObjectDB:
         ids: list[bytes] = []
         chunks: list[tuple[bytes, bytes]] = []  # (raw id, header + compressed data)
         seen: set[bytes] = set()
-        for type_num, data in objects:
-            sha = object_id(type_num, data)
+        for item in objects:
+            type_num, data = item[0], item[1]
+            sha = item[2] if len(item) == 3 else object_id(type_num, data)
             ids.append(sha)
             if sha not in seen:
                 seen.add(sha)
@@ -375,7 +377,7 @@ class ObjectDB:
 
     def _merge(self, bases: list[str]) -> None:
         chunks: list[tuple[bytes, bytes]] = []
-        objects: list[Obj] = []
+        objects: list[tuple[int, bytes]] = []
         present = []
         for base in bases:
             try:

@@ -488,7 +488,7 @@ class GitDataStore(AbstractDataStore):
             with ExitStack() as locks:
                 for ref in refs:
                     locks.enter_context(self._refs.locked(ref))
-                objects: list[Obj] = [(BLOB, data) for data in pending.blobs.values()]
+                objects: list[Obj] = [(BLOB, data, sha) for sha, data in pending.blobs.items()]
                 updates = []
                 for ref in refs:
                     old = self._refs.read(ref)
@@ -500,8 +500,8 @@ class GitDataStore(AbstractDataStore):
                         objects.append((2, b""))
                     body = self._message(pending, ref, message)
                     raw = self._commit_bytes(tree, old, body)
-                    objects.append((COMMIT, raw))
                     commit_id = object_id(COMMIT, raw)
+                    objects.append((COMMIT, raw, commit_id))
                     db.remember_commit(commit_id, tree)
                     updates.append((ref, old, commit_id))
                 if not updates:
