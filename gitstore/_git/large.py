@@ -335,16 +335,21 @@ class LooseReader:
 def open_packed_blob(store: Any, sha: bytes) -> LooseReader | None:
     """A streaming reader for a large, undeltified blob in one of ``store``'s packs (after a
     ``git gc`` or a fetch), or None (not packed, small, or a delta: read it whole instead)."""
+    from dulwich.pack import PackFileDisappeared
+
     raw = bytes.fromhex(sha.decode())
     for pack in list(store.packs):
         try:
             offset = pack.index.object_offset(raw)
-        except (KeyError, OSError):
-            continue
+        except (KeyError, OSError, PackFileDisappeared):
+            continue  # not there, or merged away meanwhile (the caller falls back to dulwich)
         path = pack._data_path
-        with open(path, "rb") as f:
-            f.seek(offset)
-            head = f.read(16)
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                head = f.read(16)
+        except FileNotFoundError:
+            return None
         if not head:
             return None
         type_num = (head[0] >> 4) & 7
