@@ -728,15 +728,22 @@ class GitDataStore(AbstractDataStore):
         return problems
 
     def stats(self) -> dict[str, Any]:
-        """Entries, versions, bytes on disk, loose and packed objects."""
+        """Entries, versions, bytes on disk, loose and packed objects (a snapshot: writers may
+        merge packs meanwhile)."""
         objects = Path(self.gitdir) / "objects"
         loose = [f for d in objects.glob("[0-9a-f][0-9a-f]") for f in d.iterdir()]
-        packs = list((objects / "pack").glob("*.pack"))
-        total = sum(f.stat().st_size for f in objects.rglob("*") if f.is_file())
-        packed = 0
-        for pack in packs:
-            with open(pack, "rb") as f:
-                packed += int.from_bytes(f.read(12)[8:12], "big")
+        packs, packed, total = 0, 0, 0
+        for path in objects.rglob("*"):
+            try:
+                if not path.is_file():
+                    continue
+                total += path.stat().st_size
+                if path.name.startswith("pack-") and path.suffix == ".pack":
+                    with open(path, "rb") as f:
+                        packed += int.from_bytes(f.read(12)[8:12], "big")
+                    packs += 1
+            except FileNotFoundError:
+                continue  # merged away while we looked
         versions = self.versions()
         return {
             "path": str(self.path),
@@ -745,7 +752,7 @@ class GitDataStore(AbstractDataStore):
             "bytes": total,
             "loose_objects": len(loose),
             "packed_objects": packed,
-            "packs": len(packs),
+            "packs": packs,
         }
 
     def prune(self, versions: list[str] | None = None, older_than: float | None = None,
