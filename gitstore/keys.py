@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .component import full_type, get_inputs, get_parameters, get_version
@@ -210,5 +210,3 @@ def keys_of(components: list[Any]) -> list[str]:
     computer = _KeyComputer()
     return [computer.key(c) for c in components]
 
-
-KeyFunction = Callable[[Any], str]

@@ -47,11 +47,6 @@ def object_id(type_num: int, data: bytes) -> bytes:
     return h.hexdigest().encode("ascii")
 
 
-def parse_tree(data: bytes) -> TreeEntries:
-    """Parse raw tree content; raises ValueError on malformed content."""
-    return _parse_tree(data)[0]
-
-
 def _parse_tree(data: bytes) -> tuple[TreeEntries, dict[bytes, int]]:
     """Entries and, for each name, the offset of its id in ``data``."""
     entries: TreeEntries = {}

@@ -10,7 +10,6 @@ once we hold the flock and it is older than :data:`STALE_LOCK_SECONDS`.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import os
@@ -278,8 +277,3 @@ class RefFiles:
         except BaseException:
             os.unlink(lock)
             raise
-
-
-def errno_is_space(exc: OSError) -> bool:
-    """Whether an OSError means the disk (or quota) is full."""
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)

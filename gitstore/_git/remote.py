@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import RemoteError
 
-__all__ = ["fetch_refs", "list_refs", "local_gitdir", "push_refs"]
+__all__ = ["fetch_refs", "link_objects", "local_gitdir", "no_merges", "push_refs"]
 
 #: seconds before a silent remote is given up on
 TIMEOUT = 30.0
@@ -123,20 +123,6 @@ def _link(source: str, target: str) -> int:
         return 1
     except FileNotFoundError:  # removed meanwhile (a gc): its objects are in another pack
         return 0
-
-
-def list_refs(url: str, prefix: str) -> dict[str, bytes]:
-    """The remote's refs under ``prefix``.
-
-    Raises:
-        RemoteError: the remote cannot be reached or read.
-    """
-    with _translated(url):
-        client, path = _client(url)
-        result = client.get_refs(path)
-        refs = getattr(result, "refs", result)
-        return {k.decode(): v for k, v in refs.items()
-                if k.decode().startswith(prefix) and v is not None}
 
 
 def fetch_refs(repo: Any, url: str, wanted: Callable[[str], bool],
