@@ -15,8 +15,8 @@ from .backends import (
     ShelveDataStore,
 )
 from .codecs import register_codec
-from .copy import copy_entries
 from .component import full_type, source_version
+from .copy import copy_entries
 from .keys import KEY_SCHEME, key_of
 from .params import ParameterSet
 

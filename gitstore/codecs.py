@@ -37,7 +37,12 @@ try:  # optional speed-up: 5-10x faster than the json module on numbers (see REA
 except ImportError:  # pragma: no cover
     orjson = None  # type: ignore[assignment]
 
-from .errors import CorruptEntryError, DataError, UnsupportedDataError, UntrustedDataError
+from .errors import (
+    CorruptEntryError,
+    DataError,
+    UnsupportedDataError,
+    UntrustedDataError,
+)
 from .keys import canonical_bytes
 from .params import ParameterSet
 

@@ -182,8 +182,8 @@ def _git_version(path: Path, content: bytes, digest: str) -> str | None:
     root = _find_repo_root(path)
     if root is None:
         return None
-    from dulwich.objects import Blob
     from dulwich.object_store import tree_lookup_path
+    from dulwich.objects import Blob
     from dulwich.repo import Repo
 
     try:

@@ -1,0 +1,719 @@
+"""``GitDataStore``: results as git objects, one commit per store, one ref per version.
+
+Layout (see :mod:`gitstore._git.layout`)::
+
+    refs/gitstore/versions/<version>  ->  commit  ->  tree
+        <hex[0:2]>/<hex[2:4]>/<hex>/component.yaml      type, version, parameters, input keys
+        <hex[0:2]>/<hex[2:4]>/<hex>/<attribute>.<ext>   one blob per attribute, ext = codec
+
+Write path: encode, build blobs; take the version's writer lock (an flock the kernel drops if we
+die); read the tip; edit the three fan-out trees; write every new object as one pack; move the ref
+with compare-and-swap. A crash at any point leaves at most an unreferenced temporary file or pack.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .. import _yaml
+from .._git.large import LARGE, LooseReader, open_packed_blob, write_loose_blob
+from .._git.layout import VERSIONS, entry_path, ref_for_version, version_of_ref
+from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, object_id
+from .._git.refs import RefFiles
+from ..codecs import (
+    Codec,
+    Payload,
+    codec_by_ext,
+    decode_payload,
+    payload_bytes,
+    read_all,
+)
+from ..component import get_version
+from ..errors import (
+    AmbiguousKeyError,
+    ConcurrencyError,
+    CorruptEntryError,
+    DiskFullError,
+    EntryNotFoundError,
+    StoreError,
+    StoreLocationError,
+)
+from ..keys import key_hex, key_of
+from ..params import MISSING, ParameterSet
+from .base import COMPONENT_FILE, AbstractDataStore, Entry
+
+__all__ = ["Commit", "GitCore", "show_value"]
+
+_DIR = 0o40000
+_FILE = 0o100644
+_COMPONENT = COMPONENT_FILE.encode()
+_EMPTY_TREE = b"4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+_Store = TypeVar("_Store", bound="GitCore")
+Changes = dict[tuple[bytes, ...], tuple[int, bytes] | None]
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of a version's history."""
+
+    id: str
+    time: float
+    message: str
+    parents: tuple[str, ...]
+
+
+@dataclass
+class _EntryEdit:
+    """Pending changes to one entry: ``reset`` drops what the tip has, then ``files`` apply."""
+
+    reset: bool = False
+    files: dict[bytes, tuple[int, bytes] | None] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    """Changes not yet committed: one batch (or one store)."""
+
+    edits: dict[str, dict[tuple[bytes, ...], _EntryEdit]] = field(default_factory=dict)
+    blobs: dict[bytes, bytes] = field(default_factory=dict)  # id -> content
+    notes: dict[str, list[str]] = field(default_factory=dict)  # ref -> summary lines
+    keys: dict[str, list[str]] = field(default_factory=dict)  # ref -> keys touched
+    details: dict[str, str] = field(default_factory=dict)  # ref -> body (single store)
+
+    def edit(self, ref: str, entry: tuple[bytes, ...]) -> _EntryEdit:
+        return self.edits.setdefault(ref, {}).setdefault(entry, _EntryEdit())
+
+    def changes(self, ref: str) -> Changes:
+        """The edits of one ref as tree changes ``{path: value}``."""
+        out: Changes = {}
+        for entry, edit in self.edits.get(ref, {}).items():
+            if edit.reset:
+                out[entry] = None
+            for name, value in edit.files.items():
+                out[(*entry, name)] = value
+        return out
+
+    def add_blob(self, data: bytes) -> bytes:
+        sha = object_id(BLOB, data)
+        self.blobs[sha] = data
+        return sha
+
+
+class GitCore(AbstractDataStore):
+    """A store in a git repository.
+
+    Args:
+        path: a bare repository created on first use, or an existing repository (bare or
+            not), whose ``refs/gitstore/`` namespace the store then uses.
+        allow_pickle: see :class:`AbstractDataStore`.
+        author: ``"Name <email>"`` recorded in commits.
+
+    Raises:
+        StoreLocationError: ``path`` is a file, a non-empty directory that is not a git
+            repository, or cannot be created.
+    """
+
+    supports_history = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        allow_pickle: bool = False,
+        author: str = "gitstore <gitstore@localhost>",
+        create: bool = True,
+    ) -> None:
+        super().__init__(allow_pickle=allow_pickle)
+        self.path = Path(path).absolute()
+        self.gitdir = self._open_or_create(create)
+        self.author = author.encode()
+        self._refs = RefFiles(self.gitdir)
+        self._local = threading.local()
+        self._repos: list[Any] = []
+        self._repos_lock = threading.Lock()
+        self._blob_cache: dict[bytes, bytes] = {}
+        self._blob_cache_bytes = 0
+        self._closed = False
+        # close dulwich's packs before interpreter teardown (else __del__ prints noise)
+        self._finalizer = weakref.finalize(self, _close_all, self._repos, self._repos_lock)
+
+    # --- opening -------------------------------------------------------------------------------
+
+    def _open_or_create(self, create: bool) -> str:
+        from dulwich.repo import Repo
+
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise StoreLocationError(f"{p} is a file, not a store", str(p))
+        if (p / ".git").is_dir():
+            return str(p / ".git")
+        if (p / "HEAD").is_file() and (p / "objects").is_dir():
+            return str(p)
+        if p.exists() and any(p.iterdir()):
+            raise StoreLocationError(f"{p} is a non-empty directory, not a git repository",
+                                     str(p))
+        if not create:
+            raise StoreLocationError(f"no store at {p} (run 'gitstore init')", str(p))
+        tmp = p.with_name(f".{p.name}.init-{os.getpid()}")
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Repo.init_bare(str(tmp), mkdir=True).close()
+            with open(tmp / "description", "w") as f:
+                f.write("gitstore: cached results of computations\n")
+            if p.exists():
+                p.rmdir()
+            os.rename(tmp, p)  # all or nothing: a half-made repository is never seen
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if (p / "HEAD").is_file():  # another process created it meanwhile
+                return str(p)
+            raise StoreLocationError(f"cannot create a store at {p}: {exc.strerror or exc}",
+                                     str(p)) from exc
+        return str(p)
+
+    def _db(self) -> ObjectDB:
+        db: ObjectDB | None = getattr(self._local, "db", None)
+        if db is None or getattr(self._local, "pid", None) != os.getpid():
+            if self._closed:
+                raise StoreError("the store is closed")
+            from dulwich.repo import Repo
+
+            repo = Repo(self.gitdir)
+            with self._repos_lock:
+                self._repos.append(repo)
+            db = ObjectDB(repo)
+            self._local.db, self._local.pid = db, os.getpid()
+        return db
+
+    def close(self) -> None:
+        # docstring inherited
+        self._closed = True
+        self._refs.close()
+        _close_all(self._repos, self._repos_lock)
+        self._local = threading.local()
+
+    # --- batches -------------------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self: _Store, message: str | None = None) -> Iterator[_Store]:
+        """Group stores and deletes into one commit per version, all visible or none.
+
+        Nothing is written if the block raises. Inside the block, ``retrieve`` sees the
+        block's own stores.
+        """
+        if getattr(self._local, "pending", None) is not None:
+            yield self  # nested: the outer batch commits
+            return
+        pending = _Pending()
+        self._local.pending = pending
+        try:
+            yield self
+            self._local.pending = None
+            with _disk_errors():
+                self._commit(pending, message)
+        finally:
+            self._local.pending = None
+
+    # --- primitives ----------------------------------------------------------------------------
+
+    def _put(self, key: str, description: dict[str, Any], attribute: str, codec: Codec,
+             payload: Payload) -> None:
+        # docstring inherited
+        with _disk_errors():
+            self._put_unchecked(key, description, attribute, codec, payload)
+
+    def _put_unchecked(self, key: str, description: dict[str, Any], attribute: str,
+                       codec: Codec, payload: Payload) -> None:
+        ref = ref_for_version(description["version"])
+        own = getattr(self._local, "pending", None)
+        pending = own if own is not None else _Pending()
+        entry = entry_path(key)
+        comp_text = _yaml.dump(description)
+        comp = comp_text.encode()
+        edit = pending.edit(ref, entry)
+        edit.files[_COMPONENT] = (_FILE, pending.add_blob(comp))
+        for old in self._attribute_names(key, ref, pending):
+            if old.rsplit(b".", 1)[0] == attribute.encode():
+                edit.files[old] = None
+        name = f"{attribute}.{codec.ext}".encode()
+        size = len(payload) if isinstance(payload, bytes) else sum(len(p) for p in payload)
+        note = ""
+        if size >= LARGE:  # streamed to a loose object now, outside the writer lock
+            sha, how = write_loose_blob(os.path.join(self.gitdir, "objects"),
+                                        [payload] if isinstance(payload, bytes) else payload)
+            note = f"\n{attribute}.{codec.ext}: {size} bytes, {how}"
+        else:
+            sha = pending.add_blob(payload_bytes(payload))
+        edit.files[name] = (_FILE, sha)
+        pending.notes.setdefault(ref, []).append(
+            f"store {attribute} of {description['type']} {key_hex(key)[:12]}")
+        pending.keys.setdefault(ref, []).append(key)
+        pending.details[ref] = f"attribute: {attribute}\n{comp_text}{note}"
+        if own is None:
+            self._commit(pending, None)
+
+    def _listing(self, key: str, ref: str, pending: _Pending | None) -> dict[bytes, bytes]:
+        """The entry's files (name → blob id) as this thread sees them, pending changes included.
+
+        Raises:
+            CorruptEntryError: an object on the way is damaged (``.key`` names the entry).
+        """
+        entry = entry_path(key)
+        listing: dict[bytes, bytes] = {}
+        root = self._tip_tree(ref)
+        if root is not None:
+            db = self._db()
+            try:
+                found = db.lookup(root, entry)
+                if found is not None and found[0] == _DIR:
+                    listing = {name: sha for name, (_mode, sha) in db.tree(found[1]).items()}
+            except CorruptEntryError as exc:
+                exc.key = key
+                raise
+        edit = pending.edits.get(ref, {}).get(entry) if pending is not None else None
+        if edit is not None:
+            if edit.reset:
+                listing.clear()
+            for name, value in edit.files.items():
+                if value is None:
+                    listing.pop(name, None)
+                else:
+                    listing[name] = value[1]
+        return listing
+
+    def _tip_tree(self, ref: str) -> bytes | None:
+        """The tree at the tip of ``ref`` (None if the ref does not exist).
+
+        Raises:
+            CorruptEntryError: the tip commit is missing or damaged, and stays so on a re-read
+                of the ref (a first failure can be a read racing an in-place ref update).
+        """
+        db = self._db()
+        for attempt in range(3):
+            tip = self._refs.read(ref)
+            if tip is None:
+                return None
+            try:
+                return db.commit_tree(tip)
+            except CorruptEntryError:
+                if attempt == 2 or self._refs.read(ref) == tip:
+                    raise
+        return None  # pragma: no cover
+
+    def _attribute_names(self, key: str, ref: str, pending: _Pending | None) -> list[bytes]:
+        return sorted(n for n in self._listing(key, ref, pending) if n != _COMPONENT)
+
+    def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, Any] | None:
+        # docstring inherited
+        refs = [ref_for_version(version)] if version is not None else self._version_refs()
+        pending = getattr(self._local, "pending", None)
+        prefix = attribute.encode() + b"."
+        for ref in refs:
+            for name, sha in self._listing(key, ref, pending).items():
+                if name.startswith(prefix) and b"." not in name[len(prefix):]:
+                    data: Any = pending.blobs.get(sha) if pending is not None else None
+                    if data is None:
+                        try:
+                            data = self._open_blob(sha)
+                        except CorruptEntryError as exc:
+                            exc.key = key
+                            raise
+                    return codec_by_ext(name[len(prefix):].decode()), data
+        return None
+
+    def _open_blob(self, sha: bytes) -> bytes | LooseReader:
+        """A blob's bytes, or for a large loose blob a stream that checks its id at the end."""
+        data = self._blob_cache.get(sha)
+        if data is not None:
+            return data
+        hex_id = sha.decode()
+        path = os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:])
+        try:
+            reader = LooseReader(path, sha)
+        except FileNotFoundError:
+            packed = open_packed_blob(self._db().store, sha)  # large, in a pack: stream it
+            if packed is None:
+                return self._read_blob(sha)
+            reader = packed
+        if reader.size >= LARGE:
+            return reader
+        try:
+            data = reader.read()
+            reader.finish()
+        finally:
+            reader.close()
+        self._cache_blob(sha, data)
+        return data
+
+    def _blob_size(self, sha: bytes) -> int:
+        blob = self._open_blob(sha)
+        if isinstance(blob, bytes):
+            return len(blob)
+        blob.close()
+        return blob.size
+
+    def _cache_blob(self, sha: bytes, data: bytes) -> None:
+        if len(data) <= 1 << 20:  # small, verified blobs are kept (immutable by id)
+            if self._blob_cache_bytes > 64 << 20:
+                self._blob_cache.clear()
+                self._blob_cache_bytes = 0
+            self._blob_cache[sha] = data
+            self._blob_cache_bytes += len(data)
+
+    def _read_blob(self, sha: bytes) -> bytes:
+        data = self._blob_cache.get(sha)
+        if data is None:
+            data = self._db().read(sha, BLOB)
+            self._cache_blob(sha, data)
+        return data
+
+    def _remove(self, key: str, attribute: str | None, version: Any = None) -> bool:
+        # docstring inherited
+        refs = [ref_for_version(version)] if version is not None else self._version_refs()
+        own = getattr(self._local, "pending", None)
+        pending = own if own is not None else _Pending()
+        entry = entry_path(key)
+        removed = False
+        for ref in refs:
+            names = self._attribute_names(key, ref, pending)
+            if attribute is None:
+                doomed = names
+            else:
+                doomed = [n for n in names if n.rsplit(b".", 1)[0] == attribute.encode()]
+            if not doomed:
+                continue
+            removed = True
+            edit = pending.edit(ref, entry)
+            if len(doomed) == len(names):  # nothing left: the entry goes
+                edit.reset = True
+                edit.files.clear()
+            else:
+                for name in doomed:
+                    edit.files[name] = None
+            what = attribute or "entry"
+            pending.notes.setdefault(ref, []).append(f"delete {what} {key_hex(key)[:12]}")
+            pending.keys.setdefault(ref, []).append(key)
+        if removed and own is None:
+            with _disk_errors():
+                self._commit(pending, None)
+        return removed
+
+    def _list(self, key: str | None = None, version: Any = None) -> Iterator[Entry]:
+        # docstring inherited
+        refs = [ref_for_version(version)] if version is not None else self._version_refs()
+        db = self._db()
+        for ref in refs:
+            root = self._tip_tree(ref)
+            if root is None:
+                continue
+            if key is not None:
+                found = db.lookup(root, entry_path(key))
+                if found is not None and found[0] == _DIR:
+                    yield self._entry(found[1])
+                continue
+            for _n1, (m1, t1) in sorted(db.tree(root).items()):
+                if m1 != _DIR:
+                    continue
+                for _n2, (m2, t2) in sorted(db.tree(t1).items()):
+                    if m2 != _DIR:
+                        continue
+                    for _n3, (m3, t3) in sorted(db.tree(t2).items()):
+                        if m3 == _DIR:
+                            yield self._entry(t3)
+
+    def _entry(self, tree: bytes) -> Entry:
+        db = self._db()
+        names = db.tree(tree)
+        comp = names.get(_COMPONENT)
+        if comp is None:
+            raise CorruptEntryError(f"entry tree {tree.decode()} has no {COMPONENT_FILE}")
+        try:
+            description = _yaml.load(self._read_blob(comp[1]))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise CorruptEntryError(f"{COMPONENT_FILE} in {tree.decode()} is unreadable") \
+                from exc
+        if not isinstance(description, dict) or "key" not in description:
+            raise CorruptEntryError(f"{COMPONENT_FILE} in {tree.decode()} is malformed")
+        attrs = tuple(sorted(n.rsplit(b".", 1)[0].decode() for n in names if n != _COMPONENT))
+        return Entry(str(description["key"]), attrs, description)
+
+    # --- committing ----------------------------------------------------------------------------
+
+    def _commit(self, pending: _Pending, message: str | None) -> None:
+        if not pending.edits:
+            return
+        db = self._db()
+        refs = sorted(pending.edits)
+        for _attempt in range(20):
+            with ExitStack() as locks:
+                for ref in refs:
+                    locks.enter_context(self._refs.locked(ref))
+                objects: list[Obj] = [(BLOB, data, sha) for sha, data in pending.blobs.items()]
+                updates = []
+                for ref in refs:
+                    old = self._refs.read(ref)
+                    base = db.commit_tree(old) if old is not None else None
+                    tree = db.edit_tree(base, pending.changes(ref), objects) or _EMPTY_TREE
+                    if tree == base:
+                        continue
+                    if tree == _EMPTY_TREE:
+                        objects.append((2, b""))
+                    body = self._message(pending, ref, message)
+                    raw = self._commit_bytes(tree, old, body)
+                    commit_id = object_id(COMMIT, raw)
+                    objects.append((COMMIT, raw, commit_id))
+                    db.remember_commit(commit_id, tree)
+                    updates.append((ref, old, commit_id))
+                if not updates:
+                    return
+                db.write_pack(objects)
+                if all(self._refs.compare_and_swap(r, o, n) for r, o, n in updates):
+                    break
+                # a git process moved a ref under us; what moved stays moved, redo the rest
+                refs = [r for r, o, n in updates if self._refs.read(r) != n]
+        else:
+            raise ConcurrencyError("a ref kept moving under gitstore's writer lock")
+        db.maybe_merge()
+
+    def _commit_bytes(self, tree: bytes, parent: bytes | None, message: str,
+                      more_parents: list[bytes] | None = None) -> bytes:
+        stamp = b"%d +0000" % int(time.time())
+        lines = [b"tree " + tree]
+        for p in ([parent] if parent is not None else []) + (more_parents or []):
+            lines.append(b"parent " + p)
+        lines.append(b"author " + self.author + b" " + stamp)
+        lines.append(b"committer " + self.author + b" " + stamp)
+        return b"\n".join(lines) + b"\n\n" + message.encode("utf-8")
+
+    def _message(self, pending: _Pending, ref: str, message: str | None) -> str:
+        notes = pending.notes.get(ref, [])
+        version = version_of_ref(ref)
+        if message is None and len(notes) == 1:
+            subject = notes[0]
+            body = pending.details.get(ref, "")
+        else:
+            subject = message or f"gitstore batch: {len(notes)} changes"
+            body = "\n".join(notes)
+        trailers = [f"Gitstore-Version: {version}"]
+        trailers += [f"Gitstore-Key: {k}" for k in dict.fromkeys(pending.keys.get(ref, []))]
+        parts = [subject, body.strip(), "\n".join(trailers)]
+        return "\n\n".join(p for p in parts if p) + "\n"
+
+    # --- git-specific API ----------------------------------------------------------------------
+
+    def _version_refs(self) -> list[str]:
+        return sorted(self._refs.list(VERSIONS))
+
+    def versions(self) -> list[str]:
+        """Every version that has results here."""
+        return [version_of_ref(r) for r in self._version_refs()]
+
+    def entries(self, version: Any = None, type: str | None = None) -> Iterator[Entry]:
+        """Entries, optionally of one version and/or one component type."""
+        for entry in self._list(None, version):
+            if type is None or entry.type == type:
+                yield entry
+
+    def history(self, component: Any) -> list[Commit]:
+        """The commits that changed ``component``'s entry, newest first."""
+        return self._history(ref_for_version(get_version(component)), key_of(component))
+
+    def _commits(self, ref: str) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        """First-parent history of a ref: (commit id, parsed header and message)."""
+        db = self._db()
+        sha = self._refs.read(ref)
+        while sha is not None:
+            raw = db.read(sha, COMMIT)
+            header, _, message = raw.partition(b"\n\n")
+            lines = header.split(b"\n")
+            parents = [line[7:] for line in lines if line.startswith(b"parent ")]
+            stamp = next((line for line in lines if line.startswith(b"committer ")), b"0 0 0")
+            yield sha, {"parents": parents, "time": float(stamp.rsplit(b" ", 2)[1]),
+                        "message": message.decode("utf-8", "replace")}
+            sha = parents[0] if parents else None
+
+    def _history(self, ref: str, key: str | None) -> list[Commit]:
+        db = self._db()
+        out: list[Commit] = []
+        path = entry_path(key) if key is not None else None
+        for sha, info in self._commits(ref):
+            if path is not None:
+                parents = info["parents"]
+                mine = db.lookup(db.commit_tree(sha), path)
+                theirs = db.lookup(db.commit_tree(parents[0]), path) if parents else None
+                if mine == theirs:
+                    continue
+            out.append(Commit(sha.decode(), info["time"], info["message"],
+                              tuple(p.decode() for p in info["parents"])))
+        return out
+
+    def log(self, key: str | None = None, version: Any = None) -> list[Commit]:
+        """Commits newest first: of every version (or one), or those touching one entry.
+
+        ``key`` may be any unique prefix (see :meth:`find`).
+        """
+        refs = [ref_for_version(version)] if version is not None else self._version_refs()
+        if key is not None:
+            entry = self.find(key)
+            refs = [ref_for_version(entry.version)]
+            key = entry.key
+        commits = [c for ref in refs for c in self._history(ref, key)]
+        return sorted(commits, key=lambda c: c.time, reverse=True)
+
+    # --- lookups by key (for the command line) --------------------------------------------------
+
+    def _walk(self, ref: str, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        """(hex digest, entry tree id) of every entry of ``ref`` whose digest starts so."""
+        db = self._db()
+        root = self._tip_tree(ref)
+        if root is None:
+            return
+        p = prefix.encode()
+        for n1, (m1, t1) in sorted(db.tree(root).items()):
+            if m1 != _DIR or not (n1.startswith(p[:2]) or p[:2].startswith(n1)):
+                continue
+            for n2, (m2, t2) in sorted(db.tree(t1).items()):
+                if m2 != _DIR or not (n2.startswith(p[2:4]) or p[2:4].startswith(n2)):
+                    continue
+                for n3, (m3, t3) in sorted(db.tree(t2).items()):
+                    if m3 == _DIR and n3.startswith(p):
+                        yield n3.decode(), t3
+
+    def find(self, prefix: str) -> Entry:
+        """The entry whose key starts with ``prefix`` (with or without ``k1-sha256:``).
+
+        Raises:
+            EntryNotFoundError: no key starts so.
+            AmbiguousKeyError: several do (``.candidates`` lists them).
+        """
+        digest = key_hex(prefix.strip()).lower()
+        if not digest or digest.strip("0123456789abcdef"):
+            raise EntryNotFoundError(f"{prefix!r} is not a key or key prefix (hex digits)")
+        found = {}
+        for ref in self._version_refs():
+            for hexkey, tree in self._walk(ref, digest):
+                found[hexkey] = tree
+        if not found:
+            raise EntryNotFoundError(f"no entry with a key starting {prefix!r}")
+        if len(found) > 1:
+            raise AmbiguousKeyError(prefix, sorted(found))
+        return self._entry(next(iter(found.values())))
+
+    def attributes(self, key: str) -> dict[str, dict[str, Any]]:
+        """``{attribute: {"file", "codec", "size", "id"}}`` of the entry with this key (prefix)."""
+        entry = self.find(key)
+        listing = self._listing(entry.key, ref_for_version(entry.version), None)
+        out = {}
+        for name, sha in sorted(listing.items()):
+            if name == _COMPONENT:
+                continue
+            attribute, _, ext = name.decode().rpartition(".")
+            out[attribute] = {"file": name.decode(), "codec": codec_by_ext(ext).name,
+                              "size": self._blob_size(sha), "id": sha.decode()}
+        return out
+
+    def read(self, key: str, attribute: str, raw: bool = False) -> Any:
+        """An attribute of the entry with this key (prefix): decoded, or the file's bytes.
+
+        Raises:
+            EntryNotFoundError: no such entry or attribute.
+            UntrustedDataError: a pickle, without ``allow_pickle=True`` (not for ``raw``).
+        """
+        entry = self.find(key)
+        found = self._get(entry.key, attribute, entry.version)
+        if found is None:
+            raise EntryNotFoundError(
+                f"entry {key_hex(entry.key)[:12]} has no attribute {attribute!r} "
+                f"(it has: {', '.join(entry.attributes) or 'none'})")
+        codec, data = found
+        return read_all(data) if raw else decode_payload(codec, data, self.allow_pickle)
+
+    def diff(self, key_a: str, key_b: str) -> dict[str, Any]:
+        """What differs between two entries: type, version, each parameter path, inputs."""
+        a, b = self.find(key_a).component, self.find(key_b).component
+        out: dict[str, Any] = {}
+        for field_name in ("type", "version", "input"):
+            if a.get(field_name) != b.get(field_name):
+                out[field_name] = (a.get(field_name), b.get(field_name))
+        params = ParameterSet(a.get("parameters") or {}).diff(b.get("parameters") or {})
+        if params:
+            out["parameters"] = {k: (show_value(x), show_value(y)) for k, (x, y) in params.items()}
+        return out
+
+    def entry_dates(self, version: Any) -> dict[str, float]:
+        """When each entry of a version last changed: ``{hex digest: unix time}``."""
+        db = self._db()
+        ref = ref_for_version(version)
+        remaining = {hexkey for hexkey, _tree in self._walk(ref)}
+        dates: dict[str, float] = {}
+        for sha, info in self._commits(ref):
+            if not remaining:
+                break
+            parents = info["parents"]
+            before = db.commit_tree(parents[0]) if parents else None
+            for hexkey in _changed_entries(db, db.commit_tree(sha), before):
+                if hexkey in remaining:
+                    dates[hexkey] = info["time"]
+                    remaining.discard(hexkey)
+        return dates
+
+    # --- maintenance ---------------------------------------------------------------------------
+
+    # --- code revisions --------------------------------------------------------------------------
+
+    # --- remotes -------------------------------------------------------------------------------
+
+def _changed_entries(db: ObjectDB, tree: bytes, before: bytes | None) -> Iterator[str]:
+    """Hex digests of entries that differ between two root trees (walking only what differs)."""
+    def walk(a: bytes | None, b: bytes | None, depth: int) -> Iterator[str]:
+        ta = db.tree(a) if a is not None else {}
+        tb = db.tree(b) if b is not None else {}
+        for name in ta.keys() | tb.keys():
+            ea, eb = ta.get(name), tb.get(name)
+            if ea == eb:
+                continue
+            if depth == 2:
+                yield name.decode()
+            else:
+                yield from walk(ea[1] if ea else None, eb[1] if eb else None, depth + 1)
+    return walk(tree, before, 0)
+
+
+
+
+def show_value(value: Any) -> Any:
+    """A parameter value for display (``MISSING`` becomes None)."""
+    return None if value is MISSING else value
+
+
+@contextmanager
+def _disk_errors() -> Iterator[None]:
+    """A full disk becomes DiskFullError (the writers have already removed their temporaries)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise DiskFullError(f"no space left to store: {exc.strerror}; nothing was "
+                                "written (the store is as it was)") from None
+        raise
+
+
+def _close_all(repos: list[Any], lock: threading.Lock) -> None:
+    with lock:
+        for repo in repos:
+            try:
+                repo.close()
+            except BufferError:  # a caller still holds a view into a pack's mmap
+                pass
+        repos.clear()

@@ -1,0 +1,153 @@
+"""Keeping a GitDataStore healthy: verify, stats, prune, gc."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._git.layout import ref_for_version, version_of_ref
+from .._git.refs import STALE_LOCK_SECONDS
+from ..codecs import decode_payload, read_all
+from ..errors import (
+    EntryNotFoundError,
+    GitStoreError,
+    StoreError,
+)
+from ._git_core import GitCore
+
+
+class MaintenanceMixin(GitCore):
+    """The maintenance operations of :class:`~gitstore.GitDataStore`."""
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
+        """Read every object reachable from the store's refs, check its id, decode every
+        attribute; return a description of each problem found (empty: all is well)."""
+        problems: list[str] = []
+        refs = self._version_refs()
+        for done, ref in enumerate(refs):
+            version = version_of_ref(ref)
+            try:
+                for hexkey, tree in list(self._walk(ref)):
+                    try:
+                        entry = self._entry(tree)
+                        for attribute in entry.attributes:
+                            found = self._get(entry.key, attribute, version)
+                            if found is not None:
+                                if found[0].trusted:
+                                    decode_payload(found[0], found[1])
+                                else:
+                                    read_all(found[1])  # a pickle: its bytes are checked
+                    except GitStoreError as exc:
+                        problems.append(f"version {version}, entry {hexkey[:12]}: {exc}")
+                for _commit in self._commits(ref):
+                    pass  # reading each commit checks it
+            except GitStoreError as exc:
+                problems.append(f"version {version}: {exc}")
+            if progress is not None:
+                progress(done + 1, len(refs))
+        return problems
+
+    def stats(self) -> dict[str, Any]:
+        """Entries, versions, bytes on disk, loose and packed objects (a snapshot: writers may
+        merge packs meanwhile)."""
+        objects = Path(self.gitdir) / "objects"
+        loose = [f for d in objects.glob("[0-9a-f][0-9a-f]") for f in d.iterdir()]
+        packs, packed, total = 0, 0, 0
+        for path in objects.rglob("*"):
+            try:
+                if not path.is_file():
+                    continue
+                total += path.stat().st_size
+                if path.name.startswith("pack-") and path.suffix == ".pack":
+                    with open(path, "rb") as f:
+                        packed += int.from_bytes(f.read(12)[8:12], "big")
+                    packs += 1
+            except FileNotFoundError:
+                continue  # merged away while we looked
+        versions = self.versions()
+        return {
+            "path": str(self.path),
+            "versions": len(versions),
+            "entries": sum(1 for ref in self._version_refs() for _ in self._walk(ref)),
+            "bytes": total,
+            "loose_objects": len(loose),
+            "packed_objects": packed,
+            "packs": packs,
+        }
+
+    def prune(self, versions: list[str] | None = None, older_than: float | None = None,
+              keep_last: int | None = None, dry_run: bool = False) -> list[str]:
+        """Delete whole versions: those named, those whose last store is older than
+        ``older_than`` seconds, or all but the ``keep_last`` most recently stored ones.
+        Returns the versions deleted (or that would be, with ``dry_run``). Their objects go
+        at the next :meth:`gc`.
+        """
+        tips = {}
+        for ref in self._version_refs():
+            commits = self._commits(ref)
+            first = next(commits, None)
+            tips[version_of_ref(ref)] = first[1]["time"] if first else 0.0
+        doomed: set[str] = set()
+        if versions:
+            unknown = [v for v in versions if v not in tips]
+            if unknown:
+                raise EntryNotFoundError(f"no such version: {', '.join(unknown)}")
+            doomed.update(versions)
+        if older_than is not None:
+            limit = time.time() - older_than
+            doomed.update(v for v, t in tips.items() if t < limit)
+        if keep_last is not None:
+            newest = sorted(tips, key=lambda v: tips[v], reverse=True)
+            doomed.update(newest[keep_last:])
+        if not dry_run:
+            for version in sorted(doomed):
+                ref = ref_for_version(version)
+                with self._refs.locked(ref):
+                    self._refs.compare_and_swap(ref, self._refs.read(ref), None)
+        return sorted(doomed)
+
+    def _clear_stale_git_locks(self) -> None:
+        root = Path(self.gitdir)
+        candidates = [*root.glob("*.lock"), *(root / "objects").glob("info/**/*.lock"),
+                      *(root / "objects" / "pack").glob("*.lock")]
+        for path in candidates:
+            try:
+                age = time.time() - path.stat().st_mtime
+                if age < STALE_LOCK_SECONDS:
+                    time.sleep(STALE_LOCK_SECONDS - age)
+                    if path.stat().st_mtime > time.time() - STALE_LOCK_SECONDS:
+                        continue  # renewed: a live git process holds it
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def gc(self) -> None:
+        """Repack everything into one pack and drop unreachable objects (runs ``git gc``).
+
+        git streams objects from disk, so memory stays small however large the store is;
+        gitstore's own pack merging keeps the pack count bounded between ``gc`` runs.
+
+        Raises:
+            StoreError: git is not installed or failed.
+        """
+        git = shutil.which("git")
+        if git is None:
+            raise StoreError("gc needs the git command-line tool")
+        with self._refs.locked("gitstore-gc"):  # one gitstore gc at a time
+            # a gc killed midway leaves git's lock files (packed-refs.lock, commit-graph.lock,
+            # ...): with no gitstore gc running (we hold its lock), one that stays for a few
+            # seconds is stale, as git holds them for milliseconds; and gc.pid can name a
+            # zombie no init reaps, hence --force
+            self._clear_stale_git_locks()
+            # gc.packRefs=false: packing would delete loose refs that writers rewrite in place
+            # (see RefFiles.compare_and_swap) while they run; one ref per version needs no
+            # packing anyway
+            result = subprocess.run([git, "--git-dir", self.gitdir, "-c", "gc.packRefs=false",
+                                     "gc", "--quiet", "--force"],
+                                    capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StoreError(f"git gc failed: {result.stderr.strip()}")

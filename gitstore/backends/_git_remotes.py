@@ -1,0 +1,255 @@
+"""Sharing a GitDataStore through git remotes: remotes, fetch, pull, push, merges."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._git.layout import NAMESPACE, VERSIONS, ref_for_version, version_of_ref
+from .._git.merge import is_ancestor, merge_base, merge_trees
+from .._git.objects import COMMIT, Obj, object_id
+from .._git.packgen import generate_pack_data
+from .._git.refs import RefFiles
+from .._git.remote import fetch_refs, link_objects, local_gitdir, no_merges, push_refs
+from ..errors import (
+    ConcurrencyError,
+    EntryNotFoundError,
+    MergeConflictError,
+    RemoteError,
+    StoreError,
+)
+from ..keys import KEY_SCHEME
+from ._git_core import _EMPTY_TREE, GitCore
+
+_REMOTE_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
+
+
+class RemotesMixin(GitCore):
+    """The remote operations of :class:`~gitstore.GitDataStore`."""
+
+    def remote_add(self, name: str, url: str) -> None:
+        """Remember a remote (a git URL or path) under ``name``, in the store's git config.
+
+        Raises:
+            StoreError: the name is not ``[A-Za-z0-9._-]+`` or is taken.
+        """
+        if not _REMOTE_NAME.match(name):
+            raise StoreError(f"remote names are letters, digits, '.', '_' and '-': {name!r}")
+        if name in self.remotes():
+            raise StoreError(f"remote {name!r} exists already")
+        config = self._db().repo.get_config()
+        config.set((b"remote", name.encode()), b"url", url.encode())
+        config.write_to_path()
+
+    def remotes(self) -> dict[str, str]:
+        """``{name: url}`` of the remotes added with :meth:`remote_add`."""
+        from dulwich.repo import Repo
+
+        with Repo(self.gitdir) as repo:  # fresh: another process may have changed it
+            config = repo.get_config()
+            out = {}
+            for section in config.sections():
+                if section[0] == b"remote" and len(section) > 1:
+                    try:
+                        out[section[1].decode()] = config.get(section, b"url").decode()
+                    except KeyError:
+                        continue
+            return out
+
+    def remote_remove(self, name: str) -> None:
+        """Forget a remote and its remote-tracking refs.
+
+        Raises:
+            StoreError: no such remote.
+        """
+        if name not in self.remotes():
+            raise StoreError(f"no remote {name!r}")
+        repo = self._db().repo
+        config = repo.get_config()
+        del config[(b"remote", name.encode())]
+        config.write_to_path()
+        for ref in self._refs.list(f"{NAMESPACE}/remotes/{name}/"):
+            with self._refs.locked(ref):
+                self._refs.compare_and_swap(ref, self._refs.read(ref), None)
+
+    def _url(self, remote: str) -> tuple[str, str]:
+        """(url, tracking name) of a remote name, URL or path."""
+        known = self.remotes()
+        if remote in known:
+            return known[remote], remote
+        return remote, "url-" + hashlib.sha1(remote.encode()).hexdigest()[:12]
+
+    def fetch(self, remote: str, versions: list[str] | None = None,
+              progress: Callable[[bytes], None] | None = None) -> dict[str, str]:
+        """Fetch the remote's results (all versions, or these) into remote-tracking refs
+        ``refs/gitstore/remotes/<remote>/versions/<version>``; return ``{version: commit id}``.
+
+        Raises:
+            RemoteError: the remote cannot be reached or read.
+        """
+        url, tracking = self._url(remote)
+        wanted_refs = {ref_for_version(v) for v in versions} if versions else None
+
+        def wanted(ref: str) -> bool:
+            if wanted_refs is not None:
+                return ref in wanted_refs
+            return ref.startswith(VERSIONS)
+
+        remote_dir = local_gitdir(url)
+        if remote_dir is not None and os.path.realpath(remote_dir) != os.path.realpath(
+                self.gitdir):
+            # on this machine: link its packs, no pack protocol (see link_objects)
+            with no_merges(remote_dir):
+                found = {r: s for r, s in RefFiles(remote_dir).list(VERSIONS).items()
+                         if wanted(r)}
+                link_objects(remote_dir, self.gitdir)
+        else:
+            found = fetch_refs(self._db().repo, url, wanted, progress)
+        if versions:
+            missing = sorted(set(versions) - {version_of_ref(r) for r in found})
+            if missing:
+                raise EntryNotFoundError(f"remote {remote} has no version {', '.join(missing)}")
+        for ref, sha in found.items():
+            local = f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
+            with self._refs.locked(local):
+                self._refs.compare_and_swap(local, self._refs.read(local), sha)
+        return {version_of_ref(ref): sha.decode() for ref, sha in found.items()}
+
+    def pull(self, remote: str, version: str | None = None, prefer: str | None = None,
+             progress: Callable[[bytes], None] | None = None) -> dict[str, str]:
+        """Fetch, then merge each fetched version into the local one.
+
+        ``version`` fetches only that version's ref. Returns ``{version: what happened}``
+        (``created``, ``up to date``, ``fast-forward``, ``merged``).
+
+        Raises:
+            RemoteError: the remote cannot be reached or read.
+            MergeConflictError: the same key and attribute hold different bytes on the two
+                sides (nothing is changed) and ``prefer`` (``"ours"``/``"theirs"``) is None.
+        """
+        fetched = self.fetch(remote, [version] if version else None, progress)
+        return {v: self._merge_in(ref_for_version(v), sha.encode(), remote, prefer)
+                for v, sha in sorted(fetched.items())}
+
+    def push(self, remote: str, versions: list[str] | None = None, prefer: str | None = None,
+             attempts: int = 20, progress: Callable[[bytes], None] | None = None
+             ) -> dict[str, str]:
+        """Push local versions (all, or these) to the remote's same refs.
+
+        When the remote moved on (another machine pushed), its history is fetched and merged
+        (as :meth:`pull` does) and the push retried, up to ``attempts`` times. Returns
+        ``{version: commit id now on the remote}``.
+
+        Raises:
+            RemoteError: unreachable, or still refused after ``attempts`` tries.
+            MergeConflictError: see :meth:`pull`.
+        """
+        url, _tracking = self._url(remote)
+        repo = self._db().repo
+        refs = [ref_for_version(v) for v in versions] if versions else self._version_refs()
+        for attempt in range(attempts):
+            local = {ref: sha for ref in refs if (sha := self._refs.read(ref)) is not None}
+            behind: set[str] = set()
+
+            def decide(remote_refs: dict[str, bytes]) -> dict[str, bytes]:
+                send = {}
+                for ref, sha in local.items():
+                    theirs = remote_refs.get(ref)
+                    if theirs == sha:
+                        continue
+                    if theirs is None or (theirs in repo.object_store and
+                                          is_ancestor(repo, theirs, sha)):
+                        send[ref] = sha
+                    else:
+                        behind.add(ref)
+                return send
+
+            remote_dir = local_gitdir(url)
+            if remote_dir is not None:
+                status = self._push_local(remote_dir, local, repo)
+            else:
+                status = push_refs(repo, url, decide, progress,
+                                   generate_pack_data(self._db()))
+            behind |= {ref for ref, error in status.items() if error}
+            if not behind:
+                return {version_of_ref(r): s.decode() for r, s in local.items()}
+            self.pull(remote, None, prefer) if len(behind) > 1 else \
+                self.pull(remote, version_of_ref(next(iter(behind))), prefer)
+            time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # let the other writer finish
+        raise RemoteError(f"push to {remote} kept being refused ({attempts} attempts)", url)
+
+    def _push_local(self, remote_dir: str, local: dict[str, bytes], repo: Any
+                    ) -> dict[str, str | None]:
+        """Push to a repository on this machine: link our objects in, then move each ref
+        under that repository's own writer locks, fast-forwards only."""
+        with no_merges(self.gitdir):
+            link_objects(self.gitdir, remote_dir)
+        theirs = RefFiles(remote_dir)
+        status: dict[str, str | None] = {}
+        try:
+            for ref, sha in local.items():
+                with theirs.locked(ref):
+                    current = theirs.read(ref)
+                    if current == sha:
+                        continue
+                    if current is None or (current in repo.object_store and
+                                           is_ancestor(repo, current, sha)):
+                        moved = theirs.compare_and_swap(ref, current, sha)
+                        status[ref] = None if moved else "the remote ref moved"
+                    else:
+                        status[ref] = "non-fast-forward"
+        finally:
+            theirs.close()
+        return status
+
+    def _merge_in(self, ref: str, theirs: bytes, remote: str, prefer: str | None) -> str:
+        """Merge commit ``theirs`` into the local ``ref`` (fast-forward when possible)."""
+        db = self._db()
+        repo = db.repo
+        with self._refs.locked(ref):
+            ours = self._refs.read(ref)
+            if ours is None:
+                self._refs.compare_and_swap(ref, None, theirs)
+                return "created"
+            if ours == theirs or is_ancestor(repo, theirs, ours):
+                return "up to date"
+            if is_ancestor(repo, ours, theirs):
+                self._refs.compare_and_swap(ref, ours, theirs)
+                return "fast-forward"
+            base = merge_base(repo, ours, theirs)
+            base_tree = db.commit_tree(base) if base is not None else None
+            objects: list[Obj] = []
+            tree, conflicts = merge_trees(db, base_tree, db.commit_tree(ours),
+                                          db.commit_tree(theirs), objects, prefer)
+            if conflicts:
+                raise MergeConflictError(sorted({_conflict_name(p) for p in conflicts}))
+            if tree is None:
+                tree = _EMPTY_TREE
+                objects.append((2, b""))
+            version = version_of_ref(ref)
+            message = (f"merge {remote} into version {version}\n\n"
+                       f"Gitstore-Version: {version}\n")
+            raw = self._commit_bytes(tree, ours, message, [theirs])
+            commit_id = object_id(COMMIT, raw)
+            objects.append((COMMIT, raw))
+            db.write_pack(objects)
+            db.remember_commit(commit_id, tree)
+            if not self._refs.compare_and_swap(ref, ours, commit_id):
+                raise ConcurrencyError(f"{ref} moved during a merge")
+        return "merged"
+
+
+def _conflict_name(path: str) -> str:
+    """``ab/cd/abcd…/rates.json`` → ``k1-sha256:abcd… rates``."""
+    parts = path.split("/")
+    if len(parts) >= 3:
+        name = f"{KEY_SCHEME}:{parts[2]}"
+        if len(parts) > 3:
+            name += " " + parts[3].rsplit(".", 1)[0]
+        return name
+    return path
