@@ -389,20 +389,6 @@ def demo(
                       markup=False)
 
 
-class Described:
-    """A component rebuilt from a description file (component.yaml's fields)."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        from gitstore.keys import PinnedKey
-
-        self.full_type = str(data["type"])
-        self.version = data["version"]
-        self.parameters = ParameterSet(data.get("parameters") or {})
-        inputs = data.get("input")
-        self.input = [PinnedKey(k) for k in inputs] if isinstance(inputs, list) else \
-            (PinnedKey(inputs) if inputs else None)
-
-
 @command()
 def explain(
     description: Annotated[Path, typer.Argument(
@@ -415,6 +401,7 @@ def explain(
 
     Example: gitstore explain wanted.yaml   (edit a copy of an entry's component.yaml)
     """
+    from gitstore.copy import DescribedComponent
     from gitstore.errors import ParameterFileError
 
     data = ParameterSet(description).as_dict()
@@ -422,7 +409,7 @@ def explain(
     if missing:
         raise ParameterFileError(str(description), None, f"missing {', '.join(missing)}")
     with open_store() as store:
-        out.print(str(store.explain(Described(data), attribute)), markup=False)
+        out.print(str(store.explain(DescribedComponent(data), attribute)), markup=False)
 
 
 @command()

@@ -14,12 +14,13 @@ from .errors import StoreError
 from .keys import PinnedKey
 from .params import ParameterSet
 
-__all__ = ["copy_entries", "open_spec"]
+__all__ = ["DescribedComponent", "copy_entries", "open_spec"]
 
 
-class _Described:
-    """A component rebuilt from its description, for backends whose storage key is computed
-    from the component (ShelveDataStore's key generators)."""
+class DescribedComponent:
+    """A component rebuilt from its description (component.yaml's fields): for backends whose
+    storage key is computed from the component (ShelveDataStore's key generators), and for
+    ``gitstore explain``. Inputs found in ``known`` are rebuilt too; others stand as their key."""
 
     def __init__(self, description: dict[str, Any],
                  known: dict[str, dict[str, Any]] | None = None) -> None:
@@ -30,7 +31,7 @@ class _Described:
 
         def rebuilt(key: str) -> Any:
             # an input stored in the same store is rebuilt too (hash_pickle needs its identity)
-            return _Described(known[key], known) if key in known else PinnedKey(key)
+            return DescribedComponent(known[key], known) if key in known else PinnedKey(key)
 
         inputs = description.get("input")
         self.input = [rebuilt(k) for k in inputs] if isinstance(inputs, list) else \
@@ -69,7 +70,7 @@ def _destination_key(destination: AbstractDataStore, entry: Entry,
                      known: dict[str, dict[str, Any]]) -> str:
     if destination.key_generator is None:
         return entry.key
-    return destination.key_generator(_Described(entry.component, known))
+    return destination.key_generator(DescribedComponent(entry.component, known))
 
 
 def open_spec(spec: str, create: bool = True) -> AbstractDataStore:

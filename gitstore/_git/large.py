@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from ..errors import CorruptEntryError
+from .objects import _unlink
 
 __all__ = ["LARGE", "LooseReader", "open_packed_blob", "write_loose_blob"]
 
@@ -362,10 +363,3 @@ def open_packed_blob(store: Any, sha: bytes) -> LooseReader | None:
             return None
         return LooseReader(path, sha, offset + i + 1, size)
     return None
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
