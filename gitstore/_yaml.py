@@ -39,7 +39,7 @@ class YAMLLimitError(yaml.YAMLError):
     """A YAML text is over a bound of :func:`load` (size, alias expansion)."""
 
 
-class _NoAliasDumper(_Dumper):  # type: ignore[misc, valid-type]
+class _NoAliasDumper(_Dumper):
     def ignore_aliases(self, data: Any) -> bool:
         return True
 

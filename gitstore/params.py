@@ -189,9 +189,12 @@ class ParameterSet(dict[str, Any]):
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        """A deep copy as plain nested dicts."""
-        return {k: v.as_dict() if isinstance(v, ParameterSet) else _copy.deepcopy(v)
-                for k, v in self.items()}
+        """A deep copy as plain nested dicts.
+
+        Raises:
+            ParameterError: the set nests deeper than MAX_DEPTH (or contains itself).
+        """
+        return _as_dict(self, "", 0)
 
     def to_yaml(self) -> str:
         """YAML text that :class:`ParameterSet` reads back to an equal set.
@@ -246,8 +249,7 @@ class ParameterSet(dict[str, Any]):
 def _fill(target: ParameterSet, data: Mapping[Any, Any], path: str, depth: int) -> None:
     """Add ``data`` to ``target``: dotted names nest, sets given twice merge, clashes raise."""
     if depth > MAX_DEPTH:
-        raise ParameterError(f"parameters nest deeper than {MAX_DEPTH} levels at "
-                             f"{path or '<root>'!r} (a mapping that contains itself?)")
+        raise _too_deep(path)
     for name, value in data.items():
         parts = name.split(".") if isinstance(name, str) else [name]
         node, where = target, path
@@ -276,6 +278,18 @@ def _fill(target: ParameterSet, data: Mapping[Any, Any], path: str, depth: int) 
             dict.__setitem__(node, last, value)
 
 
+def _as_dict(node: ParameterSet, path: str, depth: int) -> dict[str, Any]:
+    if depth > MAX_DEPTH:
+        raise _too_deep(path)
+    return {k: _as_dict(v, _join(path, k), depth + 1) if isinstance(v, ParameterSet)
+            else _copy.deepcopy(v) for k, v in node.items()}
+
+
+def _too_deep(path: str) -> ParameterError:
+    return ParameterError(f"parameters nest deeper than {MAX_DEPTH} levels at "
+                          f"{path or '<root>'!r} (a mapping that contains itself?)")
+
+
 def _join(path: str, name: Any) -> str:
     return f"{path}.{name}" if path else str(name)
 
@@ -288,6 +302,8 @@ def _clash(given: str, where: str) -> ParameterError:
 
 def _flat_paths(node: Mapping[Any, Any], prefix: tuple[Any, ...]
                 ) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    if len(prefix) > MAX_DEPTH:
+        raise _too_deep(_path_text(prefix))
     for name, value in node.items():
         path = (*prefix, name)
         if isinstance(value, Mapping) and value:
@@ -330,8 +346,7 @@ def _yaml_safe(value: Any, path: str = "", depth: int = 0) -> Any:
             None can be names in component.yaml), or values nested deeper than MAX_DEPTH.
     """
     if depth > MAX_DEPTH:
-        raise ParameterError(f"parameters nest deeper than {MAX_DEPTH} levels at "
-                             f"{path or '<root>'!r} (a value that contains itself?)")
+        raise _too_deep(path)
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():

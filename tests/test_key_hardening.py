@@ -407,3 +407,64 @@ def test_unpicklable_data_with_allow_pickle_is_unsupported(tmp_path: Path) -> No
         with pytest.raises(UnsupportedDataError):
             s.store(T({"a": 1}), "g", {"fine": 1, "gen": (i for i in range(3))})
         assert list(s.entries()) == []
+
+
+def test_copy_refuses_a_store_with_a_damaged_description(tmp_path: Path) -> None:
+    from gitstore import copy_entries
+
+    path = tmp_path / "s.git"
+    with GitDataStore(path) as s:
+        s.store(T({"good": 1}), "x", 1)
+    _hostile_entry(path, "bad", BOMB)
+    with GitDataStore(path) as s, GitDataStore(tmp_path / "d.git") as d:
+        with pytest.raises(CorruptEntryError, match="alias"):
+            copy_entries(s, d)
+        assert list(d.entries()) == []
+
+
+def test_a_parameterset_that_contains_itself_is_refused_not_recursed() -> None:
+    p = ParameterSet({"a": 1})
+    p.me = p  # an assignment keeps the object: a loop
+    for use in (p.to_yaml, p.as_dict, p.flat, p.copy):
+        with pytest.raises(ParameterError, match="deep"):
+            use()
+    with pytest.raises(UnhashableParameterError, match="deep"):
+        key_of(T(p))
+
+
+# --- properties: the dotted-name rule and diff agree with keys -----------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_names = st.sampled_from(["a", "b", "c", "a.b", "b.c", "1"]) | st.integers(0, 2)
+_leaves = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.floats(allow_nan=False),
+                    st.text(max_size=2), st.tuples(st.integers(0, 1)), st.lists(st.integers(0, 1)))
+_trees = st.recursive(_leaves, lambda inner: st.dictionaries(_names, inner, max_size=3),
+                      max_leaves=8)
+_params = st.dictionaries(_names, _trees, max_size=4)
+
+
+@given(_params, _params)
+def test_keys_differ_exactly_when_diff_shows_something(a: dict[Any, Any],
+                                                       b: dict[Any, Any]) -> None:
+    try:
+        ka, kb = key_of(T(a)), key_of(T(b))
+    except ParameterError:
+        return  # a clash: ParameterSet refuses it too (checked below)
+    pa, pb = ParameterSet(a), ParameterSet(b)
+    assert key_of(T(pa)) == ka and key_of(T(pb)) == kb
+    assert bool(pa.diff(pb)) == (ka != kb)
+
+
+@given(_params)
+def test_parameterset_and_keys_refuse_the_same_clashes(a: dict[Any, Any]) -> None:
+    try:
+        key_of(T(a))
+    except ParameterError:
+        with pytest.raises(ParameterError):
+            ParameterSet(a)
+    else:
+        p = ParameterSet(a)
+        assert key_of(T(ParameterSet(p.to_yaml()))) == key_of(T(p)) or \
+            any(isinstance(v, tuple) for v in p.flat().values())  # YAML writes tuples as lists
