@@ -184,9 +184,8 @@ def _encode_structured(np: Any, arr: Any, value: Any, out: list[bytes]) -> None:
     packed = np.empty(arr.shape, dtype=canonical)
     packed[...] = arr  # field by field (same names, same order): converts, drops padding
     for leaf in _float_leaves(packed):
-        flt = leaf.view(f"<f{leaf.dtype.itemsize // 2}") if leaf.dtype.kind == "c" else leaf
-        if flt.size:
-            flt[np.isnan(flt)] = np.nan
+        for flt in (leaf.real, leaf.imag) if leaf.dtype.kind == "c" else (leaf,):
+            flt[np.isnan(flt)] = np.nan  # writable views into `packed`
     descr = repr(np.lib.format.dtype_to_descr(canonical)).encode()
     data = packed.tobytes()
     tag = b"r" if isinstance(value, np.generic) else b"R"
