@@ -24,7 +24,8 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
-__all__ = ["MAX_ALIAS_NODES", "MAX_TEXT", "YAMLLimitError", "dump", "load"]
+__all__ = ["MAX_ALIAS_NODES", "MAX_TEXT", "DuplicateKeyError", "YAMLLimitError", "dump",
+           "load"]
 
 #: the largest YAML text :func:`load` parses (bytes, or characters of a str)
 MAX_TEXT = 64 * 1024 * 1024
@@ -37,6 +38,10 @@ _SIMPLE_KEY = 128
 
 class YAMLLimitError(yaml.YAMLError):
     """A YAML text is over a bound of :func:`load` (size, alias expansion)."""
+
+
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    """A mapping names one key twice (only with ``load(..., unique_keys=True)``)."""
 
 
 class _NoAliasDumper(_Dumper):
@@ -125,8 +130,11 @@ def _emit_mapping(data: dict[Any, Any], indent: str, out: list[str]) -> bool:
     return True
 
 
-def load(text: str | bytes) -> Any:
+def load(text: str | bytes, unique_keys: bool = False) -> Any:
     """Parse YAML with the safe loader, within bounds.
+
+    With ``unique_keys``, a mapping that names one key twice (``a: 1`` then ``a: 2``, which
+    YAML readers resolve by silently keeping the last) raises :class:`DuplicateKeyError`.
 
     Raises:
         yaml.YAMLError: malformed text; :class:`YAMLLimitError` (a subclass) when the text is
@@ -140,13 +148,13 @@ def load(text: str | bytes) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_aliases(node)
+        _check_aliases(node, unique_keys)
         return loader.construct_document(node)
     finally:
         loader.dispose()
 
 
-def _check_aliases(root: yaml.Node) -> None:
+def _check_aliases(root: yaml.Node, unique_keys: bool = False) -> None:
     """Refuse a node graph whose expanded size exceeds its own by MAX_ALIAS_NODES, or with a
     loop. Linear in the number of distinct nodes: each node's expanded size is computed once.
     """
@@ -171,12 +179,26 @@ def _check_aliases(root: yaml.Node) -> None:
             continue
         sizes[ident] = -1
         distinct += 1
+        if unique_keys and isinstance(node, yaml.MappingNode):
+            _check_unique(node)
         stack.append((node, True))
         for child in _children(node):
             if sizes.get(id(child), 0) < 0:
                 raise YAMLLimitError("a YAML alias refers to a node that contains it")
             if id(child) not in sizes:
                 stack.append((child, False))
+
+
+def _check_unique(node: yaml.MappingNode) -> None:
+    seen: set[tuple[str, str]] = set()
+    for key, _value in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        ident = (key.tag, key.value)
+        if ident in seen:
+            raise DuplicateKeyError(None, None, f"the name {key.value!r} is given twice in "
+                                    "one mapping", key.start_mark)
+        seen.add(ident)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

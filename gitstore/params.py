@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy as _copy
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,15 +38,18 @@ def load_yaml(text: str, source: str) -> Any:
     """Parse YAML with the safe loader; errors name ``source`` and the 1-based line.
 
     Raises:
-        ParameterFileError: the text is not valid YAML.
+        ParameterFileError: the text is not valid YAML, names a key twice in one mapping,
+            holds a value the loader cannot build (an integer over 4,300 digits, a bad
+            date), or is over the loader's bounds (size, aliases).
     """
     try:
-        return _yaml.load(text)
+        return _yaml.load(text, unique_keys=True)  # a name given twice is never dropped
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         raise ParameterFileError(source, line, str(exc.problem or exc)) from exc
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
+        # ValueError: a date like 2001-13-45, an integer over sys.get_int_max_str_digits()
         raise ParameterFileError(source, None, str(exc)) from exc
 
 
@@ -200,9 +204,16 @@ class ParameterSet(dict[str, Any]):
         """YAML text that :class:`ParameterSet` reads back to an equal set.
 
         Raises:
-            ParameterError: a name YAML cannot hold as a mapping key (a tuple, bytes...).
+            ParameterError: a name YAML cannot hold as a mapping key (a tuple, bytes...), or a
+                value it cannot write (a lone surrogate, an integer too long for ``str``).
         """
-        return _yaml.dump(_yaml_safe(self.as_dict()))
+        data = _yaml_safe(self.as_dict())
+        try:
+            return _yaml.dump(data)
+        except (yaml.YAMLError, UnicodeEncodeError, ValueError) as exc:
+            raise ParameterError(
+                "this parameter set cannot be written as YAML (a lone surrogate in a string, "
+                f"or an integer over {sys.get_int_max_str_digits()} digits?): {exc}") from None
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_yaml` to ``path`` (atomically: a temporary file, then a rename).

@@ -480,3 +480,28 @@ def test_structured_arrays_with_complex_fields_key_and_store(tmp_path: Path) -> 
         s.store(T({"s": big, "z": np.complex128(1 + 2j)}), "x", 1)
         assert s.retrieve(T({"s": little, "z": np.complex128(1 + 2j)}), "x") == 1
         assert s.verify() == []
+
+
+def test_a_name_given_twice_in_a_parameter_file_is_refused() -> None:
+    with pytest.raises(ParameterFileError, match="line 4.*'c' is given twice"):
+        ParameterSet("a: 1\nb:\n  c: 1\n  c: 2\n")
+    # YAML merge keys are not duplicates
+    p = ParameterSet("base: &b {x: 1}\nd:\n  <<: *b\n  y: 2\n")
+    assert p.d.as_dict() == {"x": 1, "y": 2}
+
+
+@pytest.mark.parametrize("text", ["a: " + "1" * 5000 + "\n", "a: 2001-13-45\n"])
+def test_yaml_values_the_loader_cannot_build_are_file_errors(text: str) -> None:
+    with pytest.raises(ParameterFileError):
+        ParameterSet(text)
+
+
+@pytest.mark.parametrize("params", [{"\ud800": 1}, {"a": ["\udc80"]}, {"a": 10 ** 5000}])
+def test_parameterset_that_yaml_cannot_write_is_a_typed_error(tmp_path: Path,
+                                                              params: dict[str, Any]) -> None:
+    p = ParameterSet(params)
+    with pytest.raises(ParameterError):
+        p.to_yaml()
+    with pytest.raises(ParameterError):
+        p.save(tmp_path / "p.yaml")
+    assert list(tmp_path.iterdir()) == []
