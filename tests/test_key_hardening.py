@@ -505,3 +505,17 @@ def test_parameterset_that_yaml_cannot_write_is_a_typed_error(tmp_path: Path,
     with pytest.raises(ParameterError):
         p.save(tmp_path / "p.yaml")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("version", [(1, 0), {"b": 2, "a": [1, (2, 3)]}])
+def test_non_string_versions_in_every_backend(store: Any, version: Any) -> None:
+    reordered = dict(reversed(list(version.items()))) if isinstance(version, dict) else version
+    c = T({"dotted.name": 1, "dotted": {"other": 2}}, version=version)
+    store.store(c, "x", [1, 2])
+    same = T({"dotted": {"name": 1, "other": 2}}, version=reordered)
+    assert store.retrieve(same, "x") == [1, 2]
+    assert store.exists(same, "x")
+    assert [e.version for e in store.entries()] == ["[1, 0]" if isinstance(version, tuple)
+                                                    else "{'a': [1, [2, 3]], 'b': 2}"]
+    assert store.delete(same)
+    assert not store.exists(c)

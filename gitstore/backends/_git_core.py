@@ -667,9 +667,9 @@ class GitCore(AbstractDataStore):
         if not out and a.get("key") != b.get("key"):
             # component.yaml writes tuples and sets as lists, numpy values as plain ones: the
             # keys tell such values apart, the descriptions cannot show how
-            out["parameters"] = {"(types)": (
-                "equal as written in component.yaml, yet the keys differ:",
-                "a value differs in type (tuple or list, set, numpy or Python number)")}
+            out["parameters"] = {"(the type of a value, or of the version)": (
+                "equal as written in component.yaml, yet the keys differ",
+                "tuple or list, set, numpy or Python number")}
         return out
 
     def entry_dates(self, version: Any) -> dict[str, float]:
