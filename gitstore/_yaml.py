@@ -148,7 +148,8 @@ def load(text: str | bytes, unique_keys: bool = False) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_aliases(node, unique_keys)
+        if unique_keys or ("*" in text if isinstance(text, str) else b"*" in text):
+            _check_aliases(node, unique_keys)  # without a '*' there is no alias to expand
         return loader.construct_document(node)
     finally:
         loader.dispose()

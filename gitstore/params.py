@@ -133,6 +133,13 @@ class ParameterSet(dict[str, Any]):
             return
         super().__setitem__(name, value)
 
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Set each name in turn as ``p[name] = value`` does (dotted names nest; mappings
+        become parameter sets), as the ``parameters`` package's ``update`` does."""
+        items = other.items() if isinstance(other, Mapping) else other
+        for name, value in [*items, *kwargs.items()]:
+            self[name] = value
+
     def __getitem__(self, name: str) -> Any:
         if isinstance(name, str) and "." in name and not super().__contains__(name):
             node: Any = self

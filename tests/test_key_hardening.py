@@ -519,3 +519,10 @@ def test_non_string_versions_in_every_backend(store: Any, version: Any) -> None:
                                                     else "{'a': [1, [2, 3]], 'b': 2}"]
     assert store.delete(same)
     assert not store.exists(c)
+
+
+def test_update_nests_dotted_names_as_assignment_does() -> None:
+    p = ParameterSet({"a": {"c": 2}})
+    p.update({"a.b": 1}, x={"y": 2})
+    assert p.as_dict() == {"a": {"b": 1, "c": 2}, "x": {"y": 2}}
+    assert isinstance(p.x, ParameterSet)
