@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlparse
 
 from .. import _yaml
 from ..codecs import Codec, Payload, codec_by_name
+from ..component import version_text
 from ..errors import CorruptEntryError, StoreError
 from .base import AbstractDataStore, Entry, ensure_directory
 
@@ -263,7 +264,7 @@ class DjangoORMDataStore(AbstractDataStore):
             ctype, _ = m.ComponentType.objects.using(db).get_or_create(name=description["type"])
             state, created = m.ComponentState.objects.using(db).get_or_create(
                 key=key, defaults={
-                    "type": ctype, "version": str(description["version"]),
+                    "type": ctype, "version": version_text(description["version"]),
                     "parameters": _yaml.dump(description.get("parameters") or {}),
                     "description": _yaml.dump(description)})
             if created:
@@ -305,7 +306,7 @@ class DjangoORMDataStore(AbstractDataStore):
         if key is not None:
             states = states.filter(key=key)
         if version is not None:
-            states = states.filter(version=str(version))
+            states = states.filter(version=version_text(version))
         for state in states.prefetch_related("items"):
             attrs = tuple(sorted(item.attribute for item in state.items.all()))
             if attrs:
