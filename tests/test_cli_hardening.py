@@ -497,7 +497,7 @@ def test_multiprocessing_spawn_workers_store_through_a_pickled_store(tmp_path: P
     with GitDataStore(path) as s:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(2) as pool:
-            results = pool.starmap(store_one, [(s, i) for i in range(8)])
+            results = pool.starmap_async(store_one, [(s, i) for i in range(8)]).get(600)
         assert {pid for _k, pid in results} - {os.getpid()}
         for i, (key, _pid) in enumerate(results):
             assert s.retrieve(SimpleComponent({"i": i}, version="v1"), "square") == i * i
@@ -520,7 +520,7 @@ def test_shelve_store_pickles_too(tmp_path: Path) -> None:
     with ShelveDataStore(tmp_path / "shelf") as s:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(2) as pool:
-            pool.starmap(store_one, [(s, i) for i in range(4)])
+            pool.starmap_async(store_one, [(s, i) for i in range(4)]).get(600)
         assert sorted(s.retrieve(SimpleComponent({"i": i}, version="v1"), "square")
                       for i in range(4)) == [0, 1, 4, 9]
 
@@ -535,7 +535,7 @@ def test_django_store_pickles_as_its_database_and_folder(tmp_path: Path) -> None
     assert again.retrieve(SimpleComponent({"n": 1}), "x") == 5
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
-        pool.starmap(store_one, [(store, i) for i in range(2)])
+        pool.starmap_async(store_one, [(store, i) for i in range(2)]).get(600)
     assert store.retrieve(SimpleComponent({"i": 1}, version="v1"), "square") == 1
 
 
