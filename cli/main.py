@@ -51,8 +51,8 @@ def command(name: str | None = None, parent: typer.Typer = app) -> Callable[[F],
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except (typer.Exit, typer.Abort, typer.BadParameter):
-                raise  # exits and usage errors: typer reports them
+            except (typer.Exit, typer.Abort):
+                raise
             except Exception as exc:
                 if _State.debug:
                     raise
@@ -89,6 +89,8 @@ def main_options(
     """gitstore keeps results under keys derived from what computed them.
 
     Example: gitstore --store results.git ls --type mymodel.Simulation
+
+    Codecs of other packages are loaded from their entry points (group gitstore.codecs).
     """
     _State.store_path = store
     _State.debug = debug
@@ -155,7 +157,7 @@ def ls(
     for item in param or []:
         name, sep, value = item.partition("=")
         if not sep:
-            raise typer.BadParameter(f"--param takes NAME=VALUE, not {item!r}")
+            raise InvalidArgumentError(f"--param takes NAME=VALUE, not {item!r}")
         wanted[name] = ParameterSet(f"v: {value}")["v"] if value else None
     with open_store() as store:
         rows = []
@@ -259,7 +261,11 @@ def get(
                 raise StoreLocationError(f"{output} is a directory; -o takes a file name",
                                          str(output))
             data = store.read(key, attribute, raw=True)
-            write_output(output, data)
+            try:
+                write_output(output, data)
+            except OSError as exc:
+                raise StoreLocationError(f"cannot write {output}: {exc.strerror or exc}",
+                                         str(output)) from exc
             err.print(f"wrote {len(data)} bytes to {output}")
             return
         value = store.read(key, attribute)
@@ -549,7 +555,7 @@ Prefer = Annotated[str | None, typer.Option(
 
 def _check_prefer(prefer: str | None) -> None:
     if prefer not in (None, "ours", "theirs"):
-        raise typer.BadParameter("--prefer takes 'ours' or 'theirs'")
+        raise InvalidArgumentError(f"--prefer takes 'ours' or 'theirs', not {prefer!r}")
 
 
 @command()

@@ -477,6 +477,12 @@ def test_unexpected_os_errors_are_one_line(filled: tuple[Path, str], tmp_path: P
     afile.write_text("x")
     one_line_error(invoke(store, "get", key, "rates", "-o", str(afile / "below")))
     assert afile.read_text() == "x"
+    missing = tmp_path / "no" / "such" / "folder.json"
+    assert str(missing) in one_line_error(invoke(store, "get", key, "rates", "-o", str(missing)))
+    assert not (tmp_path / "no").exists()
+    one_line_error(invoke(store, "ls", "--param", "no-equals-sign"))
+    one_line_error(invoke(store, "pull", str(store), "--prefer", "mine"))
+    one_line_error(invoke(store, "prune"))
 
 
 # --- item 20: pickled stores in worker processes ----------------------------------------------
