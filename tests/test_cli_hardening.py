@@ -318,7 +318,8 @@ def hostile_store(path: Path, entries: list[tuple[bytes, list[tuple[str, bytes, 
 
 
 HOSTILE = ["climbing entry", "slash in file", "dot-dot file", "absolute file", "dot git",
-           "symlink mode", "submodule mode", "tree as file", "empty name", "backslash"]
+           "symlink mode", "submodule mode", "tree as file", "empty name", "backslash",
+           "same folder"]
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
@@ -349,6 +350,9 @@ def test_checkout_of_hostile_entry_writes_nothing_anywhere(tmp_path: Path, hosti
         files.append(("40000", b"x.json", git_tree(store, [("100644", b"y", data)])))
     elif hostile == "empty name":
         files.append(("100644", b"", data))
+    elif hostile == "same folder":  # another key alike in its first 12 digits
+        entry_name = ("ab" * 6 + "cd" * 26).encode()
+        files.append(("100644", b"x.json", git_blob(store, b"[2]")))
     elif hostile == "backslash":
         files.append(("100644", b"..\\x.json", data))
     # a good entry too: nothing of it may be written either

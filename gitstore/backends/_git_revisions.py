@@ -103,6 +103,14 @@ class RevisionsMixin(GitCore):
         # first every name of every entry, then the first byte written
         plans = [self._plan_entry(entry, tree, hexkey)
                  for entry, (hexkey, tree) in zip(entries, found)]
+        seen: dict[tuple[str, str], str] = {}
+        for (folders, _files), (hexkey, _tree) in zip(plans, found):
+            other = seen.setdefault(folders, hexkey)
+            if other != hexkey:  # two keys alike in 12 digits: crafted, never by chance
+                raise CorruptEntryError(
+                    f"entries {other} and {hexkey} would share the folder "
+                    f"{'/'.join(folders)}: an unsafe tree; refusing to check out anything "
+                    "(nothing was written)")
         target = Path(dest).absolute()
         try:
             target.mkdir(parents=True, exist_ok=True)
