@@ -273,8 +273,8 @@ def get(
 
 
 def write_output(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` as ``cp`` does: into a device, a FIFO or a socket, and through
-    a symbolic link; only a regular file (or a new path) is replaced, atomically (a temporary
+    """Write ``data`` to ``path`` as ``cp`` does: into a device or a FIFO, and through a
+    symbolic link; only a regular file (or a new path) is replaced, atomically (a temporary
     file beside it, renamed over it), keeping the replaced file's mode.
 
     Raises:

@@ -69,6 +69,7 @@ __all__ = [
     "load_codec_plugins",
     "register_codec",
     "to_tagged",
+    "unknown_codec",
 ]
 
 BinaryIO = IO[bytes]
