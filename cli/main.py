@@ -6,6 +6,8 @@ import datetime as _dt
 import functools
 import json
 import os
+import secrets
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gitstore import GitDataStore, ParameterSet
-from gitstore.errors import GitStoreError, StoreLocationError
+from gitstore.errors import GitStoreError, InvalidArgumentError, StoreLocationError
 from gitstore.keys import key_hex
 
 app = typer.Typer(
@@ -41,23 +43,40 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def command(name: str | None = None, parent: typer.Typer = app) -> Callable[[F], F]:
-    """Register a command whose gitstore errors become one line on stderr and exit code 1."""
+    """Register a command whose errors become one line on stderr and exit code 1 (a
+    traceback only with --debug)."""
 
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except GitStoreError as exc:
+            except (typer.Exit, typer.Abort):
+                raise
+            except Exception as exc:
                 if _State.debug:
                     raise
-                err.print(f"gitstore: error: {exc}", markup=False)
+                err.print(f"gitstore: error: {_one_line(exc)}", markup=False)
                 raise typer.Exit(1) from None
 
         parent.command(name)(run)
         return fn
 
     return wrap
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as one line: gitstore's own as they are, OS errors as 'path: reason', anything
+    else named as unexpected."""
+    if isinstance(exc, GitStoreError):
+        text = str(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else ""
+        text = f"{where}: {exc.strerror}" if where != "" else exc.strerror
+    else:
+        text = (f"unexpected {type(exc).__name__}: {exc} "
+                "(please report it; --debug shows the traceback)")
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
 @app.callback()
@@ -70,9 +89,15 @@ def main_options(
     """gitstore keeps results under keys derived from what computed them.
 
     Example: gitstore --store results.git ls --type mymodel.Simulation
+
+    Codecs of other packages are loaded from their entry points (group gitstore.codecs).
     """
     _State.store_path = store
     _State.debug = debug
+    from gitstore.codecs import load_codec_plugins
+
+    for problem in load_codec_plugins():
+        err.print(f"gitstore: warning: {problem}", markup=False)
 
 
 def open_store(create: bool = False) -> GitDataStore:
@@ -132,7 +157,7 @@ def ls(
     for item in param or []:
         name, sep, value = item.partition("=")
         if not sep:
-            raise typer.BadParameter(f"--param takes NAME=VALUE, not {item!r}")
+            raise InvalidArgumentError(f"--param takes NAME=VALUE, not {item!r}")
         wanted[name] = ParameterSet(f"v: {value}")["v"] if value else None
     with open_store() as store:
         rows = []
@@ -200,7 +225,8 @@ def show(
     _print_tree(tree, "  ")
     out.print("\nattributes:")
     for name, info in attributes.items():
-        out.print(f"  {name:20} {info['codec']:7} {_size(info['size']):>10}  {info['file']}",
+        codec = info["codec"] or "unknown"
+        out.print(f"  {name:20} {codec:7} {_size(info['size']):>10}  {info['file']}",
                   markup=False)
 
 
@@ -237,14 +263,61 @@ def get(
     """
     with open_store() as store:
         if output is not None:
+            if output.is_dir():
+                raise StoreLocationError(f"{output} is a directory; -o takes a file name",
+                                         str(output))
             data = store.read(key, attribute, raw=True)
-            tmp = output.with_name(f".{output.name}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, output)
+            try:
+                write_output(output, data)
+            except OSError as exc:
+                raise StoreLocationError(f"cannot write {output}: {exc.strerror or exc}",
+                                         str(output)) from exc
             err.print(f"wrote {len(data)} bytes to {output}")
             return
         value = store.read(key, attribute)
     out.print(value if isinstance(value, str) else repr(value), markup=False)
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` as ``cp`` does: into a device or a FIFO, and through a
+    symbolic link; only a regular file (or a new path) is replaced, atomically (a temporary
+    file beside it, renamed over it), keeping the replaced file's mode.
+
+    Raises:
+        StoreLocationError: ``path`` (or what it links to) is a directory.
+        OSError: it cannot be written.
+    """
+    target = Path(os.path.realpath(path))  # through symbolic links, even dangling ones
+    try:
+        found: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        found = None
+    if found is not None and stat.S_ISDIR(found.st_mode):
+        raise StoreLocationError(f"{path} is a directory; -o takes a file name", str(path))
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        fd = os.open(target, os.O_WRONLY | os.O_TRUNC | os.O_NOCTTY)  # never replaced
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return
+    tmp = target.with_name(f".{target.name[:200]}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if found is not None:
+                os.fchmod(f.fileno(), stat.S_IMODE(found.st_mode))
+                if (found.st_uid, found.st_gid) != (os.geteuid(), os.getegid()):
+                    try:
+                        os.fchown(f.fileno(), found.st_uid, found.st_gid)
+                    except OSError:
+                        pass  # not ours to give away: the file becomes ours, as cp -f does
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 @command()
@@ -311,7 +384,9 @@ def verify(as_json: Annotated[bool, typer.Option("--json", help="JSON output.")]
         emit_json({"ok": not problems, "problems": problems})
     elif problems:
         for p in problems:
-            err.print(f"corrupt: {p}", markup=False)
+            # data in a format no codec here reads is not known to be damaged
+            label = "cannot check" if "unknown codec" in p else "corrupt"
+            err.print(f"{label}: {p}", markup=False)
     else:
         out.print("all objects verified")
     if problems:
@@ -349,7 +424,11 @@ def prune(
     Example: gitstore prune --keep-last 3 --dry-run
     """
     if not (version or older_than is not None or keep_last is not None):
-        raise typer.BadParameter("say what to prune: --version, --older-than or --keep-last")
+        raise InvalidArgumentError("say what to prune: --version, --older-than or --keep-last")
+    if older_than is not None and not older_than >= 0:  # NaN too
+        raise InvalidArgumentError(f"--older-than takes a number of days >= 0, not {older_than}")
+    if keep_last is not None and keep_last < 0:
+        raise InvalidArgumentError(f"--keep-last takes a number >= 0, not {keep_last}")
     with open_store() as store:
         gone = store.prune(version, None if older_than is None else older_than * 86400,
                            keep_last, dry_run)
@@ -482,7 +561,7 @@ Prefer = Annotated[str | None, typer.Option(
 
 def _check_prefer(prefer: str | None) -> None:
     if prefer not in (None, "ours", "theirs"):
-        raise typer.BadParameter("--prefer takes 'ours' or 'theirs'")
+        raise InvalidArgumentError(f"--prefer takes 'ours' or 'theirs', not {prefer!r}")
 
 
 @command()
@@ -636,7 +715,11 @@ def copy(
     from gitstore.copy import copy_entries, open_spec
 
     src = open_spec(source, create=False)
-    dst = open_spec(destination)
+    try:
+        dst = open_spec(destination)
+    except BaseException:
+        src.close()
+        raise
     try:
         with progress_bar("copy") as advance:
             count = copy_entries(src, dst, lambda n: advance(0.5))

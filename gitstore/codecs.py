@@ -18,6 +18,16 @@ pickle     .pkl     anything else, only with ``allow_pickle=True``
 Tagged JSON: JSON types stand for themselves; a dict whose keys are all strings not starting
 with ``$`` is a JSON object; everything else is an object with one ``$``-key, e.g.
 ``{"$tuple": [1, 2]}``, ``{"$float": "nan"}``, ``{"$int": "<digits>"}`` (beyond 64 bits), ``{"$dict": [[1, "a"]]}``, ``{"$bytes": "<b64>"}``.
+
+Codec plugins: a distribution that declares entry points in the group ``gitstore.codecs``
+(``[project.entry-points."gitstore.codecs"]`` in its ``pyproject.toml``) has them loaded by the
+``gitstore`` command line at start, and by the library the first time it meets a format it does
+not know (or by :func:`load_codec_plugins`). Each entry point names a callable, called with no
+arguments, or a module, imported; either calls :func:`register_codec`.
+
+Data in a format no codec here reads (a user codec whose plugin is not installed) is *unknown*,
+not corrupt: reading it raises :class:`~gitstore.errors.UnknownCodecError`, listing and copying
+it work (copies keep its bytes).
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import json
 import math
 import pickle
 import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -40,6 +51,7 @@ except ImportError:  # pragma: no cover
 from .errors import (
     CorruptEntryError,
     DataError,
+    UnknownCodecError,
     UnsupportedDataError,
     UntrustedDataError,
 )
@@ -54,8 +66,10 @@ __all__ = [
     "decode_bytes",
     "encode_bytes",
     "from_tagged",
+    "load_codec_plugins",
     "register_codec",
     "to_tagged",
+    "unknown_codec",
 ]
 
 BinaryIO = IO[bytes]
@@ -71,6 +85,9 @@ class Codec:
     write: Callable[[Any, BinaryIO], None]
     read: Callable[[BinaryIO], Any]
     trusted: bool = True  # False: reading runs code (pickle)
+    #: False for a stand-in: a format the store names but no codec here reads
+    #: (see :func:`unknown_codec`); it carries the name or the extension the store recorded
+    known: bool = True
 
 
 # --- tagged JSON -----------------------------------------------------------------------------
@@ -370,9 +387,15 @@ def register_codec(
         DataError: the name or extension is taken, or the extension is reserved.
     """
     ext = ext.lstrip(".")
-    if not ext or "/" in ext or "." in ext or ext in _RESERVED_EXTS:
+    if not ext or "/" in ext or "\\" in ext or "." in ext or ext in _RESERVED_EXTS or \
+            any(ord(c) < 0x20 or ord(c) == 0x7F for c in ext):
         raise DataError(f"codec extension {ext!r} is not allowed")
+    if not name:
+        raise DataError("a codec needs a name")
     taken = [c for c in _USER + _BUILTIN + [_PICKLE] if c.name == name or c.ext == ext]
+    for codec in taken:  # the same registration again (a plugin loaded twice): a no-op
+        if (codec.name, codec.ext, codec.write, codec.read) == (name, ext, write, read):
+            return codec
     if taken:
         raise DataError(f"codec name {name!r} or extension {ext!r} is already registered")
     predicate: Callable[[Any], bool]
@@ -416,27 +439,87 @@ def _all_codecs() -> list[Codec]:
 
 
 def codec_by_ext(ext: str) -> Codec:
-    """The codec that owns a file extension.
-
-    Raises:
-        CorruptEntryError: no codec has that extension.
-    """
-    for codec in _all_codecs():
-        if codec.ext == ext:
-            return codec
-    raise CorruptEntryError(f"no codec reads '.{ext}' files")
+    """The codec that owns a file extension; for one no codec here owns (once the installed
+    plugins are loaded), a stand-in (:func:`unknown_codec`) that refuses to decode."""
+    for _attempt in range(2):
+        for codec in _all_codecs():
+            if codec.ext == ext:
+                return codec
+        if not _load_plugins_once():
+            break
+    return unknown_codec(ext=ext)
 
 
 def codec_by_name(name: str) -> Codec:
-    """The codec with this name.
+    """The codec with this name; for a name no codec here has (once the installed plugins are
+    loaded), a stand-in (:func:`unknown_codec`) that refuses to decode."""
+    for _attempt in range(2):
+        for codec in _all_codecs():
+            if codec.name == name:
+                return codec
+        if not _load_plugins_once():
+            break
+    return unknown_codec(name=name)
 
-    Raises:
-        CorruptEntryError: no codec has that name.
+
+def unknown_codec(name: str = "", ext: str = "") -> Codec:
+    """A stand-in for a format no codec here reads, carrying what the store recorded of it (its
+    name, or its file extension). Decoding with it raises
+    :class:`~gitstore.errors.UnknownCodecError`; its bytes can still be read and copied."""
+    what = f"{name!r}" if name else f"'.{ext}'"
+
+    def refuse(*_args: Any) -> Any:
+        raise UnknownCodecError(_unknown_message(what), name or f".{ext}")
+
+    return Codec(name, ext, lambda _value: False, refuse, refuse, known=False)
+
+
+def _unknown_message(what: str) -> str:
+    return (f"unknown codec {what}: no codec registered here reads it (install the plugin "
+            f"that registers it: entry point group {PLUGIN_GROUP!r})")
+
+
+# --- plugins ---------------------------------------------------------------------------------
+
+#: the entry point group of codec plugins
+PLUGIN_GROUP = "gitstore.codecs"
+_LOADED_PLUGINS: set[str] = set()
+_plugins_tried = False
+
+
+def load_codec_plugins() -> list[str]:
+    """Load the installed codec plugins not loaded yet: every entry point of the group
+    ``gitstore.codecs``. One naming a callable calls it (no arguments); one naming a module
+    imports it; either registers codecs with :func:`register_codec`.
+
+    A plugin that fails is skipped (its codecs stay unknown); returns one line per failure.
     """
-    for codec in _all_codecs():
-        if codec.name == name:
-            return codec
-    raise CorruptEntryError(f"unknown codec {name!r}")
+    global _plugins_tried
+    from importlib.metadata import entry_points
+
+    _plugins_tried = True
+    problems = []
+    for point in entry_points(group=PLUGIN_GROUP):
+        ident = f"{point.name} = {point.value}"
+        if ident in _LOADED_PLUGINS:
+            continue
+        _LOADED_PLUGINS.add(ident)
+        try:
+            loaded = point.load()
+            if callable(loaded) and not isinstance(loaded, types.ModuleType):
+                loaded()
+        except Exception as exc:  # a broken plugin must not break everything else
+            problems.append(f"codec plugin {point.name!r} ({point.value}) failed to load: "
+                            f"{type(exc).__name__}: {exc}")
+    return problems
+
+
+def _load_plugins_once() -> bool:
+    """Load the plugins if that was never tried; whether it was tried now."""
+    if _plugins_tried:
+        return False
+    load_codec_plugins()
+    return True
 
 
 def encode_bytes(value: Any, allow_pickle: bool = False) -> tuple[Codec, bytes]:
@@ -501,8 +584,15 @@ def decode_payload(codec: Codec, payload: Any, allow_pickle: bool = False) -> An
 
     Raises:
         UntrustedDataError: see :func:`check_trusted`.
+        UnknownCodecError: no codec here reads this format (the bytes were checked first: a
+            damaged stream raises CorruptEntryError instead).
         CorruptEntryError: the data is damaged.
     """
+    if not codec.known:
+        read_all(payload)  # damaged bytes are corrupt whatever their format
+        raise UnknownCodecError(_unknown_message(f"{codec.name!r}" if codec.name
+                                                 else f"'.{codec.ext}'"),
+                                codec.name or f".{codec.ext}")
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return decode_bytes(codec, bytes(payload), allow_pickle)
     try:
@@ -531,8 +621,11 @@ def decode_stream(codec: Codec, fp: BinaryIO, allow_pickle: bool = False) -> Any
 
     Raises:
         UntrustedDataError: see :func:`check_trusted`.
+        UnknownCodecError: no codec here reads this format.
         CorruptEntryError: the bytes are not valid for the codec.
     """
+    if not codec.known:
+        codec.read(fp)  # raises UnknownCodecError
     check_trusted(codec, allow_pickle)
     try:
         return codec.read(fp)

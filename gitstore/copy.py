@@ -9,8 +9,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .backends.base import AbstractDataStore, Entry
-from .codecs import read_all
-from .errors import CorruptEntryError, StoreError
+from .codecs import Codec, read_all
+from .errors import CorruptEntryError, StoreError, UnknownCodecError
 from .keys import PinnedKey
 from .params import ParameterSet
 
@@ -43,9 +43,15 @@ def copy_entries(source: AbstractDataStore, destination: AbstractDataStore,
     """Copy every entry of ``source`` into ``destination``, bytes and keys unchanged.
 
     Attributes are copied as their encoded bytes (no decoding: a pickle is copied without being
-    loaded). Into a ShelveDataStore, the file name comes from its key generator applied to the
-    component rebuilt from its description (exact for parameters YAML represents exactly: no
-    tuples, sets or numpy values). Returns the number of attributes copied.
+    loaded, data in a format no codec here reads keeps its bytes too). Into a ShelveDataStore,
+    the file name comes from its key generator applied to the component rebuilt from its
+    description (exact for parameters YAML represents exactly: no tuples, sets or numpy
+    values). Returns the number of attributes copied.
+
+    Raises:
+        UnknownCodecError: an attribute's format is unknown here and the destination files
+            formats by what the source did not record (a git store records a file extension,
+            the other backends a codec name); checked before anything is copied.
     """
     batch = getattr(destination, "batch", None)
     copied = 0
@@ -55,6 +61,7 @@ def copy_entries(source: AbstractDataStore, destination: AbstractDataStore,
         raise CorruptEntryError("; ".join(f"{e.key}: {e.problem}" for e in damaged[:5]),
                                 key=damaged[0].key)
     known = {entry.key: entry.component for entry in entries}
+    _check_codecs(source, destination, entries)
     with batch(message="gitstore copy") if batch is not None else nullcontext():
         for entry in entries:
             storage = _destination_key(destination, entry, known)
@@ -68,6 +75,32 @@ def copy_entries(source: AbstractDataStore, destination: AbstractDataStore,
                 if progress is not None:
                     progress(copied)
     return copied
+
+
+def _check_codecs(source: AbstractDataStore, destination: AbstractDataStore,
+                  entries: list[Entry]) -> None:
+    """Refuse, before copying anything, formats unknown here that the destination cannot file."""
+    from .backends.git import GitDataStore
+
+    by_ext = isinstance(destination, GitDataStore)
+    for entry in entries:
+        for attribute in entry.attributes:
+            found = source._get(entry.storage_key or entry.key, attribute, entry.version)
+            if found is None:
+                continue
+            codec, payload = found
+            if not isinstance(payload, (bytes, bytearray, memoryview)):
+                payload.close()
+            if not codec.known and not (codec.ext if by_ext else codec.name):
+                raise UnknownCodecError(
+                    f"cannot copy attribute {attribute!r} of entry {entry.key}: unknown codec "
+                    f"{_what(codec)}, and a {type(destination).__name__} records a codec's "
+                    f"{'file extension' if by_ext else 'name'}; install the plugin that "
+                    "registers it (nothing was copied)", codec.name or codec.ext)
+
+
+def _what(codec: Codec) -> str:
+    return repr(codec.name) if codec.name else f"'.{codec.ext}'"
 
 
 def _destination_key(destination: AbstractDataStore, entry: Entry,
@@ -90,7 +123,9 @@ def open_spec(spec: str, create: bool = True) -> AbstractDataStore:
 
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in ("git", "shelve", "django") or len(kind) == 1:
-        return GitDataStore(spec, create=create)
+        kind, rest = "git", spec
+    if not rest.strip():  # never the current folder by accident
+        raise StoreError(f"{spec!r}: a {kind} store needs a path ({kind}:PATH)")
     if kind == "git":
         return GitDataStore(rest, create=create)
     if kind == "shelve":

@@ -11,9 +11,11 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
     ├── ParameterError (ValueError)      a malformed parameter set
     │   └── ParameterFileError           malformed YAML (.source, .line)
     ├── InvalidAttributeNameError (ValueError)
+    ├── InvalidArgumentError (ValueError)  an argument out of range (prune's bounds)
     ├── DataError
     │   ├── UnsupportedDataError (TypeError)   no safe codec, pickle not allowed
     │   ├── UntrustedDataError           a pickle, without allow_pickle=True
+    │   ├── UnknownCodecError            no codec here reads the format (.codec): not corrupt
     │   └── CorruptEntryError            stored bytes do not match their id (.key, .expected, .got)
     └── StoreError
         ├── StoreLocationError (OSError) the store's path cannot be used (.path)
@@ -39,6 +41,7 @@ __all__ = [
     "DiskFullError",
     "EntryNotFoundError",
     "GitStoreError",
+    "InvalidArgumentError",
     "InvalidAttributeNameError",
     "InvalidComponentError",
     "MergeConflictError",
@@ -48,6 +51,7 @@ __all__ = [
     "StoreError",
     "StoreLocationError",
     "UnhashableParameterError",
+    "UnknownCodecError",
     "UnsupportedDataError",
     "UntrustedDataError",
 ]
@@ -106,6 +110,10 @@ class InvalidAttributeNameError(GitStoreError, ValueError):
     """An attribute name cannot be used as a file name in a store."""
 
 
+class InvalidArgumentError(GitStoreError, ValueError):
+    """An argument is of the wrong kind or out of range (a negative bound, NaN)."""
+
+
 class DataError(GitStoreError):
     """Data cannot be encoded, decoded or trusted."""
 
@@ -116,6 +124,16 @@ class UnsupportedDataError(DataError, TypeError):
 
 class UntrustedDataError(DataError):
     """A stored pickle was asked for without ``allow_pickle=True``."""
+
+
+class UnknownCodecError(DataError):
+    """Stored data is in a format no codec registered in this process reads (a user codec whose
+    plugin is not installed here): the data is not known to be damaged. ``codec`` names the
+    format (a codec name or a ``.ext``)."""
+
+    def __init__(self, message: str, codec: str | None = None) -> None:
+        super().__init__(message)
+        self.codec = codec
 
 
 class CorruptEntryError(DataError):

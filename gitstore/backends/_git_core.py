@@ -634,7 +634,9 @@ class GitCore(AbstractDataStore):
             if name == _COMPONENT:
                 continue
             attribute, _, ext = name.decode().rpartition(".")
-            out[attribute] = {"file": name.decode(), "codec": codec_by_ext(ext).name,
+            codec = codec_by_ext(ext)  # None: a format no codec here reads
+            out[attribute] = {"file": name.decode(),
+                              "codec": codec.name if codec.known else None,
                               "size": self._blob_size(sha), "id": sha.decode()}
         return out
 

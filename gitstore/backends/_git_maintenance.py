@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import shutil
 import subprocess
 import time
@@ -15,9 +17,26 @@ from ..codecs import decode_payload, read_all
 from ..errors import (
     EntryNotFoundError,
     GitStoreError,
+    InvalidArgumentError,
     StoreError,
 )
 from ._git_core import GitCore
+
+
+def _check_bounds(older_than: Any, keep_last: Any) -> None:
+    """Refuse bounds that would prune what nobody meant: negative, NaN, infinite, not numbers.
+
+    Raises:
+        InvalidArgumentError: a bound is nonsensical.
+    """
+    if older_than is not None and (
+            isinstance(older_than, bool) or not isinstance(older_than, numbers.Real)
+            or not math.isfinite(older_than) or older_than < 0):
+        raise InvalidArgumentError(
+            f"older_than must be a finite number of seconds >= 0, not {older_than!r}")
+    if keep_last is not None and (
+            isinstance(keep_last, bool) or not isinstance(keep_last, numbers.Integral) or keep_last < 0):
+        raise InvalidArgumentError(f"keep_last must be an integer >= 0, not {keep_last!r}")
 
 
 class MaintenanceMixin(GitCore):
@@ -85,7 +104,13 @@ class MaintenanceMixin(GitCore):
         ``older_than`` seconds, or all but the ``keep_last`` most recently stored ones.
         Returns the versions deleted (or that would be, with ``dry_run``). Their objects go
         at the next :meth:`gc`.
+
+        Raises:
+            InvalidArgumentError: ``older_than`` is not a finite number of seconds >= 0, or
+                ``keep_last`` not an integer >= 0 (nothing is deleted).
+            EntryNotFoundError: a named version does not exist (nothing is deleted).
         """
+        _check_bounds(older_than, keep_last)
         tips = {}
         for ref in self._version_refs():
             commits = self._commits(ref)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +24,18 @@ from ..component import (
 from ..errors import (
     CorruptEntryError,
     EntryNotFoundError,
+    InvalidAttributeNameError,
+    StoreLocationError,
 )
 from ..keys import PinnedKey, key_hex, key_of
 from ..params import ParameterSet
-from ._git_core import _DIR, GitCore, show_value
-from .base import Entry
+from ._git_core import _DIR, _FILE, GitCore, show_value
+from .base import COMPONENT_FILE, Entry, check_attribute_name
 
-_SAFE_FILE = re.compile(r"[^/\\\x00]{1,255}\Z")
+_HEX_KEY = re.compile(r"[0-9a-f]{16,128}\Z")
+_EXT = re.compile(r"[^/\\\x00-\x1f\x7f]{1,64}\Z")  # as register_codec allows
+_EXECUTABLE = 0o100755
+_MODES = {0o120000: "symbolic link", 0o160000: "submodule", _DIR: "folder"}
 
 
 _show = show_value
@@ -74,52 +81,120 @@ class RevisionsMixin(GitCore):
         ``dest/<type>/<key[:12]>/component.yaml`` and ``<attribute>.<ext>`` (files that numpy
         or json open without gitstore). The code's working tree is never touched.
 
+        Every name is checked before anything is created: an entry that is not a plain
+        gitstore entry (a name that is not a hex key or a safe file name, a symbolic link, a
+        sub-tree, a submodule) stops the checkout with nothing written. Inside ``dest`` no
+        symbolic link is followed, and each file is replaced atomically (a link in its place is
+        replaced, never written through).
+
         Raises:
             EntryNotFoundError: ``rev`` resolves to nothing, or has no results here.
-            CorruptEntryError: an entry holds a path that would escape ``dest``.
+            CorruptEntryError: an entry holds an unsafe name (nothing is written).
+            StoreLocationError: ``dest`` (or a folder in it) cannot be written, is a file, or
+                holds a symbolic link where a folder goes.
         """
         version = rev if rev in self.versions() else resolve_revision(code_repo, rev)
         ref = ref_for_version(version)
         found = list(self._walk(ref))
         if not found:
             raise EntryNotFoundError(f"no results for {rev} (version {version})")
-        entries = []
-        target = Path(dest).absolute() if dest is not None else None
-        for done, (hexkey, tree) in enumerate(found):
-            entry = self._entry(tree)
-            entries.append(entry)
-            if target is not None:
-                self._write_entry(entry, tree, hexkey, target)
-            if progress is not None:
-                progress(done + 1, len(found))
+        entries = [self._entry(tree) for _hexkey, tree in found]
+        if dest is None:
+            return entries
+        # first every name of every entry, then the first byte written
+        plans = [self._plan_entry(entry, tree, hexkey)
+                 for entry, (hexkey, tree) in zip(entries, found)]
+        seen: dict[tuple[str, str], str] = {}
+        for (folders, _files), (hexkey, _tree) in zip(plans, found):
+            other = seen.setdefault(folders, hexkey)
+            if other != hexkey:  # two keys alike in 12 digits: crafted, never by chance
+                raise CorruptEntryError(
+                    f"entries {other} and {hexkey} would share the folder "
+                    f"{'/'.join(folders)}: an unsafe tree; refusing to check out anything "
+                    "(nothing was written)")
+        target = Path(dest).absolute()
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            root = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise StoreLocationError(f"cannot write results to {target}: "
+                                     f"{exc.strerror or exc}", str(target)) from exc
+        try:
+            for done, (folders, files) in enumerate(plans):
+                self._write_files(root, target, folders, files)
+                if progress is not None:
+                    progress(done + 1, len(plans))
+        finally:
+            os.close(root)
         return entries
 
-    def _write_entry(self, entry: Entry, tree: bytes, hexkey: str, target: Path) -> None:
-        folder = target / _safe_part(entry.type, hexkey) / hexkey[:12]
+    def _plan_entry(self, entry: Entry, tree: bytes, hexkey: str
+                    ) -> tuple[tuple[str, str], dict[str, bytes]]:
+        """Where an entry goes (two folder names below ``dest``) and its files (name → blob).
+
+        Raises:
+            CorruptEntryError: a name or mode that is not a plain gitstore entry's.
+        """
+        def unsafe(what: str) -> CorruptEntryError:
+            return CorruptEntryError(f"entry {hexkey[:40]!r} holds an unsafe {what}; refusing "
+                                     "to check out anything (nothing was written)", entry.key)
+
+        if not _HEX_KEY.match(hexkey):
+            raise unsafe("entry name")
         files = {}
         for name, (mode, sha) in self._db().tree(tree).items():
-            text = name.decode("utf-8", "replace")
-            if mode == _DIR or not _SAFE_FILE.match(text) or text in (".", ".."):
-                raise CorruptEntryError(f"entry {hexkey[:12]} holds an unsafe path {text!r}; "
-                                        "refusing to write it", entry.key)
+            try:
+                text = name.decode("utf-8")
+            except UnicodeDecodeError:
+                raise unsafe(f"path {name!r}") from None
+            if mode not in (_FILE, _EXECUTABLE):
+                raise unsafe(f"{_MODES.get(mode, f'mode {mode:o}')} {text!r}")
+            if not _safe_file_name(text):
+                raise unsafe(f"path {text!r}")
             files[text] = sha
-        folder.mkdir(parents=True, exist_ok=True)
-        if not folder.resolve().is_relative_to(target.resolve()):
-            raise CorruptEntryError(f"entry {hexkey[:12]} would be written outside {target}",
-                                    entry.key)
-        for text, sha in files.items():
-            tmp = folder / f".{text}.tmp"
-            blob = self._open_blob(sha)
-            with open(tmp, "wb") as f:
-                if isinstance(blob, bytes):
-                    f.write(blob)
-                else:  # a large blob: copied in chunks, checked before it is renamed in
-                    with blob:
-                        chunk = bytearray(4 << 20)
-                        while got := blob.readinto(chunk):
-                            f.write(memoryview(chunk)[:got])
-                        blob.finish()
-            os.replace(tmp, folder / text)
+        return (_safe_part(entry.type, hexkey), hexkey[:12]), files
+
+    def _write_files(self, root: int, target: Path, folders: tuple[str, str],
+                     files: dict[str, bytes]) -> None:
+        """Write one entry's files below the directory ``root`` (``target``), following no
+        symbolic link on the way, each file replaced atomically."""
+        where = target
+        fds: list[int] = []
+        try:
+            parent = root
+            for name in folders:
+                where = where / name
+                parent = _open_folder(parent, name, where)
+                fds.append(parent)
+            for name, sha in files.items():
+                where = target.joinpath(*folders, name)
+                tmp = f".gitstore-{secrets.token_hex(8)}.tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666,
+                             dir_fd=parent)
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        blob = self._open_blob(sha)
+                        if isinstance(blob, bytes):
+                            f.write(blob)
+                        else:  # a large blob: copied in chunks, checked before it is renamed in
+                            with blob:
+                                chunk = bytearray(4 << 20)
+                                while got := blob.readinto(chunk):
+                                    f.write(memoryview(chunk)[:got])
+                                blob.finish()
+                    os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+                except BaseException:
+                    try:
+                        os.unlink(tmp, dir_fd=parent)
+                    except FileNotFoundError:
+                        pass
+                    raise
+        except OSError as exc:
+            raise StoreLocationError(f"cannot write {where}: {exc.strerror or exc}",
+                                     str(where)) from exc
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def explain(self, component: Any, attribute: str | None = None) -> Explanation:
         """Why ``component`` is (or is not) served from the store.
@@ -165,6 +240,43 @@ class RevisionsMixin(GitCore):
         candidates.sort(key=lambda c: (c[0], c[1]))
         nearest = [(k, d) for _n, k, d in candidates[:3]]
         return Explanation(key, False, version, [], nearest, wanted_type)
+
+
+def _safe_file_name(name: str) -> bool:
+    """Whether a file name of an entry is one gitstore writes: ``component.yaml``, or a valid
+    attribute name, a dot and a plain extension."""
+    if name == COMPONENT_FILE:
+        return True
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not _EXT.match(ext) or len(name.encode()) > 255:
+        return False
+    try:
+        check_attribute_name(stem)
+    except InvalidAttributeNameError:
+        return False
+    return True
+
+
+def _open_folder(parent: int, name: str, where: Path) -> int:
+    """The folder ``name`` in the directory ``parent`` (created if missing), opened without
+    following a symbolic link.
+
+    Raises:
+        StoreLocationError: a symbolic link or a file is in the way.
+        OSError: it cannot be created or opened.
+    """
+    try:
+        os.mkdir(name, 0o777, dir_fd=parent)
+    except FileExistsError:
+        pass
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise StoreLocationError(f"{where} is a symbolic link or a file, not a folder; "
+                                     "checkout follows no link inside its destination",
+                                     str(where)) from None
+        raise
 
 
 def _safe_part(type_name: str, fallback: str) -> str:

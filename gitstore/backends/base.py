@@ -53,8 +53,8 @@ def check_attribute_name(name: Any) -> str:
 
     Raises:
         InvalidAttributeNameError: not a string; empty; ``.`` or ``..``; holds ``/``, ``\\`` or
-            NUL; over 200 bytes in UTF-8 (room is left for the codec's extension); or
-            ``component`` (reserved for the entry's description).
+            a control character (newline, tab, NUL...); over 200 bytes in UTF-8 (room is left
+            for the codec's extension); or ``component`` (reserved for the entry's description).
     """
     if not isinstance(name, str):
         raise InvalidAttributeNameError(
@@ -65,8 +65,10 @@ def check_attribute_name(name: Any) -> str:
         problem = "is empty"
     elif name in (".", ".."):
         problem = "is a relative path"
-    elif "/" in name or "\\" in name or "\x00" in name:
-        problem = "holds '/', '\\' or NUL"
+    elif "/" in name or "\\" in name:
+        problem = "holds '/' or '\\'"
+    elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        problem = "holds a control character (newline, tab, NUL...)"
     elif name.startswith("."):
         problem = "starts with '.'"
     elif len(name.encode("utf-8", "surrogatepass")) > 200:

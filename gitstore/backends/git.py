@@ -13,6 +13,8 @@ The class is assembled from parts: storing, reading and history (:mod:`._git_cor
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._git_core import Commit, GitCore
 from ._git_maintenance import MaintenanceMixin
 from ._git_remotes import RemotesMixin
@@ -35,3 +37,14 @@ class GitDataStore(RemotesMixin, RevisionsMixin, MaintenanceMixin, GitCore):
         StoreLocationError: ``path`` is a file, a non-empty directory that is not a git
             repository, or cannot be created.
     """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the store's location and options: a worker process (multiprocessing,
+        joblib, Dask) reopens the store; caches, locks, open packs and a batch in progress stay
+        here."""
+        return (_reopen, (type(self), str(self.path), self.allow_pickle, self.author.decode()))
+
+
+def _reopen(cls: type[GitDataStore], path: str, allow_pickle: bool, author: str
+            ) -> GitDataStore:
+    return cls(path, allow_pickle=allow_pickle, author=author, create=False)

@@ -164,6 +164,7 @@ class DjangoORMDataStore(AbstractDataStore):
             database = _old_style(database_parameters)
         self.data_root_dir = ensure_directory(Path(data_root_dir).absolute())
         config = database_settings(database, self.data_root_dir)
+        self._database = database  # what a pickled store reopens (see __reduce__)
         if isinstance(config, str):
             self.alias = config
         else:
@@ -330,3 +331,15 @@ class DjangoORMDataStore(AbstractDataStore):
 
         if self.alias in connections.settings:
             connections[self.alias].close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the database (URL, settings entry or alias) and data folder: a worker
+        process reopens the store (without migrating: this process did). An alias names a
+        database of the worker's own Django settings."""
+        return (_reopen, (type(self), self._database, str(self.data_root_dir),
+                          self.allow_pickle))
+
+
+def _reopen(cls: type[DjangoORMDataStore], database: str | dict[str, Any] | None,
+            data_root_dir: str, allow_pickle: bool) -> DjangoORMDataStore:
+    return cls(database, data_root_dir, allow_pickle=allow_pickle, migrate=False)
