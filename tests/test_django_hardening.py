@@ -167,3 +167,157 @@ def test_gc_never_collects_an_acknowledged_store(tmp_path: Path, database: Any) 
 @pytest.mark.slow
 def test_gc_never_collects_an_acknowledged_store_long(tmp_path: Path, database: Any) -> None:
     writers_against_gc(tmp_path, database, workers=6, n=700)
+
+
+# --- item 6: a store of the same content leaves a good copy -------------------------------------
+
+def data_file(store: DjangoORMDataStore, component: Any, attribute: str) -> Path:
+    from gitstore.backends.djangostore.models import DataItem
+
+    item = DataItem.objects.using(store.alias).get(state__key=store.key_of(component),
+                                                   attribute=attribute)
+    return store.data_root_dir / item.path
+
+
+@pytest.mark.parametrize("damage", ["overwritten", "truncated", "missing"])
+@pytest.mark.parametrize("size", [100, 3 << 20], ids=["small", "streamed"])
+def test_restoring_equal_data_repairs_a_damaged_file(tmp_path: Path, database: Any, damage: str,
+                                                     size: int) -> None:
+    store = DjangoORMDataStore(database, tmp_path / "data")
+    value = bytes(range(256)) * (size // 256)
+    first, second = SimpleComponent({"n": 1}), SimpleComponent({"n": 2})
+    store.store(first, "v", value)
+    path = data_file(store, first, "v")
+    if damage == "overwritten":
+        path.write_bytes(b"\xff" * len(path.read_bytes()))
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:10])
+    else:
+        path.unlink()
+    store.store(second, "v", value)  # other component, same bytes: deduplicated
+    assert store.retrieve(second, "v") == value
+    assert store.retrieve(first, "v") == value
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name.split(".")[0]
+    path.write_bytes(b"broken")
+    store.store(first, "v", value)  # the same component again
+    assert store.retrieve(first, "v") == value
+    store.close()
+
+
+def test_shelve_restore_repairs_a_damaged_value(tmp_path: Path) -> None:
+    """The shelve backend keeps no shared copies: a re-store rewrites the value in place."""
+    store = ShelveDataStore(tmp_path / "shelf", hash_pickle)
+    c = SimpleComponent({"n": 1})
+    value = b"payload " * 100
+    store.store(c, "v", value)
+    dat = next((tmp_path / "shelf").glob("*.dat"))
+    dat.write_bytes(dat.read_bytes().replace(b"payload", b"PAYLOAD"))
+    assert store.retrieve(c, "v") != value
+    store.store(c, "v", value)
+    assert store.retrieve(c, "v") == value
+
+
+def test_a_stale_temporary_never_writes_through_to_a_data_file(tmp_path: Path) -> None:
+    """A crashed store can leave its temporary as a hard link to a data file; the next store
+    in a process of that pid and thread must not write through it."""
+    import threading
+
+    store = DjangoORMDataStore(data_root_dir=tmp_path)
+    c = SimpleComponent({"n": 1})
+    store.store(c, "v", "kept")
+    stale = tmp_path / f".incoming.{os.getpid()}.{threading.get_ident()}.tmp"
+    os.link(data_file(store, c, "v"), stale)
+    store.store(SimpleComponent({"n": 2}), "v", "other")
+    assert store.retrieve(c, "v") == "kept"
+    assert not stale.exists()
+
+
+# --- item 18: concurrent store and delete of one key; names a database cannot hold -------------
+
+def _store_delete(database: Any, data: str, role: int, n: int, go: Any, errors: Any) -> None:
+    try:
+        go.wait()
+        store = DjangoORMDataStore(database, data)
+        for i in range(n):
+            c = SimpleComponent({"shared": i % 3})
+            if role == 0:
+                store.delete(c)
+            else:
+                store.store(c, f"a{role}", [role, i])
+                store.store(SimpleComponent({"x": i}, input=c), "v", i)  # c as an input
+        store.close()
+    except BaseException:
+        errors.put(traceback.format_exc())
+
+
+def test_concurrent_store_and_delete_of_one_key(tmp_path: Path, database: Any) -> None:
+    data = str(tmp_path / "data")
+    DjangoORMDataStore(database, data).close()
+    go, errors = SPAWN.Event(), SPAWN.Queue()
+    procs = [SPAWN.Process(target=_store_delete, args=(database, data, role, 150, go, errors))
+             for role in range(3)]
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join()
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get())
+    assert not failures, failures[0]
+    store = DjangoORMDataStore(database, data)
+    for entry in store.entries():  # every listed attribute reads back whole
+        for attribute in entry.attributes:
+            assert store._get(entry.key, attribute) is not None
+    for i in range(3):
+        for role in (1, 2):
+            value = store.retrieve(SimpleComponent({"shared": i}), f"a{role}")
+            assert value is None or value[0] == role
+    store.gc()
+    store.close()
+
+
+UNSTORABLE = {
+    "type over 255 characters": Typed("m." + "T" * 300, {"a": 1}),
+    "type with NUL": Typed("m.T\x00x", {"a": 1}),
+    "version over 255 characters": Typed("m.T", {"a": 1}, version="v" * 300),
+    "version with NUL": Typed("m.T", {"a": 1}, version="v\x00"),
+    "version with a lone surrogate": Typed("m.T", {"a": 1}, version="v\ud800"),
+    "type with a lone surrogate": Typed("m.T\ud800", {"a": 1}),
+    "parameter with a lone surrogate": Typed("m.T", {"a": "x\ud800"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSTORABLE))
+def test_names_the_database_cannot_hold(tmp_path: Path, database: Any, case: str) -> None:
+    """The same refusal on SQLite as on PostgreSQL (a store copies between them), typed, and
+    nothing is written."""
+    store = DjangoORMDataStore(database, tmp_path / "data")
+    with pytest.raises(GitStoreError) as info:
+        store.store(UNSTORABLE[case], "v", 1)
+    if "surrogate" not in case:  # (a key may refuse lone surrogates before the store sees them)
+        assert isinstance(info.value, UnsupportedValueError)
+        assert isinstance(info.value, ValueError)
+        assert info.value.field in ("type name", "version")
+    assert list(store.entries()) == []
+    assert [p for p in (tmp_path / "data").rglob("*") if p.suffix in (".json", ".tmp")] == []
+    fine = Typed("m." + "T" * 200, {"a": "\x00 is fine in parameters"}, version="v" * 255)
+    store.store(fine, "v", 1)
+    assert store.retrieve(fine, "v") == 1
+    assert [e.key for e in store.entries()] == [store.key_of(fine)]
+    store.close()
+
+
+@pytest.mark.parametrize("case", sorted(UNSTORABLE))
+def test_shelve_stores_or_refuses_whole(tmp_path: Path, case: str) -> None:
+    """The shelve backend holds any text its YAML can: long names and NUL work; what cannot be
+    written is refused before a file is created, so the store keeps listing."""
+    store = ShelveDataStore(tmp_path / "shelf", hash_pickle)
+    component = UNSTORABLE[case]
+    try:
+        store.store(component, "v", 1)
+    except GitStoreError:
+        assert list((tmp_path / "shelf").iterdir()) == []
+    else:
+        assert store.retrieve(component, "v") == 1
+    assert len(list(store.entries())) == len(list((tmp_path / "shelf").glob("*.dir")))

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import _yaml
 from ..codecs import Codec, Payload, codec_by_name, payload_bytes
-from ..errors import CorruptEntryError, StoreLocationError
+from ..errors import CorruptEntryError, StoreLocationError, UnsupportedValueError
 from ..keygenerators import join_with_underscores
 from .base import AbstractDataStore, Entry, ensure_directory
 
@@ -65,10 +65,17 @@ class ShelveDataStore(AbstractDataStore):
     # docstring inherited
     def _put(self, key: str, description: dict[str, Any], attribute: str, codec: Codec,
              payload: Payload) -> None:
+        # everything is encoded before a file is created: a refusal leaves nothing behind
+        try:
+            text = _yaml.dump(description).encode()
+        except UnicodeEncodeError:
+            raise UnsupportedValueError("the component's description holds a lone surrogate: "
+                                        "it cannot be written as UTF-8", "description") from None
+        value = codec.name.encode() + b"\x00" + payload_bytes(payload)
         with dbm.dumb.open(self._path(key), "c") as db:
             if _DESCRIPTION not in db:
-                db[_DESCRIPTION] = _yaml.dump(description).encode()
-            db[attribute.encode()] = codec.name.encode() + b"\x00" + payload_bytes(payload)
+                db[_DESCRIPTION] = text
+            db[attribute.encode()] = value
 
     # docstring inherited
     def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, bytes] | None:
