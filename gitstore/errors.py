@@ -17,7 +17,7 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
     │   └── CorruptEntryError            stored bytes do not match their id (.key, .expected, .got)
     └── StoreError
         ├── StoreLocationError (OSError) the store's path cannot be used (.path)
-        ├── UnsupportedValueError (ValueError)  text the backend cannot hold (.field)
+        ├── UnsupportedValueError (ValueError) a name the backend cannot hold (.field)
         ├── DiskFullError (OSError)      no space left; nothing was half-written
         ├── EntryNotFoundError (KeyError)
         ├── AmbiguousKeyError (KeyError) a key prefix matches several keys (.candidates)

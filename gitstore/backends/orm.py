@@ -5,9 +5,9 @@ keys, key) and data items (attribute, codec, size, digest, file) are tables of t
 ``gitstore.backends.djangostore``; each attribute's bytes are a file under ``data_root_dir``,
 named by its SHA-256 (equal data is stored once), written to a temporary file and renamed.
 
-Files and rows change together under one lock per file, so that :meth:`DjangoORMDataStore.gc`
-never collects a file a committed row refers to (issue 11, item 4); see :meth:`~DjangoORMDataStore.gc`
-for the protocol.
+Files and rows change together under one lock per file, so that
+:meth:`DjangoORMDataStore.gc` never collects a file a committed row refers to (issue 11, item 4);
+its docstring states the protocol.
 
 Standalone, ``DjangoORMDataStore(database=..., data_root_dir=...)`` configures Django itself if
 the process has no settings, registers the database under an alias of its own (several stores
@@ -17,6 +17,7 @@ in one process are fine) and migrates it. Inside a Django project, add the app t
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -30,7 +31,15 @@ from urllib.parse import unquote, urlparse
 
 from .. import _yaml
 from ..codecs import Codec, Payload, codec_by_name
-from ..errors import ConcurrencyError, CorruptEntryError, StoreError, UnsupportedValueError
+from ..errors import (
+    ConcurrencyError,
+    CorruptEntryError,
+    DiskFullError,
+    GitStoreError,
+    StoreError,
+    StoreLocationError,
+    UnsupportedValueError,
+)
 from .base import AbstractDataStore, Entry, ensure_directory
 
 __all__ = ["APP", "DjangoORMDataStore", "database_settings"]
@@ -272,10 +281,9 @@ class DjangoORMDataStore(AbstractDataStore):
 
     # --- files ------------------------------------------------------------------------------------
 
-    def _write_temporary(self, payload: Payload, ext: str) -> tuple[Path, str, str, int]:
-        """Write the payload to a temporary file; return it, its path-to-be, digest and size."""
+    def _write_temporary(self, tmp: Path, payload: Payload, ext: str) -> tuple[str, str, int]:
+        """Write the payload to ``tmp``; return its path-to-be, digest and size."""
         parts = [payload] if isinstance(payload, bytes) else payload
-        tmp = self.data_root_dir / f".incoming.{os.getpid()}.{threading.get_ident()}.tmp"
         sha = hashlib.sha256()
         size = 0
         # a crashed writer's temporary may be a hard link to a data file: never write through it
@@ -286,7 +294,7 @@ class DjangoORMDataStore(AbstractDataStore):
                 f.write(part)
                 size += len(part)
         digest = sha.hexdigest()
-        return tmp, f"{digest[:2]}/{digest}.{ext}", digest, size
+        return f"{digest[:2]}/{digest}.{ext}", digest, size
 
     def _place(self, tmp: Path, rel: str) -> None:
         """Put a copy of ``tmp`` at ``rel``, atomically replacing what is there.
@@ -334,13 +342,23 @@ class DjangoORMDataStore(AbstractDataStore):
         _column_text("key", key, _MAX_KEY)
         _column_text("codec name", codec.name, _MAX_CODEC)
         _column_text("attribute name", attribute, None)
-        tmp, rel, digest, size = self._write_temporary(payload, codec.ext)
+        tmp = self.data_root_dir / f".incoming.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
+            rel, digest, size = self._write_temporary(tmp, payload, codec.ext)
             _column_text("data file name", rel, _MAX_PATH)
             self._retrying(lambda: self._commit_item(key, description, attribute, columns,
                                                      codec, tmp, rel, digest, size))
+        except OSError as exc:
+            if isinstance(exc, GitStoreError):
+                raise
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(f"{self.data_root_dir}: no space left; nothing was "
+                                    "stored") from exc
+            raise StoreLocationError(f"{self.data_root_dir}: {exc.strerror or exc}; nothing "
+                                     "was stored", str(self.data_root_dir)) from exc
         finally:
             tmp.unlink(missing_ok=True)
+            tmp.with_suffix(".place").unlink(missing_ok=True)
 
     def _commit_item(self, key: str, description: dict[str, Any], attribute: str,
                      columns: dict[str, str], codec: Codec, tmp: Path, rel: str, digest: str,
@@ -352,7 +370,9 @@ class DjangoORMDataStore(AbstractDataStore):
             self._lock_file(rel)
             ctype, _ = m.ComponentType.objects.using(db).get_or_create(name=columns["type"])
             # the state's row lock orders this store after (or before) a delete of the same key
-            state, created = m.ComponentState.objects.using(db).select_for_update().get_or_create(
+            # (NO KEY: foreign key checks of stores that use this state as an input still pass)
+            states = m.ComponentState.objects.using(db).select_for_update(no_key=True)
+            state, created = states.get_or_create(
                 key=key, defaults={"type": ctype, "version": columns["version"],
                                    "parameters": columns["parameters"],
                                    "description": columns["description"]})
@@ -406,17 +426,19 @@ class DjangoORMDataStore(AbstractDataStore):
         items = m.DataItem.objects.using(self.alias).filter(state__key=key, attribute=attribute)
         with self._database_errors():
             item = items.first()
-            while item is not None:
+            for _ in range(_ATTEMPTS):
+                if item is None:
+                    return None
                 try:
                     return codec_by_name(item.codec), self._read_file(key, item.path, item.digest)
                 except CorruptEntryError:
                     # a concurrent store or delete may have replaced the row, and gc its file
                     again = items.first()
-                    if again is not None and (again.path, again.digest) == (item.path,
-                                                                            item.digest):
-                        raise
-                    item = again
-        return None
+                    if again is None or (again.path, again.digest) != (item.path, item.digest):
+                        item = again
+                        continue
+                    raise
+        raise ConcurrencyError(f"entry {key}: {attribute!r} kept changing while it was read")
 
     def _remove(self, key: str, attribute: str | None, version: Any = None) -> bool:
         # docstring inherited
