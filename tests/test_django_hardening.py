@@ -161,12 +161,64 @@ def writers_against_gc(tmp_path: Path, database: Any, workers: int, n: int) -> N
 
 
 def test_gc_never_collects_an_acknowledged_store(tmp_path: Path, database: Any) -> None:
-    writers_against_gc(tmp_path, database, workers=3, n=60)
+    writers_against_gc(tmp_path, database, workers=3, n=40)
 
 
 @pytest.mark.slow
 def test_gc_never_collects_an_acknowledged_store_long(tmp_path: Path, database: Any) -> None:
     writers_against_gc(tmp_path, database, workers=6, n=700)
+
+
+def _overwriter(database: Any, data: str, n: int, go: Any, done: Any, errors: Any) -> None:
+    try:
+        go.wait()
+        store = DjangoORMDataStore(database, data)
+        for i in range(n):
+            store.store(SimpleComponent({"hot": 1}), "v", ["value", i])
+        store.close()
+    except BaseException:
+        errors.put(traceback.format_exc())
+    finally:
+        done.set()
+
+
+def _reader(database: Any, data: str, go: Any, done: Any, errors: Any) -> None:
+    try:
+        go.wait()
+        store = DjangoORMDataStore(database, data)
+        while not done.is_set():
+            value = store.retrieve(SimpleComponent({"hot": 1}), "v")
+            assert value is None or value[0] == "value", value
+        store.close()
+    except BaseException:
+        errors.put(traceback.format_exc())
+
+
+def test_readers_of_an_overwritten_entry_never_see_its_collected_file(tmp_path: Path,
+                                                                       database: Any) -> None:
+    """Each overwrite leaves the previous file unreferenced and gc deletes it; a reader that
+    had the old row reads the new one instead of reporting a missing file."""
+    data = str(tmp_path / "data")
+    DjangoORMDataStore(database, data).close()
+    started, stop, done, errors = SPAWN.Event(), SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
+    collector = SPAWN.Process(target=_collector, args=(database, data, started, stop, errors))
+    collector.start()
+    procs = [SPAWN.Process(target=_overwriter, args=(database, data, 150, started, done, errors)),
+             *[SPAWN.Process(target=_reader, args=(database, data, started, done, errors))
+               for _ in range(2)]]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    stop.set()
+    collector.join()
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get())
+    assert not failures, failures[0]
+    store = DjangoORMDataStore(database, data)
+    assert store.retrieve(SimpleComponent({"hot": 1}), "v") == ["value", 149]
+    store.close()
 
 
 # --- item 6: a store of the same content leaves a good copy -------------------------------------
