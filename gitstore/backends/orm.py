@@ -418,7 +418,8 @@ class DjangoORMDataStore(AbstractDataStore):
             elif connection.vendor == "sqlite":
                 # A write takes SQLite's database lock now (even without BEGIN IMMEDIATE,
                 # which a project's settings may not ask for) and holds it until the commit.
-                cursor.execute("UPDATE gitstore_componenttype SET name = name WHERE 0 = 1")
+                table = connection.ops.quote_name(self._models().ComponentType._meta.db_table)
+                cursor.execute(f"UPDATE {table} SET name = name WHERE 0 = 1")  # noqa: S608
 
     def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, Any] | None:
         # docstring inherited
