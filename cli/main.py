@@ -138,17 +138,23 @@ def ls(
         rows = []
         dates: dict[str, dict[str, float]] = {}
         for entry in store.entries(version=version, type=type_):
-            flat = ParameterSet(entry.component.get("parameters") or {}).flat()
-            if any(flat.get(k) != v for k, v in wanted.items()):
-                continue
+            if wanted:
+                flat = ParameterSet(entry.component.get("parameters") or {}).flat() \
+                    if entry.problem is None else {}
+                if any(flat.get(k) != v for k, v in wanted.items()):
+                    continue
             if entry.version not in dates:
                 dates[entry.version] = store.entry_dates(entry.version)
-            sizes = store.attributes(entry.key)
+            # a damaged description is listed as such; it never stops the listing
+            sizes = store.attributes(entry.key) if entry.problem is None else {}
             rows.append({
-                "key": entry.key, "type": entry.type, "version": entry.version,
+                "key": entry.key,
+                "type": entry.type if entry.problem is None else "(unreadable component.yaml)",
+                "version": entry.version,
                 "attributes": list(entry.attributes),
                 "size": sum(a["size"] for a in sizes.values()),
                 "date": dates[entry.version].get(key_hex(entry.key)),
+                **({"problem": entry.problem} if entry.problem is not None else {}),
             })
     if as_json:
         emit_json(rows)

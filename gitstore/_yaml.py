@@ -1,4 +1,12 @@
-"""YAML through the safe loader and dumper only (libyaml's C versions when available)."""
+"""YAML through the safe loader and dumper only (libyaml's C versions when available).
+
+Loading is bounded, because component.yaml files arrive from other people's stores: a text over
+:data:`MAX_TEXT` bytes, or whose aliases would expand it by more than :data:`MAX_ALIAS_NODES`
+nodes (a "billion laughs"), or an alias that contains itself, raises :class:`YAMLLimitError`
+before anything is built. libyaml itself refuses nesting deeper than 1,000 levels.
+Dumping writes any mapping key (however long: simple keys are limited to 1,024 characters, so
+long ones are written as explicit ``? key`` entries) and never writes anchors or aliases.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +24,29 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
-__all__ = ["dump", "load"]
+__all__ = ["MAX_ALIAS_NODES", "MAX_TEXT", "DuplicateKeyError", "YAMLLimitError", "dump",
+           "load"]
+
+#: the largest YAML text :func:`load` parses (bytes, or characters of a str)
+MAX_TEXT = 64 * 1024 * 1024
+#: how many nodes aliases may add to a document, counted as its readers walk it (expanded)
+MAX_ALIAS_NODES = 100_000
+#: longest key written as a plain ``key: value`` (PyYAML's emitter uses 128 too; YAML's limit
+#: for simple keys is 1,024 characters)
+_SIMPLE_KEY = 128
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """A YAML text is over a bound of :func:`load` (size, alias expansion)."""
+
+
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    """A mapping names one key twice (only with ``load(..., unique_keys=True)``)."""
+
+
+class _NoAliasDumper(_Dumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def dump(data: Any, sort_keys: bool = False) -> str:
@@ -30,7 +60,7 @@ def dump(data: Any, sort_keys: bool = False) -> str:
         out: list[str] = []
         if _emit_mapping(data, "", out):
             return "".join(out)
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=sort_keys, allow_unicode=True)
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=sort_keys, allow_unicode=True)
 
 
 # characters PyYAML's reader refuses, or that json.dumps(ensure_ascii=False) leaves raw
@@ -85,6 +115,9 @@ def _emit_mapping(data: dict[Any, Any], indent: str, out: list[str]) -> bool:
             if quoted is None:
                 return False
             name = quoted
+        if len(name) > _SIMPLE_KEY:  # an explicit key: no length limit
+            out.append(f"{indent}? {name}\n")
+            name = ""
         if type(value) is dict and value:
             out.append(f"{indent}{name}:\n")
             if not _emit_mapping(value, indent + "  ", out):
@@ -97,6 +130,81 @@ def _emit_mapping(data: dict[Any, Any], indent: str, out: list[str]) -> bool:
     return True
 
 
-def load(text: str | bytes) -> Any:
-    """Parse YAML with the safe loader; raises yaml.YAMLError on malformed text."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+def load(text: str | bytes, unique_keys: bool = False) -> Any:
+    """Parse YAML with the safe loader, within bounds.
+
+    With ``unique_keys``, a mapping that names one key twice (``a: 1`` then ``a: 2``, which
+    YAML readers resolve by silently keeping the last) raises :class:`DuplicateKeyError`.
+
+    Raises:
+        yaml.YAMLError: malformed text; :class:`YAMLLimitError` (a subclass) when the text is
+            over :data:`MAX_TEXT`, or its aliases expand past :data:`MAX_ALIAS_NODES` nodes or
+            contain themselves.
+    """
+    if len(text) > MAX_TEXT:
+        raise YAMLLimitError(f"YAML text of {len(text)} bytes, over the limit of {MAX_TEXT}")
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if unique_keys or ("*" in text if isinstance(text, str) else b"*" in text):
+            _check_aliases(node, unique_keys)  # without a '*' there is no alias to expand
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_aliases(root: yaml.Node, unique_keys: bool = False) -> None:
+    """Refuse a node graph whose expanded size exceeds its own by MAX_ALIAS_NODES, or with a
+    loop. Linear in the number of distinct nodes: each node's expanded size is computed once.
+    """
+    sizes: dict[int, int] = {}
+    distinct = 0
+    # iterative post-order walk (no recursion limit), with an "in progress" mark for loops
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        ident = id(node)
+        if done:
+            total = 1 + sum(sizes[id(c)] for c in _children(node))
+            sizes[ident] = total
+            if total - distinct > MAX_ALIAS_NODES:
+                raise YAMLLimitError(
+                    f"YAML aliases expand the document by more than {MAX_ALIAS_NODES} nodes "
+                    "(an alias bomb?)")
+            continue
+        if ident in sizes:
+            if sizes[ident] < 0:
+                raise YAMLLimitError("a YAML alias refers to a node that contains it")
+            continue
+        sizes[ident] = -1
+        distinct += 1
+        if unique_keys and isinstance(node, yaml.MappingNode):
+            _check_unique(node)
+        stack.append((node, True))
+        for child in _children(node):
+            if sizes.get(id(child), 0) < 0:
+                raise YAMLLimitError("a YAML alias refers to a node that contains it")
+            if id(child) not in sizes:
+                stack.append((child, False))
+
+
+def _check_unique(node: yaml.MappingNode) -> None:
+    seen: set[tuple[str, str]] = set()
+    for key, _value in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        ident = (key.tag, key.value)
+        if ident in seen:
+            raise DuplicateKeyError(None, None, f"the name {key.value!r} is given twice in "
+                                    "one mapping", key.start_mark)
+        seen.add(ident)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []

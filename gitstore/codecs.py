@@ -324,7 +324,13 @@ def _write_bin(value: bytes, fp: BinaryIO) -> None:
 
 
 def _write_pickle(value: Any, fp: BinaryIO) -> None:
-    pickle.dump(value, fp, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        pickle.dump(value, fp, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+        # a lambda, a local class, a generator, an open file...: nothing is written
+        raise UnsupportedDataError(
+            f"{type(value).__name__} cannot be stored even with allow_pickle=True: pickle "
+            f"refused it ({exc})") from None
 
 
 def _read_pickle(fp: BinaryIO) -> Any:

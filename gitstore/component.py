@@ -16,7 +16,8 @@ from typing import Any
 
 from .errors import InvalidComponentError, StoreLocationError
 
-__all__ = ["full_type", "get_inputs", "get_parameters", "get_version", "source_version"]
+__all__ = ["full_type", "get_inputs", "get_parameters", "get_version", "source_version",
+           "version_text"]
 
 
 def full_type(component: Any) -> str:
@@ -83,6 +84,32 @@ def get_version(component: Any) -> Any:
     return version
 
 
+def version_text(version: Any) -> str:
+    """The one text that names a version (its ref in a git store, its column in SQL).
+
+    Strings are themselves and numbers their ``str()``, as they always were; containers are
+    written as their ``component.yaml`` form reads back (tuples and sets as lists, numpy
+    values as Python ones) with mapping keys sorted, so ``(1, 0)`` and ``[1, 0]`` both give
+    ``"[1, 0]"`` and a dict version does not depend on the order of its keys. The text of a
+    version read back from ``component.yaml`` is the text of the version that was stored.
+    """
+    if type(version) is str:
+        return version
+    from .params import _yaml_safe
+
+    return str(_sorted_mappings(_yaml_safe(version)))
+
+
+def _sorted_mappings(value: Any) -> Any:
+    if isinstance(value, dict):
+        items = [(k, _sorted_mappings(v)) for k, v in value.items()]
+        items.sort(key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
+        return dict(items)
+    if isinstance(value, list):
+        return [_sorted_mappings(v) for v in value]
+    return value
+
+
 # --- source versions -------------------------------------------------------------------------
 
 _SOURCE_CACHE: dict[tuple[Any, ...], str] = {}
@@ -139,12 +166,13 @@ def _source_file(target: Any) -> Path:
     """Where ``target`` is defined (inspect is slow: cached per class or function)."""
     try:
         filename = inspect.getsourcefile(target)
-    except TypeError:
+    except (TypeError, OSError):  # built-ins; classes defined in a notebook, a REPL, exec()
         filename = None
     if filename is None or not os.path.exists(filename):
         raise InvalidComponentError(
-            f"cannot find the source of {getattr(target, '__qualname__', target)!r}; "
-            "give the component an explicit 'version'",
+            f"cannot find the source of {getattr(target, '__qualname__', target)!r} (defined "
+            "interactively, in a notebook or by exec?); give the component an explicit "
+            "'version' (e.g. version = '1') or define its class in a module file",
             "version",
         )
     return Path(filename).resolve()

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 from .backends.base import AbstractDataStore, Entry
 from .codecs import read_all
-from .errors import StoreError
+from .errors import CorruptEntryError, StoreError
 from .keys import PinnedKey
 from .params import ParameterSet
 
@@ -50,6 +50,10 @@ def copy_entries(source: AbstractDataStore, destination: AbstractDataStore,
     batch = getattr(destination, "batch", None)
     copied = 0
     entries = list(source.entries())
+    damaged = [entry for entry in entries if entry.problem is not None]
+    if damaged:  # copy all or nothing: run `gitstore verify`, delete or repair them first
+        raise CorruptEntryError("; ".join(f"{e.key}: {e.problem}" for e in damaged[:5]),
+                                key=damaged[0].key)
     known = {entry.key: entry.component for entry in entries}
     with batch(message="gitstore copy") if batch is not None else nullcontext():
         for entry in entries:

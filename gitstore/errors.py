@@ -94,7 +94,8 @@ class ParameterError(GitStoreError, ValueError):
 
 
 class ParameterFileError(ParameterError):
-    """A parameter file (or YAML string) could not be parsed; ``line`` is 1-based."""
+    """A parameter file (or YAML string) could not be read, parsed or written; ``line`` is
+    1-based (None when unknown)."""
 
     def __init__(self, source: str, line: int | None, problem: str) -> None:
         self.source = source

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from .component import full_type, get_inputs, get_parameters, get_version
-from .keys import key_of
+from .component import full_type, get_inputs, get_parameters, get_version, version_text
+from .keys import expand_dotted, key_of
 from .params import ParameterSet
 
 __all__ = ["hash_pickle", "join_with_underscores"]
@@ -36,7 +37,7 @@ def join_with_underscores(component: Any) -> str:
     255 bytes at any size.
     """
     params = ParameterSet(get_parameters(component) or {})
-    parts = [full_type(component).rsplit(".", 1)[-1], str(get_version(component))]
+    parts = [full_type(component).rsplit(".", 1)[-1], _version(get_version(component))]
     parts += [f"{name}={value}" for name, value in sorted(params.flat().items())]
     readable = _UNSAFE.sub("-", "_".join(parts)).strip(".")[:_MAX_READABLE]
     return f"{readable}_{key_of(component).rpartition(':')[2][:16]}"
@@ -56,14 +57,27 @@ def hash_pickle(component: Any) -> str:
 
 
 def _hash_pickle(component: Any) -> str:
-    params = get_parameters(component) or {}
+    # dotted names nest, as in keys (parameters without dots give the seed's digest unchanged)
+    params = expand_dotted(get_parameters(component) or {})
     identity = (
         full_type(component),
-        str(get_version(component)),
+        _version(get_version(component)),
         _plain_sorted(params),
         [_hash_pickle(c) for c in _inputs_of(component)],
     )
     return hashlib.sha1(pickle.dumps(identity, protocol=4)).hexdigest()
+
+
+def _version(version: Any) -> str:
+    """``str(version)`` as the seed did, except where that depends on the order of a mapping's
+    keys or of a set's members: then :func:`~gitstore.component.version_text`."""
+    return version_text(version) if _unordered(version) else str(version)
+
+
+def _unordered(value: Any) -> bool:
+    if isinstance(value, (Mapping, set, frozenset)):
+        return True
+    return isinstance(value, (list, tuple)) and any(_unordered(v) for v in value)
 
 
 def _plain_sorted(value: Any) -> Any:

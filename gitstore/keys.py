@@ -11,6 +11,18 @@ are their IEEE-754 bits (every NaN becomes the one quiet NaN; ``-0.0`` and ``0.0
 numpy values are dtype, shape and little-endian bytes. Inputs enter as their own keys (a Merkle
 chain), each input object hashed once per call however often it is shared (a diamond).
 
+Parameter names with dots: in the parameters (the top mapping and mappings nested as values
+of mappings, not mappings inside lists), a name ``"a.b"`` means the parameter ``b`` of the set
+``a``, as in :class:`~gitstore.ParameterSet` and the ``parameters`` package; so
+``{"a.b": 1, "a": {"c": 2}}`` is keyed as ``{"a": {"b": 1, "c": 2}}``, and a name given both
+as a value and as a set (``{"a.b": 1, "a": 5}``) raises :class:`~gitstore.errors.ParameterError`.
+Mappings without dotted names are encoded as they are (so no pinned key moved).
+
+Values with no faithful encoding are refused with
+:class:`~gitstore.errors.UnhashableParameterError`: strings holding lone surrogates (not
+Unicode text), integers too long for ``str()`` (``sys.get_int_max_str_digits``), and values
+nested deeper than :data:`MAX_DEPTH` levels (which includes every value that contains itself).
+
 Changing anything here changes keys: ``tests/data/golden_keys.yaml`` pins them. A new encoding
 must come with a new scheme name.
 """
@@ -20,15 +32,18 @@ from __future__ import annotations
 import hashlib
 import struct
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .component import full_type, get_inputs, get_parameters, get_version
-from .errors import CyclicInputError, UnhashableParameterError
+from .errors import CyclicInputError, ParameterError, UnhashableParameterError
 
-__all__ = ["KEY_SCHEME", "PinnedKey", "canonical_bytes", "key_hex", "key_of", "split_key"]
+__all__ = ["KEY_SCHEME", "MAX_DEPTH", "PinnedKey", "canonical_bytes", "expand_dotted", "key_hex",
+           "key_of", "split_key"]
 
 KEY_SCHEME = "k1-sha256"
+#: how deeply values may nest (lists, mappings, sets); deeper is refused, never a RecursionError
+MAX_DEPTH = 100
 _QNAN = b"\x7f\xf8\x00\x00\x00\x00\x00\x00"
 
 
@@ -36,34 +51,52 @@ def _u64(n: int) -> bytes:
     return struct.pack(">Q", n)
 
 
-def _encode(value: Any, path: str, out: list[bytes]) -> None:
+def _too_deep(value: Any, path: str) -> UnhashableParameterError:
     t = type(value)
+    return UnhashableParameterError(
+        path, f"{t.__module__}.{t.__qualname__}",
+        f"nested deeper than {MAX_DEPTH} levels (a value that contains itself?)")
+
+
+def _encode(value: Any, path: str, out: list[bytes], depth: int = 0) -> None:
+    t = type(value)
+    if depth > MAX_DEPTH:
+        raise _too_deep(value, path)
     if value is None:
         out.append(b"N")
     elif t is bool:
         out.append(b"T" if value else b"F")
     elif t is int:
-        digits = str(value).encode()
+        try:
+            digits = str(value).encode()
+        except ValueError:  # over sys.get_int_max_str_digits() digits
+            raise UnhashableParameterError(
+                path, "int", f"an integer of more than {sys.get_int_max_str_digits()} digits "
+                "(store it as a string, or as bytes)") from None
         out.append(b"i" + _u64(len(digits)) + digits)
     elif t is float:
         bits = _QNAN if value != value else struct.pack(">d", value)
         out.append(b"f" + bits)
     elif t is str:
-        data = value.encode("utf-8", "surrogatepass")
+        try:
+            data = value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UnhashableParameterError(
+                path, "str", "holds a lone surrogate (not valid Unicode text)") from None
         out.append(b"s" + _u64(len(data)) + data)
     elif t is bytes:
         out.append(b"b" + _u64(len(value)) + value)
     elif t is list or t is tuple:
         out.append((b"l" if t is list else b"t") + _u64(len(value)))
         for i, item in enumerate(value):
-            _encode(item, f"{path}[{i}]", out)
+            _encode(item, f"{path}[{i}]", out, depth + 1)
     elif isinstance(value, Mapping):
         items = []
         for k, v in value.items():
             kb: list[bytes] = []
-            _encode(k, f"{path}<key>", kb)
+            _encode(k, f"{path}<key>", kb, depth + 1)
             vb: list[bytes] = []
-            _encode(v, f"{path}.{k}" if path else str(k), vb)
+            _encode(v, f"{path}.{k}" if path else str(k), vb, depth + 1)
             items.append((b"".join(kb), b"".join(vb)))
         items.sort()
         out.append(b"d" + _u64(len(items)))
@@ -74,7 +107,7 @@ def _encode(value: Any, path: str, out: list[bytes]) -> None:
         members = []
         for item in value:
             mb: list[bytes] = []
-            _encode(item, f"{path}{{}}", mb)
+            _encode(item, f"{path}{{}}", mb, depth + 1)
             members.append(b"".join(mb))
         members.sort()
         out.append((b"S" if t is set else b"Z") + _u64(len(members)))
@@ -96,6 +129,9 @@ def _encode_numpy(value: Any, path: str, out: list[bytes]) -> None:
     arr = np.asarray(value)
     if arr.dtype.hasobject:
         raise UnhashableParameterError(path, "numpy object array", "object dtype has no bytes")
+    if arr.dtype.fields is not None:
+        _encode_structured(np, arr, value, out)
+        return
     if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     arr = np.ascontiguousarray(arr)
@@ -112,6 +148,102 @@ def _encode_numpy(value: Any, path: str, out: list[bytes]) -> None:
     tag = b"n" if isinstance(value, np.generic) else b"a"
     shape = b"".join(_u64(n) for n in arr.shape)
     out.append(tag + _u64(len(descr)) + descr + _u64(arr.ndim) + shape + _u64(len(data)) + data)
+
+
+def _packed_little_endian(np: Any, dt: Any) -> Any:
+    """``dt`` with every field packed (no padding, no offsets) and little-endian."""
+    if dt.fields is not None:
+        fields = []
+        for name in dt.names:
+            sub, _offset, *title = dt.fields[name]
+            fields.append(((title[0], name) if title else name, _packed_little_endian(np, sub)))
+        return np.dtype(fields)
+    if dt.subdtype is not None:
+        base, shape = dt.subdtype
+        return np.dtype((_packed_little_endian(np, base), shape))
+    return dt.newbyteorder("<") if dt.byteorder in (">", "=") else dt
+
+
+def _float_leaves(arr: Any) -> Iterator[Any]:
+    """Writable views of every float or complex leaf of a structured array."""
+    if arr.dtype.fields is not None:
+        for name in arr.dtype.names:
+            yield from _float_leaves(arr[name])
+    elif arr.dtype.kind in "fc":
+        yield arr
+
+
+def _encode_structured(np: Any, arr: Any, value: Any, out: list[bytes]) -> None:
+    """A structured array by its values: fields packed, little-endian, NaNs made one.
+
+    Padding between fields (``align=True``, explicit offsets) is not part of the value, and is
+    often uninitialised memory: it never reaches the key. Two arrays with the same field
+    names, field types and values give the same bytes, whatever their layout or byte order.
+    """
+    canonical = _packed_little_endian(np, arr.dtype)
+    packed = np.empty(arr.shape, dtype=canonical)
+    packed[...] = arr  # field by field (same names, same order): converts, drops padding
+    for leaf in _float_leaves(packed):
+        for flt in (leaf.real, leaf.imag) if leaf.dtype.kind == "c" else (leaf,):
+            flt[np.isnan(flt)] = np.nan  # writable views into `packed`
+    descr = repr(np.lib.format.dtype_to_descr(canonical)).encode()
+    data = packed.tobytes()
+    tag = b"r" if isinstance(value, np.generic) else b"R"
+    shape = b"".join(_u64(n) for n in packed.shape)
+    out.append(tag + _u64(len(descr)) + descr + _u64(packed.ndim) + shape + _u64(len(data)) + data)
+
+
+def expand_dotted(parameters: Any, path: str = "", depth: int = 0) -> Any:
+    """``parameters`` with every dotted name nested: ``{"a.b": 1}`` → ``{"a": {"b": 1}}``.
+
+    Returns ``parameters`` itself when no name (in it or in the mappings it holds as values)
+    has a dot. Mappings inside lists are left as they are, as :class:`ParameterSet` does.
+
+    Raises:
+        ParameterError: a name is given both as a value and as a parameter set, or twice.
+        UnhashableParameterError: mappings nest deeper than :data:`MAX_DEPTH`.
+    """
+    if depth > MAX_DEPTH:
+        raise _too_deep(parameters, path)
+    changed = False
+    values: list[tuple[Any, Any]] = []
+    for name, value in parameters.items():
+        if isinstance(value, Mapping):
+            inner = expand_dotted(value, _join(path, name), depth + 1)
+            changed = changed or inner is not value
+            value = inner
+        if type(name) is str and "." in name:
+            changed = True
+        values.append((name, value))
+    if not changed:
+        return parameters
+    out: dict[Any, Any] = {}
+    for name, value in values:
+        parts = name.split(".") if type(name) is str else [name]
+        for part in reversed(parts[1:]):
+            value = {part: value}
+        _merge_into(out, parts[0], value, path, _join(path, name))
+    return out
+
+
+def _join(path: str, name: Any) -> str:
+    return f"{path}.{name}" if path else str(name)
+
+
+def _merge_into(out: dict[Any, Any], name: Any, value: Any, path: str, given: str) -> None:
+    where = _join(path, name)
+    if name not in out:
+        out[name] = value
+    elif isinstance(out[name], Mapping) and isinstance(value, Mapping):
+        merged = dict(out[name])  # never write into the caller's mappings
+        for k, v in value.items():
+            _merge_into(merged, k, v, where, given)
+        out[name] = merged
+    else:
+        raise ParameterError(
+            f"parameter {given!r} clashes with {where!r}: a dotted name is the same as nesting "
+            f"(see gitstore.ParameterSet), and {where!r} is given twice, "
+            "as a value and as a parameter set or as two values")
 
 
 def canonical_bytes(value: Any, path: str = "") -> bytes:
@@ -189,7 +321,7 @@ def state_bytes(type_name: str, version: Any, parameters: Any, inputs: Any) -> b
     out: list[bytes] = [b"gitstore-state\x00\x01"]
     _encode(type_name, "<type>", out)
     _encode(version, "<version>", out)
-    _encode(parameters if parameters is not None else {}, "", out)
+    _encode(expand_dotted(parameters) if parameters is not None else {}, "", out)
     _encode(inputs, "<input>", out)
     return b"".join(out)
 
@@ -201,6 +333,7 @@ def key_of(component: Any) -> str:
         InvalidComponentError: the component (or an input) lacks ``parameters`` or ``input``.
         CyclicInputError: the inputs form a loop (the error lists it).
         UnhashableParameterError: a parameter has no canonical encoding (the error names it).
+        ParameterError: a dotted parameter name clashes with another (``{"a.b": 1, "a": 5}``).
     """
     return _KeyComputer().key(component)
 

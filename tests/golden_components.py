@@ -15,6 +15,12 @@ def T(params: Any, input: Any = None, version: Any = "v1", t: str = "golden.Comp
     return Typed(t, params, input, version)
 
 
+def _structured(dtype: Any) -> Any:
+    arr = np.empty(2, dtype=dtype)  # padding (if any) left uninitialised: must not matter
+    arr[:] = [(1, 2.5), (-3, math.nan)]
+    return arr
+
+
 def build() -> dict[str, Any]:
     base = T({"tau": 10.0})
     mid = T({"n": 3}, base, t="golden.Mid")
@@ -55,6 +61,18 @@ def build() -> dict[str, Any]:
         "list_input": MultiInput({"k": 3}, [base, mid]),
         "diamond": MultiInput({"k": 4}, [T({"l": 1}, base), T({"r": 1}, base)]),
         "empty_list_input": MultiInput({"k": 5}, []),
+        # added with issue 11 (never pinned before): structured arrays keyed by value,
+        # dotted names as nesting, non-string versions
+        "np_structured": T({"a": _structured(np.dtype([("i", "<i4"), ("f", "<f8")]))}),
+        "np_structured_aligned_be": T({"a": _structured(
+            np.dtype([("i", ">i4"), ("f", ">f8")], align=True))}),
+        "np_structured_scalar": T({"a": _structured(
+            np.dtype([("i", "<i4"), ("f", "<f8")]))[0]}),
+        "np_structured_nested": T({"a": np.array(
+            [((1, 2.0), [3, 4])], dtype=[("p", [("x", "u1"), ("y", ">f4")]), ("q", "<i2", (2,))])}),
+        "dotted_names": T({"a.b": 1, "a": {"c": 2}, "x.y.z": "w"}),
+        "version_tuple": T({"a": 1}, version=(1, 0)),
+        "version_dict": T({"a": 1}, version={"major": 1, "minor": 0}),
     }
     out["list_input"].full_type = "golden.Multi"
     out["diamond"].full_type = "golden.Multi"

@@ -246,7 +246,9 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan
 values = st.recursive(
     scalars,
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner),
-                            st.dictionaries(st.text(max_size=5), inner, max_size=4)),
+                            # dotted names nest (and may clash): tested in test_key_hardening
+                            st.dictionaries(st.text(max_size=5).filter(lambda s: "." not in s),
+                                            inner, max_size=4)),
     max_leaves=12,
 )
 param_dicts = st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda s: "." not in s),

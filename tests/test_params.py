@@ -113,8 +113,8 @@ def test_not_a_mapping() -> None:
         ParameterSet("- 1\n- 2\n")
     with pytest.raises(ParameterError):
         ParameterSet(42)  # type: ignore[arg-type]
-    with pytest.raises(ParameterError):
-        ParameterSet({1: 2})
+    # names that are not strings are kept as they are (issue 11: they key and list like any)
+    assert ParameterSet({1: 2, "w": {0: 0.5}}).flat() == {"[1]": 2, "w[0]": 0.5}
 
 
 def test_missing_file(tmp_path: Path) -> None:

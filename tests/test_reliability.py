@@ -93,8 +93,12 @@ CATALOGUE: list[tuple[str, type[GitStoreError], Callable[[GitDataStore], Any]]] 
                                      "__module__": "builtins"})(), "x", 1)),
     ("malformed YAML parameters", ParameterFileError,
      lambda s: s.store(SimpleComponent(ParameterSet("a: [1, 2\nb: 3\n")), "x", 1)),
-    ("a parameter name that is not a string", ParameterError,
-     lambda s: s.store(SimpleComponent(ParameterSet({"a": 1, "b": {3: 2}})), "x", 1)),
+    # names that are not strings key and store since issue 11 (ints, floats, None...);
+    # names YAML cannot hold in component.yaml are refused
+    ("a parameter name component.yaml cannot hold", ParameterError,
+     lambda s: s.store(SimpleComponent(ParameterSet({"a": 1, "b": {(3, 4): 2}})), "x", 1)),
+    ("dotted parameter names that clash", ParameterError,
+     lambda s: s.store(SimpleComponent({"a": 1, "b": {"c": 2}, "b.c": 3}), "x", 1)),
     ("a key that is not hex", GitStoreError, lambda s: s.find("not-a-key!")),
     ("an unknown key", GitStoreError, lambda s: s.find("abcdef")),
     ("delete with a bad attribute", InvalidAttributeNameError, lambda s: s.delete(ok, "../x")),
@@ -250,7 +254,10 @@ def test_flipped_byte_in_a_loose_object(tmp_path: Path, target: str) -> None:
     again = GitDataStore(gitdir)
     with pytest.raises(CorruptEntryError):
         if target == "component.yaml":
-            list(again.entries())
+            # listed with its problem (one bad entry never hides the others); reading it fails
+            (entry,) = list(again.entries())
+            assert entry.problem is not None and entry.key == key_of(c)
+            again.find(key_of(c))
         else:
             again.retrieve(c, "value")
     problems = again.verify()

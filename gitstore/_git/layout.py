@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote
 
+from ..component import version_text
 from ..errors import InvalidComponentError
 from ..keys import key_hex
 
@@ -25,7 +26,7 @@ def ref_for_version(version: object) -> str:
     Raises:
         InvalidComponentError: the version is empty.
     """
-    text = str(version)
+    text = version_text(version)  # one text per version, whatever its type (issue 11, item 8)
     if not text:
         raise InvalidComponentError("a component's version must not be empty", "version")
     # quote() keeps A-Z a-z 0-9 _ . - ~ and what we add to `safe`; '~' is forbidden in refs

@@ -50,7 +50,7 @@ from ..errors import (
     StoreError,
     StoreLocationError,
 )
-from ..keys import key_hex, key_of
+from ..keys import KEY_SCHEME, key_hex, key_of
 from ..params import MISSING, ParameterSet
 from .base import COMPONENT_FILE, AbstractDataStore, Entry
 
@@ -428,9 +428,22 @@ class GitCore(AbstractDataStore):
                 for _n2, (m2, t2) in sorted(db.tree(t1).items()):
                     if m2 != _DIR:
                         continue
-                    for _n3, (m3, t3) in sorted(db.tree(t2).items()):
+                    for n3, (m3, t3) in sorted(db.tree(t2).items()):
                         if m3 == _DIR:
-                            yield self._entry(t3)
+                            yield self._listed_entry(t3, n3, ref)
+
+    def _listed_entry(self, tree: bytes, name: bytes, ref: str) -> Entry:
+        """The entry in ``tree``; one whose description cannot be read is listed with its
+        ``problem`` (listing goes on: one bad entry never hides the others)."""
+        try:
+            return self._entry(tree)
+        except CorruptEntryError as exc:
+            names = self._db().tree(tree)
+            attrs = tuple(sorted(n.rsplit(b".", 1)[0].decode("utf-8", "replace")
+                                 for n in names if n != _COMPONENT))
+            key = f"{KEY_SCHEME}:{name.decode('ascii', 'replace')}"
+            return Entry(key, attrs, {"key": key, "version": version_of_ref(ref)},
+                         problem=str(exc))
 
     def _entry(self, tree: bytes) -> Entry:
         db = self._db()
@@ -440,10 +453,12 @@ class GitCore(AbstractDataStore):
             raise CorruptEntryError(f"entry tree {tree.decode()} has no {COMPONENT_FILE}")
         try:
             description = _yaml.load(self._read_blob(comp[1]))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise CorruptEntryError(f"{COMPONENT_FILE} in {tree.decode()} is unreadable") \
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+            why = f": {exc}" if isinstance(exc, _yaml.YAMLLimitError) else ""
+            raise CorruptEntryError(f"{COMPONENT_FILE} in {tree.decode()} is unreadable{why}") \
                 from exc
-        if not isinstance(description, dict) or "key" not in description:
+        if not isinstance(description, dict) or "key" not in description or \
+                not isinstance(description.get("parameters") or {}, dict):
             raise CorruptEntryError(f"{COMPONENT_FILE} in {tree.decode()} is malformed")
         attrs = tuple(sorted(n.rsplit(b".", 1)[0].decode() for n in names if n != _COMPONENT))
         return Entry(str(description["key"]), attrs, description)
@@ -649,6 +664,12 @@ class GitCore(AbstractDataStore):
         params = ParameterSet(a.get("parameters") or {}).diff(b.get("parameters") or {})
         if params:
             out["parameters"] = {k: (show_value(x), show_value(y)) for k, (x, y) in params.items()}
+        if not out and a.get("key") != b.get("key"):
+            # component.yaml writes tuples and sets as lists, numpy values as plain ones: the
+            # keys tell such values apart, the descriptions cannot show how
+            out["parameters"] = {"(the type of a value, or of the version)": (
+                "equal as written in component.yaml, yet the keys differ",
+                "tuple or list, set, numpy or Python number")}
         return out
 
     def entry_dates(self, version: Any) -> dict[str, float]:

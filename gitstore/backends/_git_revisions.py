@@ -17,6 +17,7 @@ from ..component import (
     get_parameters,
     get_version,
     open_code_repo,
+    version_text,
 )
 from ..errors import (
     CorruptEntryError,
@@ -146,7 +147,7 @@ class RevisionsMixin(GitCore):
             stored_inputs = stored_inputs if isinstance(stored_inputs, list) else \
                 ([stored_inputs] if stored_inputs else [])
             differences: list[str] = []
-            if str(entry.version) != str(version):
+            if entry.version != version_text(version):
                 differences.append(f"version: stored {entry.version!r}, yours {version!r}")
             for path, (mine, theirs) in params.diff(entry.component.get("parameters") or {}
                                                     ).items():

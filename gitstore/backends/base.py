@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from ..codecs import Codec, Payload, decode_payload, encode_payload
-from ..component import full_type, get_inputs, get_parameters, get_version
+from ..component import full_type, get_inputs, get_parameters, get_version, version_text
 from ..errors import CorruptEntryError, InvalidAttributeNameError, StoreLocationError
 from ..keys import KEY_SCHEME, key_of, keys_of
 from ..params import _yaml_safe
@@ -33,6 +33,10 @@ class Entry:
     component: dict[str, Any] = field(compare=False)
     #: the name the backend files it under, where that is not ``key`` (ShelveDataStore)
     storage_key: str | None = field(default=None, compare=False)
+    #: why the description could not be read (a damaged or hostile component.yaml), else None;
+    #: such an entry is listed with what is known of it (key, version, attributes) so that
+    #: one bad entry never hides the others
+    problem: str | None = field(default=None, compare=False)
 
     @property
     def type(self) -> str:
@@ -40,7 +44,8 @@ class Entry:
 
     @property
     def version(self) -> str:
-        return str(self.component.get("version", ""))
+        """The version's text (:func:`gitstore.component.version_text`)."""
+        return version_text(self.component.get("version", ""))
 
 
 def check_attribute_name(name: Any) -> str:
@@ -91,7 +96,12 @@ def ensure_directory(path: Path) -> Path:
 
 
 def describe(component: Any, key: str, input_keys: list[str], is_list: bool) -> dict[str, Any]:
-    """The description kept beside the data (``component.yaml``)."""
+    """The description kept beside the data (``component.yaml``).
+
+    Raises:
+        ParameterError: a parameter name YAML cannot hold (a tuple, bytes...): refused before
+            anything is written, so every stored entry lists.
+    """
     params = get_parameters(component)
     inputs: Any = input_keys if is_list else (input_keys[0] if input_keys else None)
     return {

@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlparse
 
 from .. import _yaml
 from ..codecs import Codec, Payload, codec_by_name
+from ..component import version_text
 from ..errors import (
     ConcurrencyError,
     CorruptEntryError,
@@ -335,7 +336,8 @@ class DjangoORMDataStore(AbstractDataStore):
         # every text is checked before anything is written: a refusal leaves nothing behind
         columns = {
             "type": _column_text("type name", str(description["type"]), _MAX_TYPE),
-            "version": _column_text("version", str(description["version"]), _MAX_VERSION),
+            "version": _column_text("version", version_text(description["version"]),
+                                    _MAX_VERSION),
             "parameters": _yaml_text("parameters", description.get("parameters") or {}),
             "description": _yaml_text("description", description),
         }
@@ -470,7 +472,7 @@ class DjangoORMDataStore(AbstractDataStore):
         if key is not None:
             states = states.filter(key=key)
         if version is not None:
-            states = states.filter(version=str(version))
+            states = states.filter(version=version_text(version))
         with self._database_errors():
             for state in states.prefetch_related("items"):
                 attrs = tuple(sorted(item.attribute for item in state.items.all()))
