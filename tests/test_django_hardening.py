@@ -373,3 +373,40 @@ def test_shelve_stores_or_refuses_whole(tmp_path: Path, case: str) -> None:
     else:
         assert store.retrieve(component, "v") == 1
     assert len(list(store.entries())) == len(list((tmp_path / "shelf").glob("*.dir")))
+
+
+def _shelve_writer(root: str, role: int, n: int, go: Any, errors: Any) -> None:
+    try:
+        go.wait()
+        store = ShelveDataStore(root, hash_pickle)
+        for i in range(n):
+            store.store(SimpleComponent({"k": i % 5}), f"a{role}_{i}", [role, i])
+            if role == 0:  # and a delete racing the others' stores of one key
+                store.delete(SimpleComponent({"gone": 1}))
+            else:
+                store.store(SimpleComponent({"gone": 1}), f"a{role}", i)
+    except BaseException:
+        errors.put(traceback.format_exc())
+
+
+def test_shelve_concurrent_writers_of_one_entry_lose_nothing(tmp_path: Path) -> None:
+    """dbm has no locking: two processes storing into one entry lost each other's stores."""
+    root = str(tmp_path / "shelf")
+    ShelveDataStore(root, hash_pickle)
+    go, errors = SPAWN.Event(), SPAWN.Queue()
+    procs = [SPAWN.Process(target=_shelve_writer, args=(root, role, 100, go, errors))
+             for role in range(3)]
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join()
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get())
+    assert not failures, failures[0]
+    store = ShelveDataStore(root, hash_pickle)
+    lost = [(role, i) for role in range(3) for i in range(100)
+            if store.retrieve(SimpleComponent({"k": i % 5}), f"a{role}_{i}") != [role, i]]
+    assert not lost, f"{len(lost)} of 300 acknowledged stores lost"
+    assert len(list(store.entries())) in (5, 6)
