@@ -500,13 +500,15 @@ class DjangoORMDataStore(AbstractDataStore):
         Safe beside concurrent stores, in this and other processes (issue 11, item 4). The
         protocol: a store writes its data to a temporary file first (gc never touches names
         starting with ``.``); then, in **one transaction**, it takes the **lock of the data
-        file** (below), commits its rows, and moves the file into place as its last step. gc
-        takes the same lock for each file it considers, and decides and deletes *under it*,
+        file** (below), writes its rows, moves the file into place, and commits; the lock is
+        held until the commit (of the caller's own transaction, if the store ran inside one).
+        gc takes the same lock for each file it considers, and decides and deletes *under it*,
         with a view of the database taken after the lock was granted. So either the store came
         first, and gc sees its committed row and keeps the file, or gc came first, and the
-        store puts the file back after gc deleted it. A store never relies on a file it did not
+        store moves the file in after gc deleted it. A store never relies on a file it did not
         put in place itself under the lock: equal content is always moved in again (which is
-        also what repairs a damaged copy). A reader whose row was replaced, and its file
+        also what repairs a damaged copy). A store that rolls back leaves at most a file no
+        row refers to, for the next gc. A reader whose row was replaced, and its file
         collected, meanwhile reads the new row again.
 
         The lock of a file is, on PostgreSQL, an advisory lock on ``(class, hashtext(path))``
