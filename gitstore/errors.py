@@ -19,6 +19,7 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
     │   └── CorruptEntryError            stored bytes do not match their id (.key, .expected, .got)
     └── StoreError
         ├── StoreLocationError (OSError) the store's path cannot be used (.path)
+        ├── UnsupportedValueError (ValueError) a name the backend cannot hold (.field)
         ├── DiskFullError (OSError)      no space left; nothing was half-written
         ├── EntryNotFoundError (KeyError)
         ├── AmbiguousKeyError (KeyError) a key prefix matches several keys (.candidates)
@@ -53,6 +54,7 @@ __all__ = [
     "UnhashableParameterError",
     "UnknownCodecError",
     "UnsupportedDataError",
+    "UnsupportedValueError",
     "UntrustedDataError",
 ]
 
@@ -165,6 +167,15 @@ class StoreLocationError(StoreError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class UnsupportedValueError(StoreError, ValueError):
+    """A type name, version or other text is more than this backend can hold (too long for its
+    column, NUL, a lone surrogate); ``field`` says which. Nothing was written."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class DiskFullError(StoreError, OSError):

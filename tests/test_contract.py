@@ -175,7 +175,8 @@ def test_pickle_needs_opt_in(store: Any) -> None:
         store.retrieve(c, "obj")
 
 
-BAD_NAMES: list[Any] = ["", ".", "..", "a/b", "a\x00b", "x" * 256, 5, None, "component", ".hidden"]
+BAD_NAMES: list[Any] = ["", ".", "..", "a/b", "a\x00b", "x" * 256, 5, None, "component", ".hidden",
+                        "a\ud800b"]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=repr)

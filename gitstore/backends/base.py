@@ -52,9 +52,10 @@ def check_attribute_name(name: Any) -> str:
     """Check that an attribute name can be a file name in any backend.
 
     Raises:
-        InvalidAttributeNameError: not a string; empty; ``.`` or ``..``; holds ``/``, ``\\`` or
-            a control character (newline, tab, NUL...); over 200 bytes in UTF-8 (room is left
-            for the codec's extension); or ``component`` (reserved for the entry's description).
+        InvalidAttributeNameError: not a string; empty; ``.`` or ``..``; holds ``/``, ``\\``,
+            a control character (newline, tab, NUL...) or a lone surrogate; over 200 bytes in
+            UTF-8 (room is left for the codec's extension); or ``component`` (reserved for the
+            entry's description).
     """
     if not isinstance(name, str):
         raise InvalidAttributeNameError(
@@ -71,7 +72,9 @@ def check_attribute_name(name: Any) -> str:
         problem = "holds a control character (newline, tab, NUL...)"
     elif name.startswith("."):
         problem = "starts with '.'"
-    elif len(name.encode("utf-8", "surrogatepass")) > 200:
+    elif any("\ud800" <= ch <= "\udfff" for ch in name):
+        problem = "holds a lone surrogate (not UTF-8)"
+    elif len(name.encode("utf-8")) > 200:
         problem = "is longer than 200 bytes"
     elif name == "component":
         problem = "is reserved for the entry's description"
