@@ -15,10 +15,11 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from ..errors import ConcurrencyError, CorruptEntryError
+from ..errors import ConcurrencyError, CorruptEntryError, StoreError
+from .layout import ref_name_problem
 
 __all__ = ["RefFiles"]
 
@@ -33,8 +34,9 @@ def _is_hex_sha(value: bytes) -> bool:
 class RefFiles:
     """Reads and compare-and-swaps refs of one git directory."""
 
-    def __init__(self, gitdir: str) -> None:
+    def __init__(self, gitdir: str, shared: Callable[[str], None] | None = None) -> None:
         self.gitdir = gitdir
+        self._shared = shared  # core.sharedRepository: widen the modes of what we create
         self.lockdir = os.path.join(gitdir, "gitstore", "locks")
         self._paths: dict[str, str] = {}
         self._thread = threading.local()
@@ -42,8 +44,17 @@ class RefFiles:
         self._all_fds_lock = threading.Lock()
 
     def path(self, ref: str) -> str:
+        """The file of a loose ref.
+
+        Raises:
+            StoreError: ``ref`` is not a valid ref name (``..``, ``.lock``, too long, ...): it
+                never names a file, inside the repository or out of it.
+        """
         found = self._paths.get(ref)
         if found is None:
+            problem = ref_name_problem(ref)
+            if problem is not None:
+                raise StoreError(f"refused ref name {ref!r}: {problem}")
             found = self._paths[ref] = os.path.join(self.gitdir, *ref.split("/"))
         return found
 
@@ -95,8 +106,10 @@ class RefFiles:
                     if line.startswith((b"#", b"^")) or b" " not in line:
                         continue
                     sha, _, refname = line.partition(b" ")
-                    if refname.decode().startswith(prefix):
-                        found[refname.decode()] = sha
+                    name = refname.decode(errors="replace")
+                    if (name.startswith(prefix) and ref_name_problem(name) is None
+                            and _is_hex_sha(sha)):
+                        found[name] = sha
         except FileNotFoundError:
             pass
         base = self.path(prefix.rstrip("/"))
@@ -106,6 +119,8 @@ class RefFiles:
                     continue
                 full = os.path.join(root, filename)
                 ref = os.path.relpath(full, self.gitdir).replace(os.sep, "/")
+                if ref_name_problem(ref) is not None:
+                    continue  # not a ref git could have written: never ours
                 value = self.read(ref)
                 if value is not None:
                     found[ref] = value

@@ -32,6 +32,7 @@ from .._git.large import LARGE, LooseReader, open_packed_blob, write_loose_blob
 from .._git.layout import VERSIONS, entry_path, ref_for_version, version_of_ref
 from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, object_id
 from .._git.refs import RefFiles
+from .._git.shared import Adjust, shared_adjuster
 from ..codecs import (
     Codec,
     Payload,
@@ -138,7 +139,9 @@ class GitCore(AbstractDataStore):
         self.path = Path(path).absolute()
         self.gitdir = self._open_or_create(create)
         self.author = author.encode()
-        self._refs = RefFiles(self.gitdir)
+        # core.sharedRepository: modes for what we create, as git gives them (None: umask)
+        self._shared_perm: Adjust | None = shared_adjuster(self.gitdir)
+        self._refs = RefFiles(self.gitdir, self._shared_perm)
         self._local = threading.local()
         self._repos: list[Any] = []
         self._repos_lock = threading.Lock()

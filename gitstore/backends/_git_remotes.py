@@ -10,12 +10,30 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._git.layout import NAMESPACE, VERSIONS, ref_for_version, version_of_ref
+from .._git.connectivity import check_connected
+from .._git.layout import (
+    NAMESPACE,
+    VERSIONS,
+    ref_for_version,
+    version_of_ref,
+    version_ref_problem,
+)
 from .._git.merge import is_ancestor, merge_base, merge_trees
 from .._git.objects import COMMIT, Obj, object_id
 from .._git.packgen import generate_pack_data
 from .._git.refs import RefFiles
-from .._git.remote import fetch_refs, link_objects, local_gitdir, no_merges, push_refs
+from .._git.refs import _is_hex_sha
+from .._git.remote import (
+    _translated,
+    fetch_refs,
+    incoming,
+    link_objects,
+    local_gitdir,
+    local_refs,
+    no_merges,
+    push_refs,
+    receive_local,
+)
 from ..errors import (
     ConcurrencyError,
     EntryNotFoundError,
@@ -100,20 +118,41 @@ class RemotesMixin(GitCore):
                 return ref in wanted_refs
             return ref.startswith(VERSIONS)
 
+        def check(found: dict[str, bytes]) -> None:
+            """Refuse the whole fetch, before anything is received, for one bad ref."""
+            bad = {ref: problem for ref in sorted(found)
+                   if (problem := version_ref_problem(ref)) is not None}
+            bad.update({ref: "does not name an object id" for ref, sha in found.items()
+                        if ref not in bad and not _is_hex_sha(sha)})
+            if bad:
+                raise RemoteError(
+                    f"remote {remote} has refs gitstore refuses (nothing was fetched): "
+                    + "; ".join(f"{ref!r}: {why}" for ref, why in bad.items())
+                    + (" (pull the good versions by name)" if wanted_refs is None else ""),
+                    url)
+            if versions:
+                missing = sorted(set(versions) - {version_of_ref(r) for r in found})
+                if missing:
+                    raise EntryNotFoundError(
+                        f"remote {remote} has no version {', '.join(missing)}")
+
         remote_dir = local_gitdir(url)
-        if remote_dir is not None and os.path.realpath(remote_dir) != os.path.realpath(
-                self.gitdir):
-            # on this machine: link its packs, no pack protocol (see link_objects)
-            with no_merges(remote_dir):
-                found = {r: s for r, s in RefFiles(remote_dir).list(VERSIONS).items()
-                         if wanted(r)}
-                link_objects(remote_dir, self.gitdir)
-        else:
-            found = fetch_refs(self._db().repo, url, wanted, progress)
-        if versions:
-            missing = sorted(set(versions) - {version_of_ref(r) for r in found})
-            if missing:
-                raise EntryNotFoundError(f"remote {remote} has no version {', '.join(missing)}")
+        with incoming(self.gitdir, self._shared_perm) as quarantine:
+            if remote_dir is not None and os.path.realpath(remote_dir) != os.path.realpath(
+                    self.gitdir):
+                # on this machine: link its packs, no pack protocol (see receive_local)
+                with _translated(url), no_merges(remote_dir):
+                    found = {r: s for r, s in local_refs(remote_dir, VERSIONS).items()
+                             if wanted(r)}
+                    check(found)
+                    receive_local(quarantine, remote_dir)
+            else:
+                found = fetch_refs(quarantine, self._db().repo, url, wanted, check, progress)
+            with _translated(url):
+                # what the store has is complete: stop there
+                check_connected(quarantine.store(), found,
+                                set(self._refs.list(NAMESPACE + "/").values()))
+                quarantine.admit()
         for ref, sha in found.items():
             local = f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
             with self._refs.locked(local):
