@@ -449,7 +449,7 @@ def _receive_packs(quarantine: Incoming, objects_fd: int) -> None:
             except FileNotFoundError:
                 continue  # merged away meanwhile: its objects are in another pack
             placed = os.path.join(quarantine.pack_dir, f"incoming-{n}.pack")
-            _place(fd, st, placed)
+            _place(fd, st, name, pack_fd, placed)
             _index_pack(quarantine, placed, name)
     finally:
         os.close(pack_fd)
@@ -479,23 +479,28 @@ def _receive_loose(quarantine: Incoming, objects_fd: int) -> None:
                 target_dir = os.path.join(quarantine.path, folder)
                 os.makedirs(target_dir, exist_ok=True)
                 target = os.path.join(target_dir, name)
-                _place(fd, st, target)
+                _place(fd, st, name, folder_fd, target)
                 _check_loose(target, folder + name)
         finally:
             os.close(folder_fd)
 
 
-def _place(fd: int, st: os.stat_result, target: str) -> None:
-    """Put the open file ``fd`` at ``target``: a hard link to that very inode when it is ours
-    (``/proc/self/fd`` links what was opened, not what the name points to now), else a copy.
-    Closes ``fd``."""
+def _place(fd: int, st: os.stat_result, name: str, dir_fd: int, target: str) -> None:
+    """Put the file ``name`` of ``dir_fd``, opened as ``fd`` (``st`` its status), at
+    ``target``: a hard link when it is ours and still the very file opened (``linkat``
+    without following links, then checked), else a copy of what ``fd`` reads. Closes ``fd``."""
     try:
         if st.st_uid == os.geteuid():
             try:
-                os.link(f"/proc/self/fd/{fd}", target)
-                return
-            except OSError:  # another file system, no /proc, links not allowed: copy
+                os.link(name, target, src_dir_fd=dir_fd, follow_symlinks=False)
+            except OSError:  # another file system, links not allowed: copy
                 pass
+            else:
+                now = os.lstat(target)
+                if (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev) and \
+                        stat.S_ISREG(now.st_mode):
+                    return
+                os.unlink(target)  # replaced since we opened it: copy what we opened
         out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             while True:

@@ -15,6 +15,7 @@ from .._git.layout import (
     NAMESPACE,
     VERSIONS,
     ref_for_version,
+    ref_name_problem,
     version_of_ref,
     version_ref_problem,
 )
@@ -56,8 +57,10 @@ class RemotesMixin(GitCore):
         Raises:
             StoreError: the name is not ``[A-Za-z0-9._-]+`` or is taken.
         """
-        if not _REMOTE_NAME.match(name):
-            raise StoreError(f"remote names are letters, digits, '.', '_' and '-': {name!r}")
+        if not _REMOTE_NAME.match(name) or ref_name_problem(
+                f"{NAMESPACE}/remotes/{name}/versions") is not None:
+            raise StoreError(f"remote names are letters, digits, '.', '_' and '-' (not "
+                             f"beginning with '.', no '..', not ending with '.lock'): {name!r}")
         if name in self.remotes():
             raise StoreError(f"remote {name!r} exists already")
         config = self._db().repo.get_config()
