@@ -43,6 +43,24 @@ class RefFiles:
         self._all_fds: list[int] = []
         self._all_fds_lock = threading.Lock()
 
+    def _adjust(self, path: str) -> None:
+        if self._shared is not None:
+            self._shared(path)
+
+    def _makedirs(self, path: str) -> None:
+        """``os.makedirs``; with ``core.sharedRepository``, each folder made gets its mode."""
+        if self._shared is None or os.path.isdir(path):
+            os.makedirs(path, exist_ok=True)
+            return
+        parent = os.path.dirname(path)
+        if parent != path:
+            self._makedirs(parent)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            return
+        self._adjust(path)
+
     def path(self, ref: str) -> str:
         """The file of a loose ref.
 
@@ -141,10 +159,11 @@ class RefFiles:
         fds: dict[str, int] = self._thread.fds
         fd = fds.get(ref, -1)
         if fd < 0:
-            os.makedirs(self.lockdir, exist_ok=True)
-            name = hashlib.sha1(ref.encode()).hexdigest()
-            fd = fds[ref] = os.open(os.path.join(self.lockdir, name),
-                                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._makedirs(self.lockdir)
+            name = os.path.join(self.lockdir, hashlib.sha1(ref.encode()).hexdigest())
+            # read-only is enough for flock, and works on a lock file another member made
+            fd = fds[ref] = os.open(name, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._adjust(name)
             with self._all_fds_lock:
                 self._all_fds.append(fd)
         deadline = time.monotonic() + timeout
@@ -191,7 +210,7 @@ class RefFiles:
                 return done
         path = self.path(ref)
         lock = path + ".lock"
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._makedirs(os.path.dirname(path))
         deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
         while True:
             try:
@@ -199,6 +218,7 @@ class RefFiles:
                 break
             except FileExistsError:
                 self._clear_stale(lock, deadline)
+        self._adjust(lock)  # the ref keeps this mode: other members rewrite it in place
         try:
             if self.read(ref) != old:
                 os.close(fd)
@@ -240,6 +260,8 @@ class RefFiles:
             fd = os.open(path, os.O_RDWR)
         except (FileNotFoundError, NotADirectoryError):
             return None  # only in packed-refs, or not there at all
+        except PermissionError:
+            return None  # another member's ref, not writable by us: replace it instead
         try:
             current = os.pread(fd, 4096, 0)
             if len(current) != 41 or current[40:] != b"\n":
@@ -276,6 +298,7 @@ class RefFiles:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError as exc:
             raise ConcurrencyError("packed-refs is locked by another process") from exc
+        self._adjust(lock)
         try:
             with open(packed, "rb") as f:
                 lines = f.read().splitlines(keepends=True)

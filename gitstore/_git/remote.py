@@ -68,12 +68,20 @@ def local_gitdir(url: str) -> str | None:
 
 @contextmanager
 def no_merges(gitdir: str) -> Iterator[None]:
-    """Hold off gitstore's pack merging in ``gitdir`` (its merger skips a held lock)."""
-    path = os.path.join(gitdir, "gitstore", "locks", "merge")
+    """Hold off gitstore's pack merging in ``gitdir`` (its merger skips a held lock).
+
+    The lock file is opened without following links, and only inside ``gitdir``: a remote's
+    ``gitstore/locks`` that leads elsewhere is not used (nor created through).
+    """
+    folder = os.path.join(gitdir, "gitstore", "locks")
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:  # a read-only remote: nobody merges there through us either
+        os.makedirs(folder, exist_ok=True)
+        if os.path.realpath(folder) != os.path.join(os.path.realpath(gitdir), "gitstore",
+                                                    "locks"):
+            raise PermissionError("the lock folder leads out of the repository")
+        fd = os.open(os.path.join(folder, "merge"),
+                     os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError:  # a read-only or odd remote: nobody merges there through us either
         yield
         return
     try:

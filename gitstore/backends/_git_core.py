@@ -196,6 +196,7 @@ class GitCore(AbstractDataStore):
             with self._repos_lock:
                 self._repos.append(repo)
             db = ObjectDB(repo)
+            db.shared = self._shared_perm
             self._local.db, self._local.pid = db, os.getpid()
         return db
 
@@ -255,6 +256,8 @@ class GitCore(AbstractDataStore):
         if size >= LARGE:  # streamed to a loose object now, outside the writer lock
             sha, how = write_loose_blob(os.path.join(self.gitdir, "objects"),
                                         [payload] if isinstance(payload, bytes) else payload)
+            if self._shared_perm is not None:  # its folder, for the other members
+                self._shared_perm(os.path.join(self.gitdir, "objects", sha.decode()[:2]))
             note = f"\n{attribute}.{codec.ext}: {size} bytes, {how}"
         else:
             sha = pending.add_blob(payload_bytes(payload))
