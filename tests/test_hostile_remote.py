@@ -342,3 +342,49 @@ def test_truncated_pack_leaves_no_temporary_files(ours: GitDataStore, theirs: Pa
         with pytest.raises(RemoteError):
             ours.pull(url)
     assert_untouched(ours, before)
+
+
+@pytest.mark.parametrize("what", ["tree", "subtree"])
+def test_connectivity_walk_without_git(theirs: Path, what: str) -> None:
+    """The pure-Python walk (used where git is not installed) finds what is missing, and
+    passes a complete history, from scratch and from a known tip."""
+    from dulwich.repo import Repo
+
+    from gitstore._git.connectivity import check_connected
+
+    good = rev(theirs, "refs/gitstore/versions/1.0").encode()
+    two = rev(theirs, "refs/gitstore/versions/2.0").encode()
+    bad = commit_without(theirs, what).encode()
+    with Repo(str(theirs)) as repo:
+        check_connected(repo.object_store, {"refs/gitstore/versions/1.0": good}, [])
+        check_connected(repo.object_store, {"refs/gitstore/versions/2.0": two}, [good])
+        for known in ([], [good]):
+            with pytest.raises(RemoteError, match="incomplete history"):
+                check_connected(repo.object_store, {"refs/gitstore/versions/1.0": bad}, known)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another user")
+def test_packs_of_another_user_are_copied_and_indexed(tmp_path: Path, theirs: Path) -> None:
+    """Another user's packs are neither trusted nor shared: copied, every object checked."""
+    git("--git-dir", str(theirs), "repack", "-a", "-d", "-q")
+    for path in theirs.rglob("*"):
+        os.lchown(path, 65534, 65534)
+    mine = GitDataStore(tmp_path / "mine.git")
+    assert mine.pull(str(theirs)) == {"1.0": "created", "2.0": "created"}
+    (theirs_pack,) = (theirs / "objects" / "pack").glob("*.pack")
+    (mine_pack,) = (Path(mine.gitdir) / "objects" / "pack").glob(theirs_pack.name)
+    assert os.stat(mine_pack).st_ino != os.stat(theirs_pack).st_ino  # a copy
+    assert os.stat(mine_pack).st_uid == 0
+    assert mine.retrieve(C(2, "2.0"), "value") == "two"
+    git("--git-dir", mine.gitdir, "fsck", "--strict")
+    # and garbage from another user is refused like any other
+    name = "pack-" + "cd" * 20
+    for ext, size in ((".pack", 4000), (".idx", 2000)):
+        garbage = theirs / "objects" / "pack" / (name + ext)
+        garbage.write_bytes(b"PACK" + os.urandom(size))
+        os.chown(garbage, 65534, 65534)
+    before = state(Path(mine.gitdir))
+    with pytest.raises(RemoteError, match=name):
+        mine.fetch(str(theirs))
+    assert state(Path(mine.gitdir)) == before
+    no_temporaries(Path(mine.gitdir))

@@ -12,6 +12,8 @@ complete already.
 from __future__ import annotations
 
 import heapq
+import subprocess
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +32,7 @@ class _Walk:
     def __init__(self, store: Any) -> None:
         self.store = store
         self.commits: dict[bytes, tuple[int, bytes, list[bytes]]] = {}
+        self.trees: OrderedDict[bytes, dict[bytes, tuple[int, bytes]]] = OrderedDict()
 
     def raw(self, sha: bytes, what: str) -> tuple[int, bytes]:
         try:
@@ -65,10 +68,14 @@ class _Walk:
         return found
 
 
-def check_connected(store: Any, tips: dict[str, bytes], complete: Iterable[bytes]) -> None:
+def check_connected(store: Any, tips: dict[str, bytes], complete: Iterable[bytes],
+                    git: tuple[list[str], dict[str, str]] | None = None) -> None:
     """Check that every object reachable from ``tips`` (``{ref: commit id}``) is in ``store``
     and that each tip is a commit, stopping at what is reachable from ``complete`` (the
     store's own ref tips).
+
+    ``git``: ``(command prefix, environment)`` to let ``git rev-list --objects`` walk (as
+    ``git fetch`` does; ~50x faster than this module's own walk, which is used without git).
 
     Raises:
         RemoteError: a tip is not a commit, or an object it needs is missing (naming them).
@@ -76,6 +83,9 @@ def check_connected(store: Any, tips: dict[str, bytes], complete: Iterable[bytes
     walk = _Walk(store)
     for ref, sha in sorted(tips.items()):
         walk.commit(sha, f"the commit of remote ref {ref!r},")
+    if git is not None:
+        _rev_list(store, set(tips.values()), set(complete), *git)
+        return
     new = _paint(walk, set(tips.values()), set(complete))
     checked: set[bytes] = set()
     for sha in _parents_first(walk, new):
@@ -89,6 +99,22 @@ def check_connected(store: Any, tips: dict[str, bytes], complete: Iterable[bytes
                     raise
                 # a local commit that cannot be read: no help, check everything below
         _check_tree(walk, tree, bases, checked)
+
+
+def _rev_list(store: Any, tips: set[bytes], complete: set[bytes], command: list[str],
+              env: dict[str, str]) -> None:
+    if not tips:
+        return
+    known = [sha for sha in sorted(complete) if sha in store]  # a broken local ref: not a stop
+    lines = [sha.decode() for sha in sorted(tips)] + ["^" + s.decode() for s in known]
+    result = subprocess.run([*command, "rev-list", "--objects", "--stdin", "--quiet"],
+                            input=("\n".join(lines) + "\n").encode(), env=env,
+                            capture_output=True)
+    if result.returncode != 0:
+        message = result.stderr.decode(errors="replace").strip().splitlines()
+        raise RemoteError("incomplete history: "
+                          + (message[0] if message else f"git rev-list failed "
+                                                          f"({result.returncode})"))
 
 
 def _paint(walk: _Walk, tips: set[bytes], complete: set[bytes]) -> set[bytes]:
@@ -173,14 +199,22 @@ def _parents_first(walk: _Walk, commits: set[bytes]) -> list[bytes]:
 
 
 def _entries(walk: _Walk, tree: bytes, what: str) -> dict[bytes, tuple[int, bytes]]:
+    found = walk.trees.get(tree)
+    if found is not None:
+        walk.trees.move_to_end(tree)
+        return found
     type_num, data = walk.raw(tree, what)
     if type_num != _TREE:
         raise RemoteError(f"{what} {tree.decode()} is a {_TYPE_NAMES.get(type_num, '?')}, "
                           "not a tree")
     try:
-        return _parse_tree(data)[0]
+        found = _parse_tree(data)[0]
     except ValueError:
         raise RemoteError(f"tree {tree.decode()} is malformed") from None
+    walk.trees[tree] = found
+    if len(walk.trees) > 4096:
+        walk.trees.popitem(last=False)
+    return found
 
 
 def _check_tree(walk: _Walk, tree: bytes, bases: list[bytes], checked: set[bytes]) -> None:

@@ -154,7 +154,8 @@ class RemotesMixin(GitCore):
             with _translated(url):
                 # what the store has is complete: stop there
                 check_connected(quarantine.store(), found,
-                                set(self._refs.list(NAMESPACE + "/").values()))
+                                set(self._refs.list(NAMESPACE + "/").values()),
+                                quarantine.git())
                 quarantine.admit()
         for ref, sha in found.items():
             local = f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
