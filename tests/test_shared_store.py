@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-pytestmark = pytest.mark.skipif(
+needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("useradd") is None or shutil.which("setpriv") is None,
     reason="needs root (to create two users and a group) and setpriv")
 
@@ -99,6 +99,7 @@ def run_as(user: str, *args: str) -> str:
     return result.stdout
 
 
+@needs_root
 def test_two_members_of_a_group_both_store(members: tuple[str, str], shared_dir: Path
                                            ) -> None:
     one, two = members
@@ -126,3 +127,31 @@ def test_two_members_of_a_group_both_store(members: tuple[str, str], shared_dir:
         assert mode & stat.S_IRGRP, path
         if stat.S_ISDIR(mode):
             assert mode & stat.S_IWGRP and mode & stat.S_ISGID, path
+
+
+@pytest.mark.parametrize("setting, file_mode, dir_mode", [
+    ("group", 0o660, 0o2770), ("true", 0o660, 0o2770), ("all", 0o664, 0o2775),
+    ("0640", 0o640, 0o2750), ("umask", 0o600, 0o700)])
+def test_modes_follow_core_shared_repository(tmp_path: Path, setting: str, file_mode: int,
+                                             dir_mode: int) -> None:
+    """As git: named settings widen what the umask left (here 077), octal states it."""
+    from components import SimpleComponent
+
+    from gitstore import GitDataStore
+
+    store = tmp_path / "store.git"
+    git("init", "-q", "--bare", str(store))
+    git("--git-dir", str(store), "config", "core.sharedRepository", setting)
+    old = os.umask(0o077)
+    try:
+        s = GitDataStore(store)
+        s.store(SimpleComponent({"x": 1}, version="v1"), "value", 1)
+        s.close()
+    finally:
+        os.umask(old)
+    ref = store / "refs" / "gitstore" / "versions" / "v1"
+    assert stat.S_IMODE(os.stat(ref).st_mode) == file_mode
+    for folder in (ref.parent, store / "gitstore" / "locks"):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == dir_mode, folder
+    for lock in (store / "gitstore" / "locks").iterdir():
+        assert stat.S_IMODE(os.stat(lock).st_mode) == file_mode, lock

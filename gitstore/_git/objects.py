@@ -25,6 +25,7 @@ from dulwich.object_format import SHA1
 from dulwich.pack import Pack, PackFileDisappeared
 
 from ..errors import CorruptEntryError
+from .shared import makedirs
 
 __all__ = ["Obj", "ObjectDB", "TreeEntries", "object_id"]
 
@@ -343,7 +344,7 @@ class ObjectDB:
         if count < self._merge_baseline + MERGE_FAN_IN:
             return  # not enough new packs since the last look to fill a tier
         lock_path = os.path.join(self.gitdir, "gitstore", "locks", "merge")
-        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+        makedirs(os.path.dirname(lock_path), self.shared)
         fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write
         if self.shared is not None:
             self.shared(lock_path)

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 from ..errors import ConcurrencyError, CorruptEntryError, StoreError
 from .layout import ref_name_problem
+from .shared import makedirs
 
 __all__ = ["RefFiles"]
 
@@ -48,18 +49,7 @@ class RefFiles:
             self._shared(path)
 
     def _makedirs(self, path: str) -> None:
-        """``os.makedirs``; with ``core.sharedRepository``, each folder made gets its mode."""
-        if self._shared is None or os.path.isdir(path):
-            os.makedirs(path, exist_ok=True)
-            return
-        parent = os.path.dirname(path)
-        if parent != path:
-            self._makedirs(parent)
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            return
-        self._adjust(path)
+        makedirs(path, self._shared)
 
     def path(self, ref: str) -> str:
         """The file of a loose ref.

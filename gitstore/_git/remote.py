@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import GitStoreError, RemoteError
+from .shared import makedirs
 
 __all__ = ["fetch_refs", "link_objects", "local_gitdir", "no_merges", "push_refs"]
 
@@ -67,7 +68,7 @@ def local_gitdir(url: str) -> str | None:
 
 
 @contextmanager
-def no_merges(gitdir: str) -> Iterator[None]:
+def no_merges(gitdir: str, shared: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold off gitstore's pack merging in ``gitdir`` (its merger skips a held lock).
 
     The lock file is opened without following links, and only inside ``gitdir``: a remote's
@@ -75,12 +76,14 @@ def no_merges(gitdir: str) -> Iterator[None]:
     """
     folder = os.path.join(gitdir, "gitstore", "locks")
     try:
-        os.makedirs(folder, exist_ok=True)
+        makedirs(folder, shared)
         if os.path.realpath(folder) != os.path.join(os.path.realpath(gitdir), "gitstore",
                                                     "locks"):
             raise PermissionError("the lock folder leads out of the repository")
         fd = os.open(os.path.join(folder, "merge"),
                      os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        if shared is not None:
+            shared(os.path.join(folder, "merge"))
     except OSError:  # a read-only or odd remote: nobody merges there through us either
         yield
         return

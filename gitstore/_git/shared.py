@@ -14,7 +14,7 @@ import os
 import stat
 from collections.abc import Callable
 
-__all__ = ["Adjust", "shared_adjuster"]
+__all__ = ["Adjust", "makedirs", "shared_adjuster"]
 
 Adjust = Callable[[str], None]
 
@@ -85,3 +85,18 @@ def shared_adjuster(gitdir: str) -> Adjust | None:
             os.chmod(path, new)
 
     return adjust
+
+
+def makedirs(path: str, adjust: Adjust | None) -> None:
+    """``os.makedirs(path, exist_ok=True)``; each folder it makes gets ``adjust``-ed."""
+    if adjust is None or os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
+        return
+    parent = os.path.dirname(path)
+    if parent != path:
+        makedirs(parent, adjust)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    adjust(path)

@@ -127,6 +127,10 @@ class RemotesMixin(GitCore):
                    if (problem := version_ref_problem(ref)) is not None}
             bad.update({ref: "does not name an object id" for ref, sha in found.items()
                         if ref not in bad and not _is_hex_sha(sha)})
+            bad.update({ref: f"its remote-tracking ref would be {problem}"
+                        for ref in found if ref not in bad and (problem := ref_name_problem(
+                            f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
+                        )) is not None})
             if bad:
                 raise RemoteError(
                     f"remote {remote} has refs gitstore refuses (nothing was fetched): "
@@ -230,7 +234,7 @@ class RemotesMixin(GitCore):
                     ) -> dict[str, str | None]:
         """Push to a repository on this machine: link our objects in, then move each ref
         under that repository's own writer locks, fast-forwards only."""
-        with no_merges(self.gitdir):
+        with no_merges(self.gitdir, self._shared_perm):
             link_objects(self.gitdir, remote_dir)
         theirs = RefFiles(remote_dir)
         status: dict[str, str | None] = {}
