@@ -388,3 +388,13 @@ def test_packs_of_another_user_are_copied_and_indexed(tmp_path: Path, theirs: Pa
         mine.fetch(str(theirs))
     assert state(Path(mine.gitdir)) == before
     no_temporaries(Path(mine.gitdir))
+
+
+def test_errors_never_show_a_password(ours: GitDataStore) -> None:
+    from gitservers import free_port
+
+    url = f"http://someone:s3cret-pw@127.0.0.1:{free_port()}/x.git"
+    with pytest.raises(RemoteError) as caught:
+        ours.fetch(url)
+    assert "s3cret-pw" not in str(caught.value)
+    assert "127.0.0.1" in str(caught.value)

@@ -21,13 +21,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import GitStoreError, RemoteError
+from ..errors import GitStoreError, RemoteError, StoreLocationError
 from .shared import makedirs
 
 __all__ = ["fetch_refs", "link_objects", "local_gitdir", "no_merges", "push_refs"]
 
 #: seconds before a silent remote is given up on
 TIMEOUT = 30.0
+
+
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced by ``***``."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 @contextmanager
@@ -39,7 +47,7 @@ def _translated(url: str) -> Iterator[None]:
     except GitStoreError:  # ours, already typed (a refused ref, a missing version...)
         raise
     except Exception as exc:  # dulwich raises many kinds: socket, HTTP, protocol, OS errors
-        raise RemoteError(f"remote {url}: {type(exc).__name__}: {exc}", url) from None
+        raise RemoteError(redact(f"remote {url}: {type(exc).__name__}: {exc}"), url) from None
     finally:
         socket.setdefaulttimeout(previous)
 
@@ -237,7 +245,11 @@ class Incoming:
 @contextmanager
 def incoming(gitdir: str, shared: Callable[[str], None] | None = None) -> Iterator[Incoming]:
     """An :class:`Incoming` quarantine, removed on the way out unless admitted."""
-    quarantine = Incoming(gitdir, shared)
+    try:
+        quarantine = Incoming(gitdir, shared)
+    except OSError as exc:
+        raise StoreLocationError(f"cannot receive objects into {gitdir}: "
+                                 f"{exc.strerror or exc}", gitdir) from None
     try:
         yield quarantine
     finally:

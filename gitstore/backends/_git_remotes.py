@@ -34,6 +34,7 @@ from .._git.remote import (
     no_merges,
     push_refs,
     receive_local,
+    redact,
 )
 from ..errors import (
     ConcurrencyError,
@@ -133,7 +134,7 @@ class RemotesMixin(GitCore):
                         )) is not None})
             if bad:
                 raise RemoteError(
-                    f"remote {remote} has refs gitstore refuses (nothing was fetched): "
+                    f"remote {redact(remote)} has refs gitstore refuses (nothing was fetched): "
                     + "; ".join(f"{ref!r}: {why}" for ref, why in bad.items())
                     + (" (pull the good versions by name)" if wanted_refs is None else ""),
                     url)
@@ -228,7 +229,7 @@ class RemotesMixin(GitCore):
             self.pull(remote, None, prefer) if len(behind) > 1 else \
                 self.pull(remote, version_of_ref(next(iter(behind))), prefer)
             time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # let the other writer finish
-        raise RemoteError(f"push to {remote} kept being refused ({attempts} attempts)", url)
+        raise RemoteError(f"push to {redact(remote)} kept being refused ({attempts} attempts)", url)
 
     def _push_local(self, remote_dir: str, local: dict[str, bytes], repo: Any
                     ) -> dict[str, str | None]:
