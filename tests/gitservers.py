@@ -149,11 +149,13 @@ def _read_pkt(conn: socket.socket) -> bytes | None:
 
 
 @contextmanager
-def lying_server(refs: list[tuple[bytes, bytes]], pack: bytes) -> Iterator[str]:
+def lying_server(refs: list[tuple[bytes, bytes]], pack: bytes, hang: bool = False
+                 ) -> Iterator[str]:
     """A git:// server that says what it is told: it advertises ``refs`` (``(id, name)``,
     names as they are, however hostile) and answers every fetch with ``pack`` (built by the
     caller with real git, e.g. ``git pack-objects``), whatever was asked. Protocol v0, no
-    capabilities. Yields the URL of its one repository."""
+    capabilities. ``hang``: send the pack and then keep the connection open, saying nothing
+    more (a stalled transfer). Yields the URL of its one repository."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -175,6 +177,8 @@ def lying_server(refs: list[tuple[bytes, bytes]], pack: bytes) -> Iterator[str]:
                     if line is not None and line.startswith(b"done"):
                         break
                 conn.sendall(_pkt(b"NAK\n") + pack)
+                if hang:
+                    stop.wait(60)
             except OSError:
                 return
 

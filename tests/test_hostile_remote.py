@@ -398,3 +398,39 @@ def test_errors_never_show_a_password(ours: GitDataStore) -> None:
         ours.fetch(url)
     assert "s3cret-pw" not in str(caught.value)
     assert "127.0.0.1" in str(caught.value)
+
+
+KILLED_PULL = """
+import sys
+sys.path.insert(0, {tests!r})
+from gitstore import GitDataStore
+GitDataStore(sys.argv[1]).pull(sys.argv[2])
+"""
+
+
+def test_a_killed_fetch_is_cleaned_up_by_the_next(ours: GitDataStore, theirs: Path,
+                                                  tmp_path: Path) -> None:
+    """A fetch killed mid-transfer leaves its quarantine; the next fetch removes it (its
+    lock died with it), and never one of a live fetch."""
+    import time
+
+    sha = rev(theirs, "refs/gitstore/versions/2.0")
+    pack = pack_of(theirs, sha, revs=True)
+    script = tmp_path / "pull.py"
+    script.write_text(KILLED_PULL.format(tests=str(Path(__file__).parent)))
+    objects = Path(ours.gitdir) / "objects"
+    with lying_server([(sha.encode(), b"refs/gitstore/versions/2.0")], pack[:len(pack) // 2],
+                      hang=True) as url:
+        proc = subprocess.Popen([sys.executable, str(script), ours.gitdir, url])
+        deadline = time.monotonic() + 60
+        while not list(objects.glob("tmp_objdir-*/pack/tmp_pack_*")):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        # a live fetch's quarantine is left alone by others
+        assert ours.pull(str(theirs), version="2.0") == {"2.0": "created"}
+        assert list(objects.glob("tmp_objdir-*"))
+        proc.kill()
+        proc.wait()
+    assert list(objects.glob("tmp_objdir-*"))  # what the killed fetch left
+    ours.fetch(str(theirs))
+    no_temporaries(Path(ours.gitdir))

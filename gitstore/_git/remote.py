@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -169,10 +170,18 @@ class Incoming:
     nothing behind (no ``tmp_pack_*``, no unreachable objects).
     """
 
+    PREFIX = "tmp_objdir-gitstore-"
+
     def __init__(self, gitdir: str, shared: Callable[[str], None] | None = None) -> None:
         self.gitdir = gitdir
         self.objects = os.path.join(gitdir, "objects")
-        self.path = tempfile.mkdtemp(prefix="tmp_objdir-gitstore-", dir=self.objects)
+        _clear_abandoned(self.objects)
+        self.path = tempfile.mkdtemp(prefix=self.PREFIX, dir=self.objects)
+        # held while we live: the kernel drops it if we are killed, which marks the folder
+        # as abandoned for the next fetch to remove
+        self._lock = os.open(os.path.join(self.path, "lock"),
+                             os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         self.pack_dir = os.path.join(self.path, "pack")
         os.mkdir(self.pack_dir)
         os.mkdir(os.path.join(self.path, "info"))
@@ -240,6 +249,38 @@ class Incoming:
     def discard(self) -> None:
         self._close_store()
         shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+
+def _clear_abandoned(objects: str) -> None:
+    """Remove the quarantines of fetches that were killed (their lock is free). One being
+    made this instant has no lock file yet and is left alone unless an hour old."""
+    try:
+        names = [n for n in os.listdir(objects) if n.startswith(Incoming.PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(objects, name)
+        try:
+            fd = os.open(os.path.join(path, "lock"), os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            try:
+                if time.time() - os.lstat(path).st_mtime > 3600:
+                    shutil.rmtree(path, ignore_errors=True)
+            except OSError:
+                pass
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live fetch
+        finally:
+            os.close(fd)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager
