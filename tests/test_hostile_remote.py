@@ -434,3 +434,16 @@ def test_a_killed_fetch_is_cleaned_up_by_the_next(ours: GitDataStore, theirs: Pa
     assert list(objects.glob("tmp_objdir-*"))  # what the killed fetch left
     ours.fetch(str(theirs))
     no_temporaries(Path(ours.gitdir))
+
+
+def test_a_version_too_long_for_a_ref_is_a_typed_error(ours: GitDataStore) -> None:
+    """The same limit at home: a version whose ref name cannot be a file is refused before
+    anything is written (it was a raw OSError, 'File name too long')."""
+    from gitstore.errors import InvalidComponentError
+
+    before = state(Path(ours.gitdir))
+    with pytest.raises(InvalidComponentError, match="version"):
+        ours.store(C(5, "v" * 300), "value", 5)
+    assert state(Path(ours.gitdir)) == before
+    ours.store(C(5, "v" * 250), "value", 5)  # the longest that fits
+    assert ours.retrieve(C(5, "v" * 250), "value") == 5
