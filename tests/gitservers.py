@@ -122,3 +122,81 @@ def http_server(base: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _pkt(data: bytes) -> bytes:
+    return b"%04x" % (len(data) + 4) + data
+
+
+def _read_pkt(conn: socket.socket) -> bytes | None:
+    """One pkt-line (None for a flush, b"" at the end of the stream)."""
+    head = b""
+    while len(head) < 4:
+        more = conn.recv(4 - len(head))
+        if not more:
+            return b""
+        head += more
+    size = int(head, 16)
+    if size == 0:
+        return None
+    data = b""
+    while len(data) < size - 4:
+        more = conn.recv(size - 4 - len(data))
+        if not more:
+            return b""
+        data += more
+    return data
+
+
+@contextmanager
+def lying_server(refs: list[tuple[bytes, bytes]], pack: bytes, hang: bool = False
+                 ) -> Iterator[str]:
+    """A git:// server that says what it is told: it advertises ``refs`` (``(id, name)``,
+    names as they are, however hostile) and answers every fetch with ``pack`` (built by the
+    caller with real git, e.g. ``git pack-objects``), whatever was asked. Protocol v0, no
+    capabilities. ``hang``: send the pack and then keep the connection open, saying nothing
+    more (a stalled transfer). Yields the URL of its one repository."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            try:
+                _read_pkt(conn)  # git-upload-pack /repo\0host=...\0
+                lines = [_pkt(sha + b" " + name + (b"\x00\n" if i == 0 else b"\n"))
+                         for i, (sha, name) in enumerate(refs)]
+                conn.sendall(b"".join(lines) + b"0000")
+                while True:
+                    line = _read_pkt(conn)
+                    if line == b"":
+                        return  # the client wanted nothing and hung up
+                    if line is not None and line.startswith(b"done"):
+                        break
+                conn.sendall(_pkt(b"NAK\n") + pack)
+                if hang:
+                    stop.wait(60)
+            except OSError:
+                return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _addr = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"git://127.0.0.1:{listener.getsockname()[1]}/lies.git"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()

@@ -17,7 +17,7 @@ import struct
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from dulwich.errors import ChecksumMismatch
@@ -25,6 +25,7 @@ from dulwich.object_format import SHA1
 from dulwich.pack import Pack, PackFileDisappeared
 
 from ..errors import CorruptEntryError
+from .shared import makedirs
 
 __all__ = ["Obj", "ObjectDB", "TreeEntries", "object_id"]
 
@@ -125,6 +126,8 @@ class ObjectDB:
         self._cache_size = cache_size
         self._merge_baseline = 0  # pack count after our last merge check
         self._writes = 0
+        #: core.sharedRepository: gives what we create the mode git would (None: umask)
+        self.shared: Callable[[str], None] | None = None
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -309,6 +312,9 @@ class ObjectDB:
         try:
             tmp_idx = _write_temp(self.pack_dir, ".idx", [_index_v2(index, checksum)])
             try:
+                if self.shared is not None:
+                    self.shared(tmp_pack)
+                    self.shared(tmp_idx)
                 os.rename(tmp_pack, final + ".pack")
                 os.rename(tmp_idx, final + ".idx")
             except BaseException:
@@ -338,8 +344,10 @@ class ObjectDB:
         if count < self._merge_baseline + MERGE_FAN_IN:
             return  # not enough new packs since the last look to fill a tier
         lock_path = os.path.join(self.gitdir, "gitstore", "locks", "merge")
-        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        makedirs(os.path.dirname(lock_path), self.shared)
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write
+        if self.shared is not None:
+            self.shared(lock_path)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -15,10 +15,12 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from ..errors import ConcurrencyError, CorruptEntryError
+from ..errors import ConcurrencyError, CorruptEntryError, StoreError
+from .layout import ref_name_problem
+from .shared import makedirs
 
 __all__ = ["RefFiles"]
 
@@ -33,17 +35,34 @@ def _is_hex_sha(value: bytes) -> bool:
 class RefFiles:
     """Reads and compare-and-swaps refs of one git directory."""
 
-    def __init__(self, gitdir: str) -> None:
+    def __init__(self, gitdir: str, shared: Callable[[str], None] | None = None) -> None:
         self.gitdir = gitdir
+        self._shared = shared  # core.sharedRepository: widen the modes of what we create
         self.lockdir = os.path.join(gitdir, "gitstore", "locks")
         self._paths: dict[str, str] = {}
         self._thread = threading.local()
         self._all_fds: list[int] = []
         self._all_fds_lock = threading.Lock()
 
+    def _adjust(self, path: str) -> None:
+        if self._shared is not None:
+            self._shared(path)
+
+    def _makedirs(self, path: str) -> None:
+        makedirs(path, self._shared)
+
     def path(self, ref: str) -> str:
+        """The file of a loose ref.
+
+        Raises:
+            StoreError: ``ref`` is not a valid ref name (``..``, ``.lock``, too long, ...): it
+                never names a file, inside the repository or out of it.
+        """
         found = self._paths.get(ref)
         if found is None:
+            problem = ref_name_problem(ref)
+            if problem is not None:
+                raise StoreError(f"refused ref name {ref!r}: {problem}")
             found = self._paths[ref] = os.path.join(self.gitdir, *ref.split("/"))
         return found
 
@@ -95,8 +114,10 @@ class RefFiles:
                     if line.startswith((b"#", b"^")) or b" " not in line:
                         continue
                     sha, _, refname = line.partition(b" ")
-                    if refname.decode().startswith(prefix):
-                        found[refname.decode()] = sha
+                    name = refname.decode(errors="replace")
+                    if (name.startswith(prefix) and ref_name_problem(name) is None
+                            and _is_hex_sha(sha)):
+                        found[name] = sha
         except FileNotFoundError:
             pass
         base = self.path(prefix.rstrip("/"))
@@ -106,6 +127,8 @@ class RefFiles:
                     continue
                 full = os.path.join(root, filename)
                 ref = os.path.relpath(full, self.gitdir).replace(os.sep, "/")
+                if ref_name_problem(ref) is not None:
+                    continue  # not a ref git could have written: never ours
                 value = self.read(ref)
                 if value is not None:
                     found[ref] = value
@@ -126,10 +149,11 @@ class RefFiles:
         fds: dict[str, int] = self._thread.fds
         fd = fds.get(ref, -1)
         if fd < 0:
-            os.makedirs(self.lockdir, exist_ok=True)
-            name = hashlib.sha1(ref.encode()).hexdigest()
-            fd = fds[ref] = os.open(os.path.join(self.lockdir, name),
-                                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._makedirs(self.lockdir)
+            name = os.path.join(self.lockdir, hashlib.sha1(ref.encode()).hexdigest())
+            # read-only is enough for flock, and works on a lock file another member made
+            fd = fds[ref] = os.open(name, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._adjust(name)
             with self._all_fds_lock:
                 self._all_fds.append(fd)
         deadline = time.monotonic() + timeout
@@ -176,7 +200,7 @@ class RefFiles:
                 return done
         path = self.path(ref)
         lock = path + ".lock"
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._makedirs(os.path.dirname(path))
         deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
         while True:
             try:
@@ -184,6 +208,7 @@ class RefFiles:
                 break
             except FileExistsError:
                 self._clear_stale(lock, deadline)
+        self._adjust(lock)  # the ref keeps this mode: other members rewrite it in place
         try:
             if self.read(ref) != old:
                 os.close(fd)
@@ -225,6 +250,8 @@ class RefFiles:
             fd = os.open(path, os.O_RDWR)
         except (FileNotFoundError, NotADirectoryError):
             return None  # only in packed-refs, or not there at all
+        except PermissionError:
+            return None  # another member's ref, not writable by us: replace it instead
         try:
             current = os.pread(fd, 4096, 0)
             if len(current) != 41 or current[40:] != b"\n":
@@ -261,6 +288,7 @@ class RefFiles:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError as exc:
             raise ConcurrencyError("packed-refs is locked by another process") from exc
+        self._adjust(lock)
         try:
             with open(packed, "rb") as f:
                 lines = f.read().splitlines(keepends=True)

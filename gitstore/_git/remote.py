@@ -6,21 +6,37 @@ Every transport dulwich speaks works: a path, ``file://``, ``git://``, ``http(s)
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import os
+import re
 import shutil
 import socket
+import stat
 import subprocess
+import tempfile
+import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import RemoteError
+from ..errors import GitStoreError, RemoteError, StoreLocationError
+from .shared import makedirs
 
 __all__ = ["fetch_refs", "link_objects", "local_gitdir", "no_merges", "push_refs"]
 
 #: seconds before a silent remote is given up on
 TIMEOUT = 30.0
+
+
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced by ``***``."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 @contextmanager
@@ -29,10 +45,10 @@ def _translated(url: str) -> Iterator[None]:
     socket.setdefaulttimeout(TIMEOUT)  # dulwich's TCP and HTTP clients set none of their own
     try:
         yield
-    except RemoteError:
+    except GitStoreError:  # ours, already typed (a refused ref, a missing version...)
         raise
     except Exception as exc:  # dulwich raises many kinds: socket, HTTP, protocol, OS errors
-        raise RemoteError(f"remote {url}: {type(exc).__name__}: {exc}", url) from None
+        raise RemoteError(redact(f"remote {url}: {type(exc).__name__}: {exc}"), url) from None
     finally:
         socket.setdefaulttimeout(previous)
 
@@ -61,13 +77,23 @@ def local_gitdir(url: str) -> str | None:
 
 
 @contextmanager
-def no_merges(gitdir: str) -> Iterator[None]:
-    """Hold off gitstore's pack merging in ``gitdir`` (its merger skips a held lock)."""
-    path = os.path.join(gitdir, "gitstore", "locks", "merge")
+def no_merges(gitdir: str, shared: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold off gitstore's pack merging in ``gitdir`` (its merger skips a held lock).
+
+    The lock file is opened without following links, and only inside ``gitdir``: a remote's
+    ``gitstore/locks`` that leads elsewhere is not used (nor created through).
+    """
+    folder = os.path.join(gitdir, "gitstore", "locks")
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:  # a read-only remote: nobody merges there through us either
+        makedirs(folder, shared)
+        if os.path.realpath(folder) != os.path.join(os.path.realpath(gitdir), "gitstore",
+                                                    "locks"):
+            raise PermissionError("the lock folder leads out of the repository")
+        fd = os.open(os.path.join(folder, "merge"),
+                     os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        if shared is not None:
+            shared(os.path.join(folder, "merge"))
+    except OSError:  # a read-only or odd remote: nobody merges there through us either
         yield
         return
     try:
@@ -82,8 +108,8 @@ def link_objects(src_gitdir: str, dst_gitdir: str) -> int:
     share a file system (objects are immutable, so sharing inodes is safe), copies elsewhere.
     Packs go in before their indexes, so readers never see half a pack. Returns files added.
 
-    This is what ``git clone --local`` does; it trades sending only what is missing for not
-    re-encoding anything. Objects ``dst`` does not need are dropped by its next ``gc``.
+    Unchecked: only for a trusted ``src`` (a push from our own store). What comes *from* a
+    path remote goes through :func:`receive_local` instead.
     """
     added = 0
     src_objects = os.path.join(src_gitdir, "objects")
@@ -125,39 +151,222 @@ def _link(source: str, target: str) -> int:
         return 0
 
 
-def fetch_refs(repo: Any, url: str, wanted: Callable[[str], bool],
+# --- what arrives from a remote is checked in a quarantine before the store sees it ---------
+
+_PACK_NAME = re.compile(r"pack-[0-9a-f]{40}\.(pack|idx|rev)\Z")
+_HEX2 = re.compile(r"[0-9a-f]{2}\Z")
+_HEX38 = re.compile(r"[0-9a-f]{38}\Z")
+_TYPE_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
+
+
+def _is_hex_sha(value: bytes) -> bool:
+    return len(value) == 40 and not value.strip(b"0123456789abcdef")
+
+
+class Incoming:
+    """A quarantine for objects received from a remote, as git's ``receive-pack`` keeps one:
+    a private object directory ``objects/tmp_objdir-gitstore-*`` whose packs the store never
+    reads until :meth:`admit`. A failed or refused fetch removes the directory, so it leaves
+    nothing behind (no ``tmp_pack_*``, no unreachable objects).
+    """
+
+    PREFIX = "tmp_objdir-gitstore-"
+
+    def __init__(self, gitdir: str, shared: Callable[[str], None] | None = None) -> None:
+        self.gitdir = gitdir
+        self.objects = os.path.join(gitdir, "objects")
+        _clear_abandoned(self.objects)
+        self.path = tempfile.mkdtemp(prefix=self.PREFIX, dir=self.objects)
+        # held while we live: the kernel drops it if we are killed, which marks the folder
+        # as abandoned for the next fetch to remove
+        self._lock = os.open(os.path.join(self.path, "lock"),
+                             os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.pack_dir = os.path.join(self.path, "pack")
+        os.mkdir(self.pack_dir)
+        os.mkdir(os.path.join(self.path, "info"))
+        with open(os.path.join(self.path, "info", "alternates"), "w") as f:
+            f.write(os.path.abspath(self.objects) + "\n")
+        self._shared = shared
+        self._store: Any = None
+
+    def store(self) -> Any:
+        """A dulwich object store that sees the quarantine and, behind it, the store's objects."""
+        if self._store is None:
+            from dulwich.object_store import DiskObjectStore
+
+            self._store = DiskObjectStore(self.path)
+        return self._store
+
+    def git(self) -> tuple[list[str], dict[str, str]] | None:
+        """``(git command, environment)`` seeing the quarantine and the store, or None
+        without git."""
+        git = shutil.which("git")
+        if git is None:
+            return None
+        return [git, "--git-dir", self.gitdir], _git_env(self)
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            for alternate in getattr(self._store, "_alternates", None) or []:
+                alternate.close()
+            self._store.close()
+            self._store = None
+
+    def admit(self) -> None:
+        """Move what was received into the store: loose objects, then each pack before its
+        index (readers use a pack only once its ``.idx`` exists)."""
+        self._close_store()
+        for folder in sorted(os.listdir(self.path)):
+            if not _HEX2.match(folder):
+                continue
+            target_dir = os.path.join(self.objects, folder)
+            if not os.path.isdir(target_dir):
+                os.makedirs(target_dir, exist_ok=True)
+                self._adjust(target_dir)
+            for name in os.listdir(os.path.join(self.path, folder)):
+                if _HEX38.match(name):
+                    self._move(os.path.join(self.path, folder, name),
+                               os.path.join(target_dir, name))
+        names = [n for n in os.listdir(self.pack_dir) if _PACK_NAME.match(n)]
+        order = {"pack": 0, "rev": 1, "idx": 2}
+        target_packs = os.path.join(self.objects, "pack")
+        os.makedirs(target_packs, exist_ok=True)
+        for name in sorted(names, key=lambda n: (order[n.rsplit(".", 1)[1]], n)):
+            self._move(os.path.join(self.pack_dir, name), os.path.join(target_packs, name))
+        self.discard()
+
+    def _move(self, source: str, target: str) -> None:
+        if os.path.exists(target):
+            return  # the same name is the same content (an object id, a pack checksum)
+        self._adjust(source)
+        os.rename(source, target)
+
+    def _adjust(self, path: str) -> None:
+        if self._shared is not None:
+            self._shared(path)
+
+    def discard(self) -> None:
+        self._close_store()
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+
+def _clear_abandoned(objects: str) -> None:
+    """Remove the quarantines of fetches that were killed (their lock is free). One being
+    made this instant has no lock file yet and is left alone unless an hour old."""
+    try:
+        names = [n for n in os.listdir(objects) if n.startswith(Incoming.PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(objects, name)
+        try:
+            fd = os.open(os.path.join(path, "lock"), os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            try:
+                if time.time() - os.lstat(path).st_mtime > 3600:
+                    shutil.rmtree(path, ignore_errors=True)
+            except OSError:
+                pass
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live fetch
+        finally:
+            os.close(fd)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def incoming(gitdir: str, shared: Callable[[str], None] | None = None) -> Iterator[Incoming]:
+    """An :class:`Incoming` quarantine, removed on the way out unless admitted."""
+    try:
+        quarantine = Incoming(gitdir, shared)
+    except OSError as exc:
+        raise StoreLocationError(f"cannot receive objects into {gitdir}: "
+                                 f"{exc.strerror or exc}", gitdir) from None
+    try:
+        yield quarantine
+    finally:
+        quarantine.discard()
+
+
+def _git_env(quarantine: Incoming) -> dict[str, str]:
+    env = dict(os.environ)
+    env["GIT_OBJECT_DIRECTORY"] = quarantine.path
+    env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = os.path.abspath(quarantine.objects)
+    return env
+
+
+def fetch_refs(quarantine: Incoming, repo: Any, url: str, wanted: Callable[[str], bool],
+               check: Callable[[dict[str, bytes]], None],
                progress: Callable[[bytes], None] | None = None) -> dict[str, bytes]:
-    """Fetch the objects of the remote refs that ``wanted`` accepts; return those refs.
+    """Fetch into ``quarantine`` the objects of the remote refs that ``wanted`` accepts, once
+    ``check`` (which sees ``{ref: id}`` before anything is downloaded) let them through;
+    return those refs. Names are decoded as UTF-8 (undecodable bytes stay as surrogates, for
+    ``check`` to refuse).
 
     Raises:
         RemoteError: the remote cannot be reached or read.
+        GitStoreError: what ``check`` raised.
     """
     chosen: dict[str, bytes] = {}
+    refused: list[BaseException] = []
 
     def determine_wants(refs: dict[bytes, bytes | None], depth: int | None = None
                         ) -> list[bytes]:
         for name, sha in refs.items():
-            if sha is not None and wanted(name.decode()):
-                chosen[name.decode()] = sha
+            text = name.decode("utf-8", "surrogateescape")
+            if sha is not None and wanted(text):
+                chosen[text] = sha
+        try:
+            check(chosen)
+        except Exception as exc:  # re-raised once the transport is closed
+            refused.append(exc)
+            return []
         return [sha for sha in set(chosen.values()) if sha not in repo.object_store]
 
     git = shutil.which("git")
     with _translated(url):
         client, path = _client(url)
         if git is None:
-            client.fetch(path, repo, determine_wants=determine_wants, progress=progress)
+            _fetch_with_dulwich(quarantine, repo, client, path, determine_wants, progress)
         else:
-            _fetch_with_index_pack(git, repo, client, path, determine_wants, progress)
+            _fetch_with_index_pack(git, quarantine, repo, client, path, determine_wants,
+                                   progress)
+    if refused:
+        raise refused[0]
     return chosen
 
 
-def _fetch_with_index_pack(git: str, repo: Any, client: Any, path: str,
+def _fetch_with_dulwich(quarantine: Incoming, repo: Any, client: Any, path: str,
+                        determine_wants: Any, progress: Any) -> None:
+    """Receive the pack into a file of the quarantine, then complete and index it there with
+    dulwich (which checks the pack's checksum and computes every object's id)."""
+    received = os.path.join(quarantine.path, "received.pack")
+    with open(received, "w+b") as f:
+        client.fetch_pack(path, determine_wants, repo.get_graph_walker(), f.write, progress)
+        if not f.tell():
+            return  # nothing was wanted: no pack came
+        f.seek(0)
+        quarantine.store().add_thin_pack(f.read, None)
+    os.unlink(received)
+
+
+def _fetch_with_index_pack(git: str, quarantine: Incoming, repo: Any, client: Any, path: str,
                            determine_wants: Any, progress: Any) -> None:
     """Receive the pack with dulwich's client and index it with ``git index-pack`` (as
     ``git fetch`` does; dulwich's own indexer resolves deltas object by object in Python, ~4x
-    slower). Used when git is installed, like ``gc``; dulwich's path otherwise."""
-    gitdir = repo.controldir() if not repo.bare else repo.path
-    proc = subprocess.Popen([git, "--git-dir", gitdir, "index-pack", "--stdin", "--fix-thin"],
+    slower), into the quarantine. Used when git is installed, like ``gc``; dulwich's path
+    otherwise."""
+    proc = subprocess.Popen([git, "--git-dir", quarantine.gitdir, "index-pack", "--stdin",
+                             "--fix-thin"], env=_git_env(quarantine),
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     assert proc.stdin is not None and proc.stderr is not None
@@ -183,6 +392,315 @@ def _fetch_with_index_pack(git: str, repo: Any, client: Any, path: str,
     if proc.returncode != 0:
         raise RemoteError("the pack received could not be indexed: "
                           + error.decode(errors="replace").strip())
+
+
+# --- a remote on this machine: read without following links out of it ----------------------
+
+def _open_dir(path: str, dir_fd: int | None = None) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+
+
+def _open_regular(name: str, dir_fd: int, what: str) -> tuple[int, os.stat_result]:
+    """Open a file of a remote that must be a regular file (never through a link)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RemoteError(f"{what} is a symbolic link: refused") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise RemoteError(f"{what} is not a regular file: refused")
+    return fd, st
+
+
+def local_refs(gitdir: str, prefix: str) -> dict[str, bytes]:
+    """The refs under ``prefix`` of a repository on this machine (loose and packed), name →
+    object id, as they are claimed: names are not validated here (the caller refuses bad ones),
+    but nothing outside ``gitdir`` is read (links are not followed) and a ref that does not hold
+    an object id is refused.
+
+    Raises:
+        RemoteError: a ref file is a link or holds something other than an object id.
+    """
+    found: dict[str, bytes] = {}
+    root = os.path.realpath(gitdir)
+    root_fd = _open_dir(root)
+    try:
+        fd, _st = _open_regular("packed-refs", root_fd, "the remote's packed-refs")
+    except FileNotFoundError:
+        fd = -1
+    finally:
+        os.close(root_fd)
+    if fd >= 0:
+        with os.fdopen(fd, "rb") as f:
+            for line in f.read().splitlines():
+                if line.startswith((b"#", b"^")) or not line.strip():
+                    continue
+                sha, _, refname = line.partition(b" ")
+                name = refname.decode("utf-8", "surrogateescape")
+                if name.startswith(prefix):
+                    if not _is_hex_sha(sha):
+                        raise RemoteError(f"packed ref {name!r} does not hold an object id")
+                    found[name] = sha
+    base = os.path.join(root, *prefix.rstrip("/").split("/"))
+    parent = os.path.dirname(base)
+    if os.path.realpath(parent) != parent or os.path.islink(base):
+        return found  # the ref folders lead out of the repository: read none of them
+    for dirpath, _dirs, files in os.walk(base):  # os.walk does not descend into links
+        for filename in files:
+            full = os.path.join(dirpath, filename)
+            name = os.path.relpath(full, root).replace(os.sep, "/")
+            if filename.endswith(".lock"):
+                continue
+            dir_fd = _open_dir(dirpath)
+            try:
+                fd, _st = _open_regular(filename, dir_fd, f"ref {name!r}")
+            except FileNotFoundError:
+                continue
+            finally:
+                os.close(dir_fd)
+            with os.fdopen(fd, "rb") as f:
+                value = f.read(4096).strip()
+            if not _is_hex_sha(value):
+                raise RemoteError(f"ref {name!r} does not hold an object id: {value[:60]!r}")
+            found[name] = value
+    return found
+
+
+def receive_local(quarantine: Incoming, src_gitdir: str) -> None:
+    """Bring into ``quarantine`` every pack and loose object of a repository on this machine
+    that the store lacks, each checked: packs are indexed anew (``git index-pack``, or dulwich
+    without git), which checks their checksum and the id of every object; loose objects are
+    hashed. Nothing is read through a symbolic link. Files owned by us are hard-linked (no
+    copy); files of other users are copied (they could rewrite a shared inode later).
+
+    Raises:
+        RemoteError: a link, a special file, a damaged pack or object.
+    """
+    root_fd = _open_dir(os.path.realpath(src_gitdir))
+    try:
+        try:
+            objects_fd = _open_dir("objects", root_fd)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise RemoteError(f"{src_gitdir}/objects is not a folder (a link?): {exc}") from None
+        try:
+            _receive_packs(quarantine, objects_fd)
+            _receive_loose(quarantine, objects_fd)
+        finally:
+            os.close(objects_fd)
+    finally:
+        os.close(root_fd)
+
+
+def _receive_packs(quarantine: Incoming, objects_fd: int) -> None:
+    try:
+        pack_fd = _open_dir("pack", objects_fd)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise RemoteError(f"the remote's objects/pack is not a folder (a link?): {exc}") \
+            from None
+    try:
+        names = set(os.listdir(pack_fd))
+        try:
+            present = set(os.listdir(os.path.join(quarantine.objects, "pack")))
+        except FileNotFoundError:
+            present = set()
+        for n, name in enumerate(sorted(names)):
+            if not _PACK_NAME.match(name) or not name.endswith(".pack"):
+                continue
+            base = name[:-5]
+            if base + ".idx" in present or base + ".idx" not in names:
+                continue  # ours already, or still being written there
+            try:
+                fd, st = _open_regular(name, pack_fd, f"the remote's pack {name}")
+            except FileNotFoundError:
+                continue  # merged away meanwhile: its objects are in another pack
+            placed = os.path.join(quarantine.pack_dir, f"incoming-{n}.pack")
+            _place(fd, st, name, pack_fd, placed)
+            if st.st_uid == os.geteuid() and _consistent(quarantine, placed, base, pack_fd):
+                continue  # ours, and whole: linked as it is
+            _index_pack(quarantine, placed, name)
+    finally:
+        os.close(pack_fd)
+
+
+def _consistent(quarantine: Incoming, placed: str, base: str, pack_fd: int) -> bool:
+    """The fast path for a pack of a remote owned by us (anyone who can write it can write
+    our store as well): accept it, with its own index, when both files are whole (the pack's
+    SHA-1 trailer, the index's own checksum, the index naming that pack, the same object
+    count), without inflating anything. Reads check every object's id anyway. Anything else
+    is indexed anew by :func:`_index_pack`."""
+    idx = placed[:-5] + ".idx"
+    try:
+        fd, st = _open_regular(base + ".idx", pack_fd, f"the remote's index {base}.idx")
+    except (FileNotFoundError, RemoteError):
+        return False
+    _place(fd, st, base + ".idx", pack_fd, idx)
+    try:
+        with open(placed, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(12)
+            if size < 32 or head[:4] != b"PACK" or head[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
+                raise ValueError("not a pack")
+            digest = hashlib.sha1(head)
+            left = size - 20 - 12
+            while left > 0:
+                chunk = f.read(min(left, 1 << 20))
+                if not chunk:
+                    raise ValueError("truncated")
+                digest.update(chunk)
+                left -= len(chunk)
+            trailer = f.read(20)
+        with open(idx, "rb") as f:
+            index = f.read()
+        count = int.from_bytes(head[8:12], "big")
+        if (trailer != digest.digest() or len(index) < 8 + 1024 + 40
+                or index[:8] != b"\377tOc\0\0\0\2"
+                or hashlib.sha1(index[:-20]).digest() != index[-20:]
+                or index[-40:-20] != trailer
+                or int.from_bytes(index[8 + 255 * 4:8 + 256 * 4], "big") != count):
+            raise ValueError("inconsistent")
+    except (OSError, ValueError):
+        os.unlink(idx)
+        return False
+    final = os.path.join(quarantine.pack_dir, "pack-" + trailer.hex())
+    os.rename(placed, final + ".pack")
+    os.rename(idx, final + ".idx")
+    return True
+
+
+def _receive_loose(quarantine: Incoming, objects_fd: int) -> None:
+    for folder in sorted(os.listdir(objects_fd)):
+        if not _HEX2.match(folder):
+            continue
+        try:
+            folder_fd = _open_dir(folder, objects_fd)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise RemoteError(f"the remote's objects/{folder} is not a folder (a link?): "
+                              f"{exc}") from None
+        try:
+            for name in os.listdir(folder_fd):
+                if not _HEX38.match(name) or os.path.exists(
+                        os.path.join(quarantine.objects, folder, name)):
+                    continue
+                try:
+                    fd, st = _open_regular(name, folder_fd,
+                                           f"the remote's object {folder}{name}")
+                except FileNotFoundError:
+                    continue  # packed meanwhile
+                target_dir = os.path.join(quarantine.path, folder)
+                os.makedirs(target_dir, exist_ok=True)
+                target = os.path.join(target_dir, name)
+                _place(fd, st, name, folder_fd, target)
+                _check_loose(target, folder + name)
+        finally:
+            os.close(folder_fd)
+
+
+def _place(fd: int, st: os.stat_result, name: str, dir_fd: int, target: str) -> None:
+    """Put the file ``name`` of ``dir_fd``, opened as ``fd`` (``st`` its status), at
+    ``target``: a hard link when it is ours and still the very file opened (``linkat``
+    without following links, then checked), else a copy of what ``fd`` reads. Closes ``fd``."""
+    try:
+        if st.st_uid == os.geteuid():
+            try:
+                os.link(name, target, src_dir_fd=dir_fd, follow_symlinks=False)
+            except OSError:  # another file system, links not allowed: copy
+                pass
+            else:
+                now = os.lstat(target)
+                if (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev) and \
+                        stat.S_ISREG(now.st_mode):
+                    return
+                os.unlink(target)  # replaced since we opened it: copy what we opened
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(out, view):]
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)
+
+
+def _index_pack(quarantine: Incoming, placed: str, name: str) -> None:
+    """Index a pack received from a path remote, in the quarantine, checking every object."""
+    git = shutil.which("git")
+    if git is not None:
+        result = subprocess.run([git, "--git-dir", quarantine.gitdir, "index-pack", placed],
+                                env=_git_env(quarantine), capture_output=True)
+        if result.returncode != 0:
+            raise RemoteError(f"the remote's pack {name} is damaged: "
+                              + result.stderr.decode(errors="replace").strip())
+        digest = result.stdout.decode().split()[-1]
+        base = placed[:-5]
+        final = os.path.join(quarantine.pack_dir, "pack-" + digest)
+        for ext in (".rev", ".pack", ".idx"):
+            if os.path.exists(base + ext):
+                os.rename(base + ext, final + ext)
+        return
+    try:
+        with open(placed, "rb") as f:
+            quarantine.store().add_thin_pack(f.read, None)
+    except Exception as exc:  # dulwich raises many kinds on a damaged pack
+        raise RemoteError(f"the remote's pack {name} is damaged: "
+                          f"{type(exc).__name__}: {exc}") from None
+    os.unlink(placed)
+
+
+def _check_loose(path: str, hex_id: str) -> None:
+    """A loose object must inflate to ``<type> <size>\\0<content>`` and hash to its name."""
+    problem = None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            inflate = zlib.decompressobj()
+            digest = hashlib.sha1()
+            head = b""
+            size = -1
+            length = 0
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                data = inflate.decompress(chunk)
+                if size < 0:
+                    head += data
+                    if b"\x00" not in head:
+                        if len(head) > 64:
+                            problem = "has no valid header"
+                            break
+                        continue
+                    header, _, data = head.partition(b"\x00")
+                    kind, _, number = header.partition(b" ")
+                    if kind not in (b"blob", b"tree", b"commit", b"tag") or \
+                            not number.isdigit():
+                        problem = "has no valid header"
+                        break
+                    size = int(number)
+                    digest.update(header + b"\x00")
+                digest.update(data)
+                length += len(data)
+            if problem is None and (size < 0 or length != size or not inflate.eof):
+                problem = "is truncated or malformed"
+            if problem is None and digest.hexdigest() != hex_id:
+                problem = "does not match its id"
+    except (OSError, zlib.error) as exc:
+        problem = f"is unreadable ({exc})"
+    if problem is not None:
+        raise RemoteError(f"the remote's object {hex_id} {problem}")
 
 
 def push_refs(repo: Any, url: str, decide: Callable[[dict[str, bytes]], dict[str, bytes]],

@@ -32,6 +32,7 @@ from .._git.large import LARGE, LooseReader, open_packed_blob, write_loose_blob
 from .._git.layout import VERSIONS, entry_path, ref_for_version, version_of_ref
 from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, object_id
 from .._git.refs import RefFiles
+from .._git.shared import Adjust, shared_adjuster
 from ..codecs import (
     Codec,
     Payload,
@@ -138,7 +139,9 @@ class GitCore(AbstractDataStore):
         self.path = Path(path).absolute()
         self.gitdir = self._open_or_create(create)
         self.author = author.encode()
-        self._refs = RefFiles(self.gitdir)
+        # core.sharedRepository: modes for what we create, as git gives them (None: umask)
+        self._shared_perm: Adjust | None = shared_adjuster(self.gitdir)
+        self._refs = RefFiles(self.gitdir, self._shared_perm)
         self._local = threading.local()
         self._repos: list[Any] = []
         self._repos_lock = threading.Lock()
@@ -193,6 +196,7 @@ class GitCore(AbstractDataStore):
             with self._repos_lock:
                 self._repos.append(repo)
             db = ObjectDB(repo)
+            db.shared = self._shared_perm
             self._local.db, self._local.pid = db, os.getpid()
         return db
 
@@ -252,6 +256,8 @@ class GitCore(AbstractDataStore):
         if size >= LARGE:  # streamed to a loose object now, outside the writer lock
             sha, how = write_loose_blob(os.path.join(self.gitdir, "objects"),
                                         [payload] if isinstance(payload, bytes) else payload)
+            if self._shared_perm is not None:  # its folder, for the other members
+                self._shared_perm(os.path.join(self.gitdir, "objects", sha.decode()[:2]))
             note = f"\n{attribute}.{codec.ext}: {size} bytes, {how}"
         else:
             sha = pending.add_blob(payload_bytes(payload))

@@ -10,12 +10,32 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._git.layout import NAMESPACE, VERSIONS, ref_for_version, version_of_ref
+from .._git.connectivity import check_connected
+from .._git.layout import (
+    NAMESPACE,
+    VERSIONS,
+    ref_for_version,
+    ref_name_problem,
+    version_of_ref,
+    version_ref_problem,
+)
 from .._git.merge import is_ancestor, merge_base, merge_trees
 from .._git.objects import COMMIT, Obj, object_id
 from .._git.packgen import generate_pack_data
 from .._git.refs import RefFiles
-from .._git.remote import fetch_refs, link_objects, local_gitdir, no_merges, push_refs
+from .._git.refs import _is_hex_sha
+from .._git.remote import (
+    _translated,
+    fetch_refs,
+    incoming,
+    link_objects,
+    local_gitdir,
+    local_refs,
+    no_merges,
+    push_refs,
+    receive_local,
+    redact,
+)
 from ..errors import (
     ConcurrencyError,
     EntryNotFoundError,
@@ -38,8 +58,10 @@ class RemotesMixin(GitCore):
         Raises:
             StoreError: the name is not ``[A-Za-z0-9._-]+`` or is taken.
         """
-        if not _REMOTE_NAME.match(name):
-            raise StoreError(f"remote names are letters, digits, '.', '_' and '-': {name!r}")
+        if not _REMOTE_NAME.match(name) or ref_name_problem(
+                f"{NAMESPACE}/remotes/{name}/versions") is not None:
+            raise StoreError(f"remote names are letters, digits, '.', '_' and '-' (not "
+                             f"beginning with '.', no '..', not ending with '.lock'): {name!r}")
         if name in self.remotes():
             raise StoreError(f"remote {name!r} exists already")
         config = self._db().repo.get_config()
@@ -100,20 +122,46 @@ class RemotesMixin(GitCore):
                 return ref in wanted_refs
             return ref.startswith(VERSIONS)
 
+        def check(found: dict[str, bytes]) -> None:
+            """Refuse the whole fetch, before anything is received, for one bad ref."""
+            bad = {ref: problem for ref in sorted(found)
+                   if (problem := version_ref_problem(ref)) is not None}
+            bad.update({ref: "does not name an object id" for ref, sha in found.items()
+                        if ref not in bad and not _is_hex_sha(sha)})
+            bad.update({ref: f"its remote-tracking ref would be {problem}"
+                        for ref in found if ref not in bad and (problem := ref_name_problem(
+                            f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
+                        )) is not None})
+            if bad:
+                raise RemoteError(
+                    f"remote {redact(remote)} has refs gitstore refuses (nothing was fetched): "
+                    + "; ".join(f"{ref!r}: {why}" for ref, why in bad.items())
+                    + (" (pull the good versions by name)" if wanted_refs is None else ""),
+                    url)
+            if versions:
+                missing = sorted(set(versions) - {version_of_ref(r) for r in found})
+                if missing:
+                    raise EntryNotFoundError(
+                        f"remote {remote} has no version {', '.join(missing)}")
+
         remote_dir = local_gitdir(url)
-        if remote_dir is not None and os.path.realpath(remote_dir) != os.path.realpath(
-                self.gitdir):
-            # on this machine: link its packs, no pack protocol (see link_objects)
-            with no_merges(remote_dir):
-                found = {r: s for r, s in RefFiles(remote_dir).list(VERSIONS).items()
-                         if wanted(r)}
-                link_objects(remote_dir, self.gitdir)
-        else:
-            found = fetch_refs(self._db().repo, url, wanted, progress)
-        if versions:
-            missing = sorted(set(versions) - {version_of_ref(r) for r in found})
-            if missing:
-                raise EntryNotFoundError(f"remote {remote} has no version {', '.join(missing)}")
+        with incoming(self.gitdir, self._shared_perm) as quarantine:
+            if remote_dir is not None and os.path.realpath(remote_dir) != os.path.realpath(
+                    self.gitdir):
+                # on this machine: link its packs, no pack protocol (see receive_local)
+                with _translated(url), no_merges(remote_dir):
+                    found = {r: s for r, s in local_refs(remote_dir, VERSIONS).items()
+                             if wanted(r)}
+                    check(found)
+                    receive_local(quarantine, remote_dir)
+            else:
+                found = fetch_refs(quarantine, self._db().repo, url, wanted, check, progress)
+            with _translated(url):
+                # what the store has is complete: stop there
+                check_connected(quarantine.store(), found,
+                                set(self._refs.list(NAMESPACE + "/").values()),
+                                quarantine.git())
+                quarantine.admit()
         for ref, sha in found.items():
             local = f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
             with self._refs.locked(local):
@@ -181,13 +229,13 @@ class RemotesMixin(GitCore):
             self.pull(remote, None, prefer) if len(behind) > 1 else \
                 self.pull(remote, version_of_ref(next(iter(behind))), prefer)
             time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # let the other writer finish
-        raise RemoteError(f"push to {remote} kept being refused ({attempts} attempts)", url)
+        raise RemoteError(f"push to {redact(remote)} kept being refused ({attempts} attempts)", url)
 
     def _push_local(self, remote_dir: str, local: dict[str, bytes], repo: Any
                     ) -> dict[str, str | None]:
         """Push to a repository on this machine: link our objects in, then move each ref
         under that repository's own writer locks, fast-forwards only."""
-        with no_merges(self.gitdir):
+        with no_merges(self.gitdir, self._shared_perm):
             link_objects(self.gitdir, remote_dir)
         theirs = RefFiles(remote_dir)
         status: dict[str, str | None] = {}

@@ -1,0 +1,77 @@
+"""Pull timings, to keep fetching from honest remotes fast while everything is checked.
+
+    python benchmarks/bench_pull.py [--entries 3000] [--repeat 3]
+
+A remote store of N entries (one commit each); a fresh store pulls it in full, then pulls
+10 new entries; over a path (packs linked) and over git daemon (packs indexed). Prints the
+best of ``--repeat`` runs in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "tests"))  # gitservers, components
+
+from components import SimpleComponent  # noqa: E402
+from gitservers import git_daemon  # noqa: E402
+
+from gitstore import GitDataStore  # noqa: E402
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entries", type=int, default=3000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-pull-"))
+    try:
+        served = work / "served"
+        src = GitDataStore(served / "src.git")
+        for i in range(args.entries):
+            src.store(SimpleComponent({"x": i}, version="v1"), "value", list(range(20)))
+        fresh = 10 ** 6
+        results: dict[str, list[float]] = {}
+        for kind in ("path", "git"):
+            for rep in range(args.repeat):
+                dst = GitDataStore(work / f"dst-{kind}-{rep}.git")
+
+                def pull(url: str) -> None:
+                    dst.pull(url)
+
+                for label in ("full", "+10"):
+                    if label == "+10":
+                        for _ in range(10):
+                            fresh += 1
+                            src.store(SimpleComponent({"x": fresh}, version="v1"), "value", 1)
+                    if kind == "path":
+                        elapsed = timed(lambda: pull(str(served / "src.git")))
+                    else:
+                        with git_daemon(served) as prefix:
+                            elapsed = timed(lambda: pull(prefix + "src.git"))
+                    results.setdefault(f"{kind} {label}", []).append(elapsed)
+                dst.close()
+        src.close()
+        for name, runs in results.items():
+            print(f"pull {name:9s} best {min(runs) * 1000:8.1f} ms   "
+                  f"runs {[round(r * 1000) for r in runs]}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
