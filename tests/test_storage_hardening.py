@@ -173,7 +173,7 @@ print(json.dumps({{}}))
     run_python(code_store)
     assert sum(p.stat().st_size for p in (gitdir / "objects").rglob("*") if p.is_file()) \
         < n * 8 // 10  # it was deflated
-    code_load = f"""
+    prelude = f"""
 import json, resource, numpy as np
 from components import SimpleComponent
 from gitstore import GitDataStore
@@ -181,20 +181,21 @@ def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 s = GitDataStore({str(gitdir)!r})
 c = SimpleComponent({{"compressible": 1}})
 list(s.entries())
+expected = np.arange({n}, dtype="f8") % 7
 before = rss()
-sizes = s.attributes(s.key_of(c))
-after_ls = rss()
-got = s.retrieve(c, "array")
-after = rss()
-ok = bool(np.array_equal(got, np.arange({n}, dtype="f8") % 7))
-print(json.dumps({{"ls": after_ls - before, "load": after - after_ls, "ok": ok,
-                  "size": sizes["array"]["size"]}}))
 """
-    out = run_python(code_load)
-    assert out["ok"]
-    assert out["size"] == n * 8 + 128  # the .npy header (v1.0, 128 bytes) and the data
-    assert out["ls"] < 16 << 20, out  # learning the size inflates nothing
-    assert out["load"] < n * 8 * 1.2, out  # the array, and a bounded buffer: no second copy
+    ls = run_python(prelude + """
+sizes = s.attributes(s.key_of(c))
+print(json.dumps({"grew": rss() - before, "size": sizes["array"]["size"]}))
+""")
+    assert ls["size"] == n * 8 + 128  # the .npy header (v1.0, 128 bytes) and the data
+    assert ls["grew"] < 16 << 20, ls  # learning the size inflates nothing
+    load = run_python(prelude + """
+got = s.retrieve(c, "array")
+print(json.dumps({"grew": rss() - before, "ok": bool(np.array_equal(got, expected))}))
+""")
+    assert load["ok"]
+    assert load["grew"] < n * 8 * 1.2, load  # the array and a bounded buffer: no second copy
 
 
 # --- item 15: a merge that fails after a commit -----------------------------------------------
