@@ -24,6 +24,7 @@ from test_reliability import explode_packs
 from gitstore import GitDataStore, key_of
 from gitstore.errors import (
     CorruptEntryError,
+    DiskFullError,
     EntryNotFoundError,
     GitStoreError,
     InvalidAttributeNameError,
@@ -225,9 +226,30 @@ def fill_disk(mount: Path, leave: int) -> Path:
                 f.flush()
         except OSError:
             pass
-    size = filler.stat().st_size
+    size = filler.stat().st_size // 4096 * 4096
     os.truncate(filler, max(0, size - leave))
     return filler
+
+
+def test_a_batch_over_versions_that_fills_the_disk_says_what_was_committed(
+        tiny_disk: Path) -> None:
+    s = GitDataStore(tiny_disk / "s")
+    s.store(SimpleComponent({"i": 0}, version="a"), "v", 0)  # version a's ref exists
+    fill_disk(tiny_disk, 8192)  # room for the batch's pack and index, not for a new ref
+    try:
+        with s.batch():
+            s.store(SimpleComponent({"i": 1}, version="a"), "v", 1)
+            s.store(SimpleComponent({"i": 1}, version="b"), "v", 1)
+    except DiskFullError as exc:
+        message = str(exc)
+    else:  # pragma: no cover - the file system had room after all
+        pytest.skip("the new ref fitted")
+    committed = s.exists(SimpleComponent({"i": 1}, version="a"), "v")
+    assert not s.exists(SimpleComponent({"i": 1}, version="b"), "v")
+    if committed:
+        assert "committed: version(s) a" in message and "not committed: b" in message
+    else:
+        assert "nothing was written" in message
 
 
 def test_a_merge_failing_on_a_full_disk_is_not_a_failed_store(

@@ -484,6 +484,7 @@ class GitCore(AbstractDataStore):
     def _commit_locked(self, pending: _Pending, message: str | None) -> None:
         db = self._db()
         refs = sorted(pending.edits)
+        landed: list[str] = []  # refs moved so far
         for _attempt in range(20):
             with ExitStack() as locks:
                 for ref in refs:
@@ -513,13 +514,30 @@ class GitCore(AbstractDataStore):
                         db.write_pack(damaged)
                     return
                 db.write_pack(objects)
-                if all(self._refs.compare_and_swap(r, o, n) for r, o, n in updates):
+                try:
+                    moved = all(self._swap(r, o, n, landed) for r, o, n in updates)
+                except OSError as exc:
+                    if not landed or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    # a batch over several versions: say what is true
+                    raise DiskFullError(
+                        f"no space left to store: {exc.strerror}; committed: version(s) "
+                        f"{', '.join(version_of_ref(r) for r in landed)}; not committed: "
+                        f"{', '.join(version_of_ref(r) for r in refs if r not in landed)}"
+                    ) from None
+                if moved:
                     break
                 # a git process moved a ref under us; what moved stays moved, redo the rest
                 refs = [r for r, o, n in updates if self._refs.read(r) != n]
         else:
             raise ConcurrencyError("a ref kept moving under gitstore's writer lock")
         db.maybe_merge()
+
+    def _swap(self, ref: str, old: bytes | None, new: bytes, landed: list[str]) -> bool:
+        moved = self._refs.compare_and_swap(ref, old, new)
+        if moved:
+            landed.append(ref)
+        return moved
 
     def _commit_bytes(self, tree: bytes, parent: bytes | None, message: str,
                       more_parents: list[bytes] | None = None) -> bytes:
