@@ -33,7 +33,7 @@ LARGE = 8 << 20
 _BLOCK = 65535
 _SAMPLE = 128 << 10  # deflating the sample costs ~6 ms; all of 100 MB would cost ~5 s
 _READ_STEP = 256 << 10  # compressed bytes read at a time
-_INFLATE_STEP = 4 << 20  # inflated bytes produced at a time (the only buffer of a read)
+_INFLATE_STEP = 1 << 20  # inflated bytes produced at a time (the only buffer of a read)
 _MAX_INFLATION = 1032  # deflate's largest expansion ratio (RFC 1951: 258 bytes per 2 bits)
 
 Buffer = bytes | bytearray | memoryview
