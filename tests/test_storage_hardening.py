@@ -439,6 +439,8 @@ def test_store_into_a_read_only_store_is_a_typed_error(tmp_path: Path) -> None:
     try:
         again = GitDataStore(gitdir)
         assert again.retrieve(SimpleComponent({"i": 1}), "v") == 1  # reading works
+        with again.batch():  # a batch that only reads, too
+            assert again.retrieve(SimpleComponent({"i": 1}), "v") == 1
         for value in (2, np.zeros(1_100_000)):  # a small store, a large one
             with pytest.raises(StoreLocationError) as info:
                 again.store(SimpleComponent({"i": 2}), "v", value)

@@ -227,26 +227,30 @@ class GitCore(AbstractDataStore):
             yield self  # nested: the outer batch commits
             return
         pending = _Pending()
-        held = ExitStack()
-        with _disk_errors(self.gitdir):  # held for the block: large blobs are written early
-            held.enter_context(self._gate.shared())
-        with held:
-            self._local.pending = pending
+        # the write gate, once a large blob is written, is held until the commit (see _put)
+        with ExitStack() as held:
+            self._local.pending, self._local.held = pending, held
             try:
                 yield self
                 self._local.pending = None
                 with _disk_errors(self.gitdir):
                     self._commit(pending, message)
             finally:
-                self._local.pending = None
+                self._local.pending = self._local.held = None
 
     # --- primitives ----------------------------------------------------------------------------
 
     def _put(self, key: str, description: dict[str, Any], attribute: str, codec: Codec,
              payload: Payload) -> None:
         # docstring inherited
-        with _disk_errors(self.gitdir), self._gate.shared():
-            self._put_unchecked(key, description, attribute, codec, payload)
+        with _disk_errors(self.gitdir):
+            held = getattr(self._local, "held", None)
+            if held is not None and not self._gate.held:
+                # in a batch: a large blob written now must stay safe from gc until the
+                # batch commits
+                held.enter_context(self._gate.shared())
+            with self._gate.shared():
+                self._put_unchecked(key, description, attribute, codec, payload)
 
     def _put_unchecked(self, key: str, description: dict[str, Any], attribute: str,
                        codec: Codec, payload: Payload) -> None:
