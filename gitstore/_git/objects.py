@@ -491,11 +491,13 @@ class WriteGate:
             local.pid, local.fds, local.depth = os.getpid(), None, 0
         if local.fds is None:
             os.makedirs(self.lockdir, exist_ok=True)
+            # read-only descriptors: flock needs no write access, so another member of a
+            # group-shared store can take the gate on files it did not create
             gate = os.open(os.path.join(self.lockdir, "gate"),
-                           os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                           os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
                 objects = os.open(os.path.join(self.lockdir, "objects"),
-                                  os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                                  os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except BaseException:
                 os.close(gate)
                 raise
