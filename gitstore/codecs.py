@@ -292,6 +292,8 @@ def _read_npy(fp: BinaryIO) -> Any:
     for n in shape:
         count *= n
     left = getattr(fp, "remaining", None)
+    if left is None and isinstance(fp, io.BytesIO):
+        left = len(fp.getbuffer()) - fp.tell()
     if left is not None and count * dtype.itemsize != left:
         raise ValueError(f"the .npy header declares {count * dtype.itemsize} bytes of data, "
                          f"the file holds {left}")

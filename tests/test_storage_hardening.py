@@ -520,3 +520,15 @@ def test_wrong_argument_types_are_typed_errors(tmp_path: Path, call: str) -> Non
         else:
             s.log(b"abc")  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
+
+
+def test_an_npy_header_that_lies_about_its_shape_is_refused_before_allocating() -> None:
+    import io
+
+    from gitstore.codecs import codec_by_name, decode_bytes
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})  # 8 TB
+    with pytest.raises(CorruptEntryError, match="declares"):
+        decode_bytes(codec_by_name("npy"), header.getvalue() + b"abcd")
