@@ -99,6 +99,24 @@ def test_restore_repairs_a_damaged_large_loose_object(tmp_path: Path) -> None:
     assert GitDataStore(gitdir).verify() == []
 
 
+def test_restore_repairs_a_damaged_large_packed_object(tmp_path: Path) -> None:
+    gitdir = tmp_path / "s"
+    s = GitDataStore(gitdir)
+    c = SimpleComponent({"big": 2})
+    data = np.random.default_rng(4).random(1_200_000)
+    s.store(c, "array", data)
+    s.gc()  # now in a pack
+    s.close()
+    sha = blob_id(gitdir, c, "array.npy")
+    assert not loose_path(gitdir, sha).exists()
+    pack, offset = _pack_offset(gitdir, sha)
+    flip(pack, offset + 5_000_000)
+    with pytest.raises(CorruptEntryError):
+        GitDataStore(gitdir).retrieve(c, "array")
+    GitDataStore(gitdir).store(c, "array", data)  # the same bytes again
+    assert np.array_equal(GitDataStore(gitdir).retrieve(c, "array"), data)
+
+
 def _pack_offset(gitdir: Path, sha: str) -> tuple[Path, int]:
     for idx in (gitdir / "objects" / "pack").glob("*.idx"):
         with open(idx, "rb") as f:
