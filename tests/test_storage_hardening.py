@@ -364,7 +364,7 @@ path, name, stop = sys.argv[1], sys.argv[2], sys.argv[3]
 s = GitDataStore(path)
 i = 0
 with open(f"{stop}.{name}.log", "w") as log:
-    while not __import__("os").path.exists(stop) and i < 20000:
+    while not __import__("os").path.exists(stop) and i < 3000:
         c = SimpleComponent({"writer": name, "i": i}, version=f"v-{name}")
         try:
             if name == "batch":
