@@ -28,6 +28,7 @@ from gitstore.errors import (
     EntryNotFoundError,
     GitStoreError,
     InvalidAttributeNameError,
+    StoreError,
     StoreLocationError,
 )
 
@@ -353,6 +354,17 @@ def test_gc_leaves_fresh_temporaries_and_removes_old_ones(tmp_path: Path) -> Non
     s.gc()
     assert fresh.exists()
     assert not old.exists() and not old_loose.exists()
+
+
+def test_gc_inside_a_batch_is_refused(tmp_path: Path) -> None:
+    s = GitDataStore(tmp_path / "s")
+    c = SimpleComponent({"i": 1})
+    with s.batch():
+        s.store(c, "big", np.zeros(1_100_000))  # the batch now holds the write gate
+        with pytest.raises(StoreError, match="batch"):
+            s.gc()
+    assert s.retrieve(c, "big").shape == (1_100_000,)
+    s.gc()
 
 
 WRITER = """

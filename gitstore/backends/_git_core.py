@@ -6,9 +6,11 @@ Layout (see :mod:`gitstore._git.layout`)::
         <hex[0:2]>/<hex[2:4]>/<hex>/component.yaml      type, version, parameters, input keys
         <hex[0:2]>/<hex[2:4]>/<hex>/<attribute>.<ext>   one blob per attribute, ext = codec
 
-Write path: encode, build blobs; take the version's writer lock (an flock the kernel drops if we
-die); read the tip; edit the three fan-out trees; write every new object as one pack; move the ref
-with compare-and-swap. A crash at any point leaves at most an unreferenced temporary file or pack.
+Write path: encode, build blobs; take the store's write gate shared (so ``gc`` deletes no object
+written but not yet referenced, see :class:`~gitstore._git.objects.WriteGate`) and the version's
+writer lock (flocks the kernel drops if we die); read the tip; edit the three fan-out trees; write
+every new object as one pack; move the ref with compare-and-swap. A crash at any point leaves at
+most an unreferenced temporary file or pack.
 """
 
 from __future__ import annotations
