@@ -303,6 +303,17 @@ def _read_npy(fp: BinaryIO) -> Any:
         shape, fortran, dtype = fmt.read_array_header_2_0(fp)
     if dtype.hasobject:
         raise ValueError("object arrays hold pickles; refusing to load one")
+    # the header is untrusted: allocate only what the blob really holds (a stream knows how
+    # much is left, checked against the file's size); the array is then filled in place
+    count = 1
+    for n in shape:
+        count *= n
+    left = getattr(fp, "remaining", None)
+    if left is None and isinstance(fp, io.BytesIO):
+        left = len(fp.getbuffer()) - fp.tell()
+    if left is not None and count * dtype.itemsize != left:
+        raise ValueError(f"the .npy header declares {count * dtype.itemsize} bytes of data, "
+                         f"the file holds {left}")
     array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
     view = array.T if fortran else array
     target = memoryview(view).cast("B") if array.size else b""  # type: ignore[arg-type]

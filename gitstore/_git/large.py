@@ -26,12 +26,15 @@ from typing import IO, Any
 from ..errors import CorruptEntryError
 from .objects import _unlink
 
-__all__ = ["LARGE", "LooseReader", "open_packed_blob", "write_loose_blob"]
+__all__ = ["LARGE", "LooseReader", "open_packed_blob", "packed_size", "write_loose_blob"]
 
 #: blobs at least this large are streamed to loose objects
 LARGE = 8 << 20
 _BLOCK = 65535
 _SAMPLE = 128 << 10  # deflating the sample costs ~6 ms; all of 100 MB would cost ~5 s
+_READ_STEP = 256 << 10  # compressed bytes read at a time
+_INFLATE_STEP = 1 << 20  # inflated bytes produced at a time (the only buffer of a read)
+_MAX_INFLATION = 1032  # deflate's largest expansion ratio (RFC 1951: 258 bytes per 2 bits)
 
 Buffer = bytes | bytearray | memoryview
 
@@ -91,11 +94,11 @@ def write_loose_blob(objects_dir: str, buffers: Sequence[Buffer]) -> tuple[bytes
     folder = os.path.join(objects_dir, hex_id[:2])
     os.makedirs(folder, exist_ok=True)
     final = os.path.join(folder, hex_id[2:])
-    if os.path.exists(final):
-        _unlink(tmp)  # the same content is there already
-    else:
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, final)
+    # replaced even when an object of this id is there: it was written in full anyway, and
+    # the copy there may be damaged (deduplication must not keep broken bytes); a reader
+    # that has the old file open keeps reading it
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, final)
     return hex_id.encode(), note
 
 
@@ -162,8 +165,10 @@ class LooseReader:
         self._final = False
         self._adler: int | None = 1  # None once bulk reads skipped it (SHA-1 still checks)
         self._inflater: Any = None
-        self._pending = b""  # inflated bytes not yet handed out
+        self._pending = b""  # inflated bytes not yet handed out, from self._at on
+        self._at = 0
         try:
+            available = os.fstat(self._f.fileno()).st_size - offset
             self._f.seek(offset)
             head = self._f.read(2)
             if len(head) != 2 or (head[0] * 256 + head[1]) % 31 or head[0] & 0x0F != 8:
@@ -183,6 +188,12 @@ class LooseReader:
             else:
                 self.size = size
                 self._sha.update(b"blob %d\x00" % size)
+            # the header is untrusted: a size the file cannot hold would drive allocations
+            # (3 GiB for 4 bytes); deflate expands at most ~1032:1
+            limit = available if self._stored else available * _MAX_INFLATION + 64
+            if self.size > limit:
+                raise self._corrupt(f"its header declares {self.size} bytes, more than its "
+                                    f"{available} bytes on disk can hold")
             self.remaining = self.size
         except BaseException:
             self._f.close()
@@ -228,17 +239,27 @@ class LooseReader:
             if self._adler is not None:
                 self._adler = zlib.adler32(data, self._adler)
         else:
-            while not self._pending:
-                chunk = self._f.read(1 << 20)
-                if not chunk:
-                    raise self._corrupt("truncated")
-                try:
-                    self._pending = self._inflater.decompress(chunk)
-                except zlib.error as exc:
-                    raise self._corrupt(str(exc)) from None
-            data, self._pending = self._pending[:n], self._pending[n:]
+            self._inflate(n)
+            data = self._pending[self._at: self._at + n]
+            self._at += len(data)
         self._sha.update(data)
         return data
+
+    def _inflate(self, n: int) -> None:
+        """Make sure some inflated bytes are pending: at most about ``n`` (and _INFLATE_STEP)
+        at a time, however well the stream compresses, so memory follows what is asked."""
+        while self._at >= len(self._pending):
+            if self._inflater.eof:
+                raise self._corrupt("data ends early")
+            tail = self._inflater.unconsumed_tail
+            chunk = tail if tail else self._f.read(_READ_STEP)
+            try:  # with no input left, zlib may still hold output: ask once more
+                out = self._inflater.decompress(chunk, min(max(n, 64), _INFLATE_STEP))
+            except zlib.error as exc:
+                raise self._corrupt(str(exc)) from None
+            if not out and not chunk:
+                raise self._corrupt("truncated")
+            self._pending, self._at = out, 0
 
     def readinto(self, target: memoryview | bytearray) -> int:
         """Fill ``target`` (as much as is left); returns the bytes written."""
@@ -284,19 +305,38 @@ class LooseReader:
                     pending[-1].join()
             self._adler = None
         else:
+            # inflated a bounded step at a time and copied straight into the target: no
+            # intermediate copy of the whole, whatever the compression ratio
             while done < want:
-                data = self._raw_read(want - done)
-                view[done: done + len(data)] = data
-                done += len(data)
+                self._inflate(want - done)
+                part = memoryview(self._pending)[self._at: self._at + want - done]
+                view[done: done + len(part)] = part
+                self._sha.update(part)
+                self._at += len(part)
+                done += len(part)
         self.remaining -= done
         return done
 
     def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (all that is left when ``n`` < 0)."""
+        """Up to ``n`` bytes (all that is left when ``n`` < 0).
+
+        Memory follows the data that actually arrives: a stored stream holds what its header
+        declares (checked against the file's size on open); a deflated one is read in
+        steps, so a header that lies about the size costs nothing before it is caught.
+        """
         n = self.remaining if n < 0 else min(n, self.remaining)
-        buf = bytearray(n)
-        got = self.readinto(buf)
-        return bytes(buf[:got])
+        if self._stored:
+            buf = bytearray(n)
+            got = self.readinto(buf)
+            return bytes(buf) if got == n else bytes(buf[:got])
+        out = bytearray()
+        while len(out) < n:
+            step = bytearray(min(n - len(out), max(len(out), _INFLATE_STEP)))
+            got = self.readinto(step)
+            if not got:
+                break
+            out += step if got == len(step) else memoryview(step)[:got]
+        return bytes(out)
 
     def finish(self) -> None:
         """Check that the whole object was read and matches its id.
@@ -362,4 +402,56 @@ def open_packed_blob(store: Any, sha: bytes) -> LooseReader | None:
         if type_num != 3 or size < LARGE:
             return None
         return LooseReader(path, sha, offset + i + 1, size)
+    return None
+
+
+def packed_size(store: Any, sha: bytes) -> int | None:
+    """The size of a packed object, from its pack entry's header (for a delta: from the
+    first bytes of the delta), without inflating the object; None if it is in no pack."""
+    from dulwich.pack import PackFileDisappeared
+
+    raw = bytes.fromhex(sha.decode())
+    for pack in list(store.packs):
+        try:
+            offset = pack.index.object_offset(raw)
+            with open(pack._data_path, "rb") as f:
+                f.seek(offset)
+                head = f.read(32)
+                type_num = (head[0] >> 4) & 7
+                size, shift, i = head[0] & 15, 4, 0
+                while head[i] & 0x80:
+                    i += 1
+                    size |= (head[i] & 0x7F) << shift
+                    shift += 7
+                i += 1
+                if type_num not in (6, 7):
+                    return size
+                if type_num == 7:  # REF_DELTA: the base's id comes first
+                    i += 20
+                else:  # OFS_DELTA: a varint offset
+                    while head[i] & 0x80:
+                        i += 1
+                    i += 1
+                f.seek(offset + i)
+                inflater = zlib.decompressobj()
+                delta = b""
+                while len(delta) < 20 and not inflater.eof:
+                    chunk = inflater.unconsumed_tail or f.read(64)
+                    if not chunk:
+                        break
+                    delta += inflater.decompress(chunk, 20 - len(delta))
+        except (KeyError, OSError, IndexError, zlib.error, PackFileDisappeared):
+            continue
+        # a delta starts with two varints: the base's size, then the result's size
+        at = 0
+        for _ in range(2):
+            size, shift = 0, 0
+            while at < len(delta):
+                byte = delta[at]
+                at += 1
+                size |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+        return size
     return None

@@ -6,9 +6,11 @@ Layout (see :mod:`gitstore._git.layout`)::
         <hex[0:2]>/<hex[2:4]>/<hex>/component.yaml      type, version, parameters, input keys
         <hex[0:2]>/<hex[2:4]>/<hex>/<attribute>.<ext>   one blob per attribute, ext = codec
 
-Write path: encode, build blobs; take the version's writer lock (an flock the kernel drops if we
-die); read the tip; edit the three fan-out trees; write every new object as one pack; move the ref
-with compare-and-swap. A crash at any point leaves at most an unreferenced temporary file or pack.
+Write path: encode, build blobs; take the store's write gate shared (so ``gc`` deletes no object
+written but not yet referenced, see :class:`~gitstore._git.objects.WriteGate`) and the version's
+writer lock (flocks the kernel drops if we die); read the tip; edit the three fan-out trees; write
+every new object as one pack; move the ref with compare-and-swap. A crash at any point leaves at
+most an unreferenced temporary file or pack.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from typing import Any, TypeVar
 import yaml
 
 from .. import _yaml
-from .._git.large import LARGE, LooseReader, open_packed_blob, write_loose_blob
+from .._git.large import LARGE, LooseReader, open_packed_blob, packed_size, write_loose_blob
 from .._git.layout import VERSIONS, entry_path, ref_for_version, version_of_ref
-from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, object_id
+from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, WriteGate, object_id
 from .._git.refs import RefFiles
 from .._git.shared import Adjust, shared_adjuster
 from ..codecs import (
@@ -53,7 +55,7 @@ from ..errors import (
 )
 from ..keys import KEY_SCHEME, key_hex, key_of
 from ..params import MISSING, ParameterSet
-from .base import COMPONENT_FILE, AbstractDataStore, Entry
+from .base import COMPONENT_FILE, AbstractDataStore, Entry, check_attribute_name
 
 __all__ = ["Commit", "GitCore", "show_value"]
 
@@ -142,6 +144,7 @@ class GitCore(AbstractDataStore):
         # core.sharedRepository: modes for what we create, as git gives them (None: umask)
         self._shared_perm: Adjust | None = shared_adjuster(self.gitdir)
         self._refs = RefFiles(self.gitdir, self._shared_perm)
+        self._gate = WriteGate(self.gitdir, self._shared_perm)  # gc deletes no object a writer has in flight
         self._local = threading.local()
         self._repos: list[Any] = []
         self._repos_lock = threading.Lock()
@@ -154,6 +157,15 @@ class GitCore(AbstractDataStore):
     # --- opening -------------------------------------------------------------------------------
 
     def _open_or_create(self, create: bool) -> str:
+        try:
+            return self._open_or_create_unchecked(create)
+        except StoreLocationError:
+            raise
+        except OSError as exc:  # a folder we may not even look into (another user's)
+            raise StoreLocationError(f"cannot open a store at {self.path}: "
+                                     f"{exc.strerror or exc}", str(self.path)) from None
+
+    def _open_or_create_unchecked(self, create: bool) -> str:
         from dulwich.repo import Repo
 
         p = self.path
@@ -204,6 +216,7 @@ class GitCore(AbstractDataStore):
         # docstring inherited
         self._closed = True
         self._refs.close()
+        self._gate.close()
         _close_all(self._repos, self._repos_lock)
         self._local = threading.local()
 
@@ -220,22 +233,30 @@ class GitCore(AbstractDataStore):
             yield self  # nested: the outer batch commits
             return
         pending = _Pending()
-        self._local.pending = pending
-        try:
-            yield self
-            self._local.pending = None
-            with _disk_errors():
-                self._commit(pending, message)
-        finally:
-            self._local.pending = None
+        # the write gate, once a large blob is written, is held until the commit (see _put)
+        with ExitStack() as held:
+            self._local.pending, self._local.held = pending, held
+            try:
+                yield self
+                self._local.pending = None
+                with _disk_errors(self.gitdir):
+                    self._commit(pending, message)
+            finally:
+                self._local.pending = self._local.held = None
 
     # --- primitives ----------------------------------------------------------------------------
 
     def _put(self, key: str, description: dict[str, Any], attribute: str, codec: Codec,
              payload: Payload) -> None:
         # docstring inherited
-        with _disk_errors():
-            self._put_unchecked(key, description, attribute, codec, payload)
+        with _disk_errors(self.gitdir):
+            held = getattr(self._local, "held", None)
+            if held is not None and not self._gate.held:
+                # in a batch: a large blob written now must stay safe from gc until the
+                # batch commits
+                held.enter_context(self._gate.shared())
+            with self._gate.shared():
+                self._put_unchecked(key, description, attribute, codec, payload)
 
     def _put_unchecked(self, key: str, description: dict[str, Any], attribute: str,
                        codec: Codec, payload: Payload) -> None:
@@ -357,17 +378,27 @@ class GitCore(AbstractDataStore):
         try:
             data = reader.read()
             reader.finish()
+        except CorruptEntryError:
+            return self._read_blob(sha)  # a damaged loose copy: a packed one may be good
         finally:
             reader.close()
         self._cache_blob(sha, data)
         return data
 
     def _blob_size(self, sha: bytes) -> int:
-        blob = self._open_blob(sha)
-        if isinstance(blob, bytes):
-            return len(blob)
-        blob.close()
-        return blob.size
+        """A blob's size from its header (loose) or its pack entry: nothing is inflated."""
+        cached = self._blob_cache.get(sha)
+        if cached is not None:
+            return len(cached)
+        hex_id = sha.decode()
+        try:
+            with LooseReader(os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:]),
+                             sha) as reader:
+                return reader.size
+        except FileNotFoundError:
+            pass
+        size = packed_size(self._db().store, sha)
+        return size if size is not None else len(self._read_blob(sha))
 
     def _cache_blob(self, sha: bytes, data: bytes) -> None:
         if len(data) <= 1 << 20:  # small, verified blobs are kept (immutable by id)
@@ -411,7 +442,7 @@ class GitCore(AbstractDataStore):
             pending.notes.setdefault(ref, []).append(f"delete {what} {key_hex(key)[:12]}")
             pending.keys.setdefault(ref, []).append(key)
         if removed and own is None:
-            with _disk_errors():
+            with _disk_errors(self.gitdir):
                 self._commit(pending, None)
         return removed
 
@@ -474,8 +505,13 @@ class GitCore(AbstractDataStore):
     def _commit(self, pending: _Pending, message: str | None) -> None:
         if not pending.edits:
             return
+        with self._gate.shared():  # from the first object written until the refs have moved
+            self._commit_locked(pending, message)
+
+    def _commit_locked(self, pending: _Pending, message: str | None) -> None:
         db = self._db()
         refs = sorted(pending.edits)
+        landed: list[str] = []  # refs moved so far
         for _attempt in range(20):
             with ExitStack() as locks:
                 for ref in refs:
@@ -497,15 +533,38 @@ class GitCore(AbstractDataStore):
                     db.remember_commit(commit_id, tree)
                     updates.append((ref, old, commit_id))
                 if not updates:
+                    # the same content is stored already; but if its copy is damaged, this
+                    # store is the chance to leave a good one (reads fall back to it)
+                    damaged: list[Obj] = [(BLOB, data, sha) for sha, data in
+                                          pending.blobs.items() if not db.is_intact(sha, BLOB)]
+                    if damaged:
+                        db.write_pack(damaged)
                     return
                 db.write_pack(objects)
-                if all(self._refs.compare_and_swap(r, o, n) for r, o, n in updates):
+                try:
+                    moved = all(self._swap(r, o, n, landed) for r, o, n in updates)
+                except OSError as exc:
+                    if not landed or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    # a batch over several versions: say what is true
+                    raise DiskFullError(
+                        f"no space left to store: {exc.strerror}; committed: version(s) "
+                        f"{', '.join(version_of_ref(r) for r in landed)}; not committed: "
+                        f"{', '.join(version_of_ref(r) for r in refs if r not in landed)}"
+                    ) from None
+                if moved:
                     break
                 # a git process moved a ref under us; what moved stays moved, redo the rest
                 refs = [r for r, o, n in updates if self._refs.read(r) != n]
         else:
             raise ConcurrencyError("a ref kept moving under gitstore's writer lock")
         db.maybe_merge()
+
+    def _swap(self, ref: str, old: bytes | None, new: bytes, landed: list[str]) -> bool:
+        moved = self._refs.compare_and_swap(ref, old, new)
+        if moved:
+            landed.append(ref)
+        return moved
 
     def _commit_bytes(self, tree: bytes, parent: bytes | None, message: str,
                       more_parents: list[bytes] | None = None) -> bytes:
@@ -618,6 +677,9 @@ class GitCore(AbstractDataStore):
             EntryNotFoundError: no key starts so.
             AmbiguousKeyError: several do (``.candidates`` lists them).
         """
+        if not isinstance(prefix, str):
+            raise EntryNotFoundError(f"{prefix!r} is not a key or key prefix (a key is a "
+                                     f"string of hex digits, not a {type(prefix).__name__})")
         digest = key_hex(prefix.strip()).lower()
         if not digest or digest.strip("0123456789abcdef"):
             raise EntryNotFoundError(f"{prefix!r} is not a key or key prefix (hex digits)")
@@ -651,8 +713,10 @@ class GitCore(AbstractDataStore):
 
         Raises:
             EntryNotFoundError: no such entry or attribute.
+            InvalidAttributeNameError: ``attribute`` cannot be an attribute's name.
             UntrustedDataError: a pickle, without ``allow_pickle=True`` (not for ``raw``).
         """
+        check_attribute_name(attribute)
         entry = self.find(key)
         found = self._get(entry.key, attribute, entry.version)
         if found is None:
@@ -727,14 +791,21 @@ def show_value(value: Any) -> Any:
 
 
 @contextmanager
-def _disk_errors() -> Iterator[None]:
-    """A full disk becomes DiskFullError (the writers have already removed their temporaries)."""
+def _disk_errors(gitdir: str) -> Iterator[None]:
+    """A full disk becomes DiskFullError, a store we may not write to StoreLocationError (the
+    writers have already removed their temporaries)."""
     try:
         yield
+    except StoreError:
+        raise
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise DiskFullError(f"no space left to store: {exc.strerror}; nothing was "
                                 "written (the store is as it was)") from None
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise StoreLocationError(
+                f"cannot write to the store at {gitdir}: {exc.strerror} (a read-only store, "
+                "or one owned by another user); nothing was written", gitdir) from None
         raise
 
 

@@ -151,28 +151,76 @@ class MaintenanceMixin(GitCore):
                 pass
 
     def gc(self) -> None:
-        """Repack everything into one pack and drop unreachable objects (runs ``git gc``).
+        """Repack every reachable object into one pack and delete the unreachable ones *now*
+        (the versions :meth:`prune` removed give their space back at once).
+
+        Protocol (see :class:`~gitstore._git.objects.WriteGate`): a writer holds the store's
+        write gate shared from its first object written until its ref has moved; gc holds it
+        exclusive while it decides what is unreachable and deletes it. So while gc deletes,
+        no writer has an object that is written but not yet referenced, and an object
+        unreachable from the refs is garbage, whatever its age (git's own ``gc`` keeps such
+        objects two weeks because it cannot know). Stores wait while gc runs, then go on;
+        reads never wait. Under the gate gc runs ``git repack -a -d`` (every object
+        reachable from the refs, reflogs and index into one pack; the old packs, with the
+        unreachable objects in them, go) and deletes the loose objects ``git prune`` names
+        as unreachable. Temporary files are not gc's to delete unless they are over an
+        hour old (a killed writer's): a live writer's temporaries are never touched. git
+        processes other than gitstore (in a repository shared with a working tree) do not
+        take the gate, as with ``git gc --prune=now``.
 
         git streams objects from disk, so memory stays small however large the store is;
         gitstore's own pack merging keeps the pack count bounded between ``gc`` runs.
 
         Raises:
-            StoreError: git is not installed or failed.
+            StoreError: git is not installed or failed, or gc was called inside a batch.
         """
         git = shutil.which("git")
         if git is None:
             raise StoreError("gc needs the git command-line tool")
+        if self._gate.held:
+            raise StoreError("gc cannot run inside a batch (it waits for the batch to end)")
+        base = [git, "--git-dir", self.gitdir]
         with self._refs.locked("gitstore-gc"):  # one gitstore gc at a time
             # a gc killed midway leaves git's lock files (packed-refs.lock, commit-graph.lock,
             # ...): with no gitstore gc running (we hold its lock), one that stays for a few
-            # seconds is stale, as git holds them for milliseconds; and gc.pid can name a
-            # zombie no init reaps, hence --force
+            # seconds is stale, as git holds them for milliseconds
             self._clear_stale_git_locks()
-            # gc.packRefs=false: packing would delete loose refs that writers rewrite in place
-            # (see RefFiles.compare_and_swap) while they run; one ref per version needs no
-            # packing anyway
-            result = subprocess.run([git, "--git-dir", self.gitdir, "-c", "gc.packRefs=false",
-                                     "gc", "--quiet", "--force"],
-                                    capture_output=True, text=True)
-        if result.returncode != 0:
-            raise StoreError(f"git gc failed: {result.stderr.strip()}")
+            with self._gate.exclusive():
+                result = subprocess.run([*base, "repack", "-a", "-d", "-q"],
+                                        capture_output=True, text=True)
+                if result.returncode != 0:
+                    raise StoreError(f"git repack failed: {result.stderr.strip()}")
+                # `git prune --expire=now` would also delete every temporary file, a
+                # concurrent fetch's included: let it only name the unreachable objects
+                listed = subprocess.run([*base, "prune", "--dry-run", "--expire=now"],
+                                        capture_output=True, text=True)
+                if listed.returncode != 0:
+                    raise StoreError(f"git prune failed: {listed.stderr.strip()}")
+                objects = Path(self.gitdir) / "objects"
+                for line in listed.stdout.splitlines():
+                    sha = line.split(" ", 1)[0]
+                    if len(sha) == 40 and not sha.strip("0123456789abcdef"):
+                        _remove_file(objects / sha[:2] / sha[2:])
+                self._remove_old_temporaries(objects)
+
+    def _remove_old_temporaries(self, objects: Path) -> None:
+        """Delete ``tmp_*`` files over :data:`TEMP_GRACE_SECONDS` old (a killed writer's)."""
+        limit = time.time() - TEMP_GRACE_SECONDS
+        for pattern in ("tmp_*", "pack/tmp_*", "[0-9a-f][0-9a-f]/tmp_*"):
+            for path in objects.glob(pattern):
+                try:
+                    if path.is_file() and path.lstat().st_mtime < limit:
+                        path.unlink()
+                except FileNotFoundError:
+                    pass
+
+
+#: a temporary file this old belongs to a writer that died (no write takes an hour)
+TEMP_GRACE_SECONDS = 3600.0
+
+
+def _remove_file(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
