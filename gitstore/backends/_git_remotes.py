@@ -8,6 +8,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from .._git.connectivity import check_connected
@@ -20,7 +21,7 @@ from .._git.layout import (
     version_ref_problem,
 )
 from .._git.merge import is_ancestor, merge_base, merge_trees
-from .._git.objects import COMMIT, Obj, object_id
+from .._git.objects import COMMIT, Obj, WriteGate, object_id
 from .._git.packgen import generate_pack_data
 from .._git.refs import RefFiles
 from .._git.refs import _is_hex_sha
@@ -145,7 +146,7 @@ class RemotesMixin(GitCore):
                         f"remote {remote} has no version {', '.join(missing)}")
 
         remote_dir = local_gitdir(url)
-        with incoming(self.gitdir, self._shared_perm) as quarantine:
+        with ExitStack() as gate, incoming(self.gitdir, self._shared_perm) as quarantine:
             if remote_dir is not None and os.path.realpath(remote_dir) != os.path.realpath(
                     self.gitdir):
                 # on this machine: link its packs, no pack protocol (see receive_local)
@@ -161,11 +162,13 @@ class RemotesMixin(GitCore):
                 check_connected(quarantine.store(), found,
                                 set(self._refs.list(NAMESPACE + "/").values()),
                                 quarantine.git())
-                quarantine.admit()
-        for ref, sha in found.items():
-            local = f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
-            with self._refs.locked(local):
-                self._refs.compare_and_swap(local, self._refs.read(local), sha)
+            # from the objects' arrival until the refs name them, gc must not drop them
+            gate.enter_context(self._gate.shared())
+            quarantine.admit()
+            for ref, sha in found.items():
+                local = f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
+                with self._refs.locked(local):
+                    self._refs.compare_and_swap(local, self._refs.read(local), sha)
         return {version_of_ref(ref): sha.decode() for ref, sha in found.items()}
 
     def pull(self, remote: str, version: str | None = None, prefer: str | None = None,
@@ -234,32 +237,36 @@ class RemotesMixin(GitCore):
     def _push_local(self, remote_dir: str, local: dict[str, bytes], repo: Any
                     ) -> dict[str, str | None]:
         """Push to a repository on this machine: link our objects in, then move each ref
-        under that repository's own writer locks, fast-forwards only."""
-        with no_merges(self.gitdir, self._shared_perm):
-            link_objects(self.gitdir, remote_dir)
+        under that repository's own writer locks, fast-forwards only; its write gate is held
+        from the first object linked until the refs have moved (its gc drops none of them)."""
+        their_gate = WriteGate(remote_dir)
         theirs = RefFiles(remote_dir)
         status: dict[str, str | None] = {}
         try:
-            for ref, sha in local.items():
-                with theirs.locked(ref):
-                    current = theirs.read(ref)
-                    if current == sha:
-                        continue
-                    if current is None or (current in repo.object_store and
-                                           is_ancestor(repo, current, sha)):
-                        moved = theirs.compare_and_swap(ref, current, sha)
-                        status[ref] = None if moved else "the remote ref moved"
-                    else:
-                        status[ref] = "non-fast-forward"
+            with their_gate.shared():
+                with no_merges(self.gitdir, self._shared_perm):
+                    link_objects(self.gitdir, remote_dir)
+                for ref, sha in local.items():
+                    with theirs.locked(ref):
+                        current = theirs.read(ref)
+                        if current == sha:
+                            continue
+                        if current is None or (current in repo.object_store and
+                                               is_ancestor(repo, current, sha)):
+                            moved = theirs.compare_and_swap(ref, current, sha)
+                            status[ref] = None if moved else "the remote ref moved"
+                        else:
+                            status[ref] = "non-fast-forward"
         finally:
             theirs.close()
+            their_gate.close()
         return status
 
     def _merge_in(self, ref: str, theirs: bytes, remote: str, prefer: str | None) -> str:
         """Merge commit ``theirs`` into the local ``ref`` (fast-forward when possible)."""
         db = self._db()
         repo = db.repo
-        with self._refs.locked(ref):
+        with self._gate.shared(), self._refs.locked(ref):  # the merge commit's pack: see gc
             ours = self._refs.read(ref)
             if ours is None:
                 self._refs.compare_and_swap(ref, None, theirs)
