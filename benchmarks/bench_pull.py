@@ -3,14 +3,17 @@
     python benchmarks/bench_pull.py [--entries 3000] [--repeat 3]
 
 A remote store of N entries (one commit each); a fresh store pulls it in full, then pulls
-10 new entries; over a path (packs linked) and over git daemon (packs indexed). Prints the
-best of ``--repeat`` runs in ms.
+10 new entries; over a path (packs linked) and over git daemon (packs indexed). The yardstick,
+measured in the same run: the git CLI fetching the same refs into a fresh bare repository
+(``git fetch`` over the same path or git:// URL, which also checks connectivity). Prints the best
+of ``--repeat`` runs in ms and gitstore / git.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,10 +68,26 @@ def main() -> None:
                             elapsed = timed(lambda: pull(prefix + "src.git"))
                     results.setdefault(f"{kind} {label}", []).append(elapsed)
                 dst.close()
+                bare = work / f"git-{kind}-{rep}.git"
+                subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+                with git_daemon(served) as prefix:
+                    url = str(served / "src.git") if kind == "path" else prefix + "src.git"
+                    for label in ("full", "+10"):
+                        if label == "+10":
+                            for _ in range(10):
+                                fresh += 1
+                                src.store(SimpleComponent({"x": fresh}, version="v1"), "value", 1)
+                        elapsed = timed(lambda: subprocess.run(
+                            ["git", "--git-dir", str(bare), "fetch", "-q", url,
+                             "+refs/gitstore/*:refs/gitstore/*"], check=True))
+                        results.setdefault(f"git CLI {kind} {label}", []).append(elapsed)
         src.close()
         for name, runs in results.items():
-            print(f"pull {name:9s} best {min(runs) * 1000:8.1f} ms   "
-                  f"runs {[round(r * 1000) for r in runs]}")
+            if name.startswith("git CLI"):
+                continue
+            ours, git = min(runs), min(results[f"git CLI {name}"])
+            print(f"pull {name:9s} best {ours * 1000:8.1f} ms   git fetch {git * 1000:8.1f} ms"
+                  f"   ratio {ours / git:5.2f}   runs {[round(r * 1000) for r in runs]}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -362,7 +362,8 @@ def diff(
 
 @command()
 def gc() -> None:
-    """Repack the store into one pack and drop unreachable objects (runs git gc).
+    """Repack the store into one pack and delete unreachable objects now (never a concurrent
+    writer's: gc waits for writers in flight and holds new ones off while it runs).
 
     Example: gitstore gc
     """
