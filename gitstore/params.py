@@ -183,10 +183,12 @@ def _parse_text(text: str, source: str, ext: str, namespace: Mapping[str, Any] |
         data = load_yaml(text, source)
         if literal:
             try:
-                other = _parse_literal(text, source, namespace, nesting)
+                other = _parse_literal(text, source, namespace, nesting, fetch=False)
+            except _Differs:
+                other = MISSING  # url("..."): a parameter set there, a string in YAML
             except ParameterFileError:
                 return data  # YAML flow style, and no literal: one meaning
-            if not _same_tree(other, data):
+            if other is MISSING or not _same_tree(other, data):
                 raise ParameterFileError(
                     source, None, "ambiguous: this text reads both as YAML and as the "
                     "parameters package's literal format, with different values (None, tuples "
@@ -213,8 +215,12 @@ _SWEEP_CALLS = ("ParameterRange", "ParameterTable", "ParameterSpace", "GammaDist
                 "UniformDist", "NormalDist")
 
 
+class _Differs(Exception):
+    """The literal reading needs a URL fetched: it is not the YAML reading."""
+
+
 def _parse_literal(text: str, source: str, namespace: Mapping[str, Any] | None = None,
-                   nesting: int = 0) -> Any:
+                   nesting: int = 0, fetch: bool = True) -> Any:
     """Read the ``parameters`` package's format with a literal parser (never ``eval``).
 
     Accepted: numbers, strings, bytes, ``None``, ``True``/``False`` (and ``true``, ``false``,
@@ -246,7 +252,7 @@ def _parse_literal(text: str, source: str, namespace: Mapping[str, Any] | None =
     names = dict(_NAMES)
     if namespace:
         names.update(namespace)
-    reader = _LiteralReader(text, source, names, escaped, nesting)
+    reader = _LiteralReader(text, source, names, escaped, nesting, fetch)
     data = reader.value(tree.body, 0, True)
     if data is None:
         return {}
@@ -257,7 +263,8 @@ def _parse_literal(text: str, source: str, namespace: Mapping[str, Any] | None =
 
 class _LiteralReader:
     def __init__(self, text: str, source: str, names: dict[str, Any], escaped: bool,
-                 nesting: int) -> None:
+                 nesting: int, fetch: bool) -> None:
+        self.fetch = fetch
         self.lines = text.split("\n")
         self.source = source
         self.names = names
@@ -333,6 +340,8 @@ class _LiteralReader:
             if func == "url" and not isinstance(arg, str):
                 raise self.fail(node, "url(...) takes one string")
             if isinstance(arg, str):
+                if not self.fetch:
+                    raise _Differs()
                 if self.nesting >= MAX_URL_NESTING:
                     raise self.fail(node, f"url(...) values nest more than {MAX_URL_NESTING} "
                                     "deep (a file that includes itself?)")
@@ -489,7 +498,9 @@ class ParameterSet(dict[str, Any]):
             child[rest] = value
             return
         if isinstance(value, Mapping) and not isinstance(value, ParameterSet):
-            value = ParameterSet(value, _label_of(value) or name)
+            converted = ParameterSet(value, _label_of(value) or name)
+            object.__setattr__(converted, "_url", _url_of(value))
+            value = converted
         super().__setitem__(name, value)
 
     def flat_add(self, name: str, value: Any) -> None:
@@ -804,6 +815,12 @@ def _label_of(value: Any) -> Any:
     return label if isinstance(label, str) else None
 
 
+def _url_of(value: Any) -> str | None:
+    """Where a ParameterSet (ours or the parameters package's) was read from."""
+    url = getattr(value, "__dict__", {}).get("_url")
+    return url if isinstance(url, str) else None
+
+
 def _tree_copy(node: ParameterSet, depth: int, deep: bool) -> ParameterSet:
     if depth > MAX_DEPTH:
         raise _too_deep("")
@@ -909,6 +926,7 @@ def _fill(target: ParameterSet, data: Mapping[Any, Any], path: str, depth: int) 
         if isinstance(value, Mapping):
             if existing is MISSING:
                 existing = ParameterSet(label=_label_of(value) or last)
+                object.__setattr__(existing, "_url", _url_of(value))
                 dict.__setitem__(node, last, existing)
             elif not isinstance(existing, ParameterSet):
                 raise _clash(_join(path, name), where)

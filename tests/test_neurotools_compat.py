@@ -404,3 +404,18 @@ def test_seed_scenarios_with_parameters_package_sets(store: Any) -> None:
     assert {e.key for e in store.entries()} == {key_of(c1), key_of(c4)}
     store.delete(c1, "data")
     assert store.retrieve(c1, "data") is None
+
+
+def test_url_values_nest_and_a_yaml_file_is_never_fetched_through(tmp_path: Path) -> None:
+    (tmp_path / "inner.param").write_text('{\n  "tau": 2.0,\n}')
+    outer = tmp_path / "outer.param"
+    outer.write_text(f'{{\n  "cell": url("file://{tmp_path}/inner.param"),\n}}')
+    p = ParameterSet(str(outer))
+    assert p == {"cell": {"tau": 2.0}} and p.cell._url == f"file://{tmp_path}/inner.param"
+    assert p.pretty() == f'{{\n  "cell": url("file://{tmp_path}/inner.param"),\n}}'
+    (tmp_path / "loop.param").write_text(f'{{"me": url("file://{tmp_path}/loop.param")}}')
+    with pytest.raises(ParameterFileError, match="nest"):
+        ParameterSet(str(tmp_path / "loop.param"))
+    (tmp_path / "u.yaml").write_text(f'{{"cell": url("file://{tmp_path}/inner.param")}}')
+    with pytest.raises(ParameterFileError, match="ambiguous"):
+        ParameterSet(str(tmp_path / "u.yaml"))
