@@ -357,8 +357,10 @@ class _LiteralReader:
             raise self.fail(node, "ref(...) is not read here: load the file with "
                             "parameters.load_parameters (which resolves references), or write "
                             "the value itself")
-        if func in self.names or func in ("url", "ParameterSet"):
+        if func in ("url", "ParameterSet"):
             raise self.fail(node, f"{func}(...) takes one argument")
+        if func in self.names:
+            raise self.fail(node, f"{func}(...): calls are not read (only url(\"...\"))")
         raise ParameterNameError(self.source, node.lineno, f"name {func!r} is not defined: "
                                  "the literal format holds no calls but url(\"...\")")
 
