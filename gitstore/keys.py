@@ -22,6 +22,9 @@ Values with no faithful encoding are refused with
 :class:`~gitstore.errors.UnhashableParameterError`: strings holding lone surrogates (not
 Unicode text), integers too long for ``str()`` (``sys.get_int_max_str_digits``), and values
 nested deeper than :data:`MAX_DEPTH` levels (which includes every value that contains itself).
+A ``parameters.ParameterRange`` or ``ParameterDist`` (a sweep, not one value) is refused with
+:class:`~gitstore.errors.SweepParameterError`: key each point of
+:func:`gitstore.params.points` instead.
 
 Changing anything here changes keys: ``tests/data/golden_keys.yaml`` pins them. A new encoding
 must come with a new scheme name.
