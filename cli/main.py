@@ -164,7 +164,7 @@ def ls(
         dates: dict[str, dict[str, float]] = {}
         for entry in store.entries(version=version, type=type_):
             if wanted:
-                flat = ParameterSet(entry.component.get("parameters") or {}).flat() \
+                flat = ParameterSet(entry.component.get("parameters") or {}).flatten() \
                     if entry.problem is None else {}
                 if any(flat.get(k) != v for k, v in wanted.items()):
                     continue

@@ -10,18 +10,25 @@ import functools
 import hashlib
 import inspect
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import InvalidComponentError, StoreLocationError
 
-__all__ = ["full_type", "get_inputs", "get_parameters", "get_version", "source_version",
-           "version_text"]
+__all__ = ["full_type", "get_inputs", "get_parameters", "get_version", "main_module_name",
+           "source_version", "version_text"]
 
 
 def full_type(component: Any) -> str:
-    """``component.full_type`` (attribute or method) if it has one, else ``module.QualName``."""
+    """``component.full_type`` (attribute or method) if it has one, else ``module.QualName``.
+
+    A class defined in a script run as ``python pipeline.py`` has the module ``__main__``;
+    it is named by the module the script is imported as (``pipeline.Stimulus``, or
+    ``pkg.pipeline.Stimulus`` when its folder is a package), so the script and the code that
+    imports it give one key (see :func:`main_module_name`). ``full_type`` overrides all this.
+    """
     given = getattr(component, "full_type", None)
     if callable(given):
         given = given()
@@ -32,7 +39,42 @@ def full_type(component: Any) -> str:
             )
         return given
     cls = type(component)
-    return f"{cls.__module__}.{cls.__qualname__}"
+    module = cls.__module__
+    if module == "__main__":
+        module = main_module_name()
+    return f"{module}.{cls.__qualname__}"
+
+
+def main_module_name() -> str:
+    """The importable name of the ``__main__`` module, as joblib resolves ``__main__``.
+
+    ``python -m pkg.tool``: ``pkg.tool`` (from ``__main__.__spec__``). ``python path/tool.py``:
+    ``tool``, prefixed by the enclosing folders that are packages (hold ``__init__.py``):
+    ``pkg.tool``. ``"__main__"`` itself when there is no script file (a REPL, a notebook,
+    ``python -c``) or its name is not importable (``my-tool.py``).
+    """
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    spec_name = getattr(spec, "name", None)
+    if isinstance(spec_name, str) and spec_name and spec_name != "__main__":
+        return spec_name
+    file = getattr(main, "__file__", None)
+    return _script_module_name(file) if isinstance(file, str) else "__main__"
+
+
+@functools.lru_cache(maxsize=64)
+def _script_module_name(file: str) -> str:
+    path = Path(os.path.abspath(file))
+    if path.suffix != ".py":
+        return "__main__"
+    parts = [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file() and folder.parent != folder:
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    if not all(part.isidentifier() for part in parts):
+        return "__main__"
+    return ".".join(parts)
 
 
 def get_parameters(component: Any) -> Mapping[str, Any] | None:

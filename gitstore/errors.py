@@ -8,8 +8,12 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
     │   ├── InvalidComponentError        a component lacks an attribute (.attribute)
     │   ├── CyclicInputError             inputs form a loop (.cycle)
     │   └── UnhashableParameterError     a value cannot be keyed (.path, .value_type)
+    │       └── SweepParameterError      a ParameterRange/ParameterDist used as one value
     ├── ParameterError (ValueError)      a malformed parameter set
-    │   └── ParameterFileError           malformed YAML (.source, .line)
+    │   ├── ParameterTypeError (TypeError)  a ParameterSet built from what is no mapping
+    │   └── ParameterFileError           malformed YAML or literal text, a failed URL (.source, .line)
+    │       ├── ParameterSyntaxError (SyntaxError)  literal text that does not parse
+    │       └── ParameterNameError (NameError)      literal text naming an unknown name
     ├── InvalidAttributeNameError (ValueError)
     ├── InvalidArgumentError (ValueError)  an argument out of range (prune's bounds)
     ├── DataError
@@ -48,9 +52,13 @@ __all__ = [
     "MergeConflictError",
     "ParameterError",
     "ParameterFileError",
+    "ParameterNameError",
+    "ParameterSyntaxError",
+    "ParameterTypeError",
     "RemoteError",
     "StoreError",
     "StoreLocationError",
+    "SweepParameterError",
     "UnhashableParameterError",
     "UnknownCodecError",
     "UnsupportedDataError",
@@ -93,8 +101,18 @@ class UnhashableParameterError(ComponentError):
         super().__init__(msg + (f": {reason}" if reason else ""))
 
 
+class SweepParameterError(UnhashableParameterError):
+    """A ``parameters.ParameterRange`` (or ``ParameterDist``) was given where one value is
+    keyed: it describes a sweep. Iterate its points with :func:`gitstore.params.points`."""
+
+
 class ParameterError(GitStoreError, ValueError):
     """A parameter set is malformed."""
+
+
+class ParameterTypeError(ParameterError, TypeError):
+    """A ParameterSet was asked to be built from something that is no mapping, text or path
+    (a ``TypeError`` too, as in the ``parameters`` package)."""
 
 
 class ParameterFileError(ParameterError):
@@ -106,6 +124,16 @@ class ParameterFileError(ParameterError):
         self.line = line
         where = f"{source}, line {line}" if line is not None else source
         super().__init__(f"{where}: {problem}")
+
+
+class ParameterSyntaxError(ParameterFileError, SyntaxError):
+    """Parameter text in the ``parameters`` package's literal format does not parse (a
+    ``SyntaxError`` too, as that package raised)."""
+
+
+class ParameterNameError(ParameterFileError, NameError):
+    """Parameter text in the literal format names something that is not a literal (a
+    ``NameError`` too, as that package raised)."""
 
 
 class InvalidAttributeNameError(GitStoreError, ValueError):

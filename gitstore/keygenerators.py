@@ -38,7 +38,7 @@ def join_with_underscores(component: Any) -> str:
     """
     params = ParameterSet(get_parameters(component) or {})
     parts = [full_type(component).rsplit(".", 1)[-1], _version(get_version(component))]
-    parts += [f"{name}={value}" for name, value in sorted(params.flat().items())]
+    parts += [f"{name}={value}" for name, value in sorted(params.flatten().items())]
     readable = _UNSAFE.sub("-", "_".join(parts)).strip(".")[:_MAX_READABLE]
     return f"{readable}_{key_of(component).rpartition(':')[2][:16]}"
 

@@ -22,6 +22,9 @@ Values with no faithful encoding are refused with
 :class:`~gitstore.errors.UnhashableParameterError`: strings holding lone surrogates (not
 Unicode text), integers too long for ``str()`` (``sys.get_int_max_str_digits``), and values
 nested deeper than :data:`MAX_DEPTH` levels (which includes every value that contains itself).
+A ``parameters.ParameterRange`` or ``ParameterDist`` (a sweep, not one value) is refused with
+:class:`~gitstore.errors.SweepParameterError`: key each point of
+:func:`gitstore.params.points` instead.
 
 Changing anything here changes keys: ``tests/data/golden_keys.yaml`` pins them. A new encoding
 must come with a new scheme name.
@@ -36,10 +39,15 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .component import full_type, get_inputs, get_parameters, get_version
-from .errors import CyclicInputError, ParameterError, UnhashableParameterError
+from .errors import (
+    CyclicInputError,
+    ParameterError,
+    SweepParameterError,
+    UnhashableParameterError,
+)
 
 __all__ = ["KEY_SCHEME", "MAX_DEPTH", "PinnedKey", "canonical_bytes", "expand_dotted", "key_hex",
-           "key_of", "split_key"]
+           "key_of", "split_key", "sweep_kind"]
 
 KEY_SCHEME = "k1-sha256"
 #: how deeply values may nest (lists, mappings, sets); deeper is refused, never a RecursionError
@@ -115,7 +123,31 @@ def _encode(value: Any, path: str, out: list[bytes], depth: int = 0) -> None:
     elif _is_numpy(value):
         _encode_numpy(value, path, out)
     else:
-        raise UnhashableParameterError(path, f"{t.__module__}.{t.__qualname__}")
+        _refuse(value, path)
+
+
+def sweep_kind(value: Any) -> str | None:
+    """``"ParameterRange"`` or ``"ParameterDist"`` for the ``parameters`` package's sweep
+    values (and their subclasses), else None."""
+    for cls in type(value).__mro__:
+        if cls.__name__ in ("ParameterRange", "ParameterDist") and \
+                cls.__module__.split(".")[0] == "parameters":
+            return cls.__name__
+    return None
+
+
+def _refuse(value: Any, path: str) -> None:
+    t = type(value)
+    name = f"{t.__module__}.{t.__qualname__}"
+    kind = sweep_kind(value)
+    if kind is not None:
+        raise SweepParameterError(
+            path, name, f"a {kind} describes a sweep (many values), not one value: key each "
+            "point of the parameters.ParameterSpace, e.g. for p in gitstore.params.points(space)")
+    if t.__name__ == "ParameterReference" and t.__module__.split(".")[0] == "parameters":
+        raise UnhashableParameterError(
+            path, name, "a reference to another parameter: call replace_references() first")
+    raise UnhashableParameterError(path, name)
 
 
 def _is_numpy(value: Any) -> bool:

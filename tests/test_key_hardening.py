@@ -425,7 +425,7 @@ def test_copy_refuses_a_store_with_a_damaged_description(tmp_path: Path) -> None
 def test_a_parameterset_that_contains_itself_is_refused_not_recursed() -> None:
     p = ParameterSet({"a": 1})
     p.me = p  # an assignment keeps the object: a loop
-    for use in (p.to_yaml, p.as_dict, p.flat, p.copy):
+    for use in (p.to_yaml, p.as_dict, p.flatten, p.copy):  # flatten: the old dict flat()
         with pytest.raises(ParameterError, match="deep"):
             use()
     with pytest.raises(UnhashableParameterError, match="deep"):
@@ -467,7 +467,7 @@ def test_parameterset_and_keys_refuse_the_same_clashes(a: dict[Any, Any]) -> Non
     else:
         p = ParameterSet(a)
         assert key_of(T(ParameterSet(p.to_yaml()))) == key_of(T(p)) or \
-            any(isinstance(v, tuple) for v in p.flat().values())  # YAML writes tuples as lists
+            any(isinstance(v, tuple) for v in p.flatten().values())  # YAML writes tuples as lists
 
 
 def test_structured_arrays_with_complex_fields_key_and_store(tmp_path: Path) -> None:

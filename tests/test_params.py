@@ -65,7 +65,7 @@ def test_from_parameters_package() -> None:
 
 def test_flat_diff_pretty() -> None:
     p = ParameterSet(YAML)
-    assert p.flat()["network.exc.tau_m"] == 20.0 and len(p.flat()) == 5
+    assert p.flatten()["network.exc.tau_m"] == 20.0 and len(p.flatten()) == 5
     q = p.copy()
     q["network.exc.tau_m"] = 25.0
     q["extra"] = 1
@@ -73,7 +73,7 @@ def test_flat_diff_pretty() -> None:
     assert p.diff(q) == {"network.exc.tau_m": (20.0, 25.0), "extra": (MISSING, 1),
                          "label": ("run", MISSING)}
     assert p.diff(p.copy()) == {}
-    assert "tau_m: 20.0" in p.pretty()
+    assert '"tau_m": 20.0,' in p.pretty()  # the parameters package's format
 
 
 def test_copy_is_deep_and_equality() -> None:
@@ -114,7 +114,7 @@ def test_not_a_mapping() -> None:
     with pytest.raises(ParameterError):
         ParameterSet(42)  # type: ignore[arg-type]
     # names that are not strings are kept as they are (issue 11: they key and list like any)
-    assert ParameterSet({1: 2, "w": {0: 0.5}}).flat() == {"[1]": 2, "w[0]": 0.5}
+    assert ParameterSet({1: 2, "w": {0: 0.5}}).flatten() == {"[1]": 2, "w[0]": 0.5}
 
 
 def test_missing_file(tmp_path: Path) -> None:

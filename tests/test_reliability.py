@@ -139,7 +139,7 @@ def test_ten_thousand_parameters_work(tmp_path: Path) -> None:
     s = GitDataStore(tmp_path / "s")
     big = SimpleComponent({f"group{g}": {f"p{i}": i * 0.5 for i in range(g * 100, g * 100 + 100)}
                            for g in range(100)})
-    assert len(ParameterSet(big.parameters).flat()) == 10_000
+    assert len(ParameterSet(big.parameters).flatten()) == 10_000
     s.store(big, "v", "ok")
     assert s.retrieve(big, "v") == "ok"
     git("--git-dir", str(tmp_path / "s"), "fsck", "--strict")

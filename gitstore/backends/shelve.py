@@ -133,6 +133,24 @@ class ShelveDataStore(AbstractDataStore):
                 pass
         return True
 
+    def _read_entry(self, name: str) -> tuple[bytes, tuple[str, ...]] | None:
+        """The description and attribute names of the database ``name``; None when it is not
+        an entry of this store (every entry holds a description from its first write): a
+        folder or a file named ``*.dir``, another tool's dbm file, an unreadable index."""
+        if not os.path.isfile(self._path(name) + ".dir") or \
+                not os.path.isfile(self._path(name) + ".dat"):
+            return None
+        try:
+            with dbm.dumb.open(self._path(name), "r") as db:
+                raw = db.get(_DESCRIPTION)
+                if raw is None:
+                    return None
+                attrs = tuple(sorted(_text(k) for k in db.keys() if k != _DESCRIPTION))
+        except (OSError, ValueError, SyntaxError, TypeError, UnicodeDecodeError,
+                RecursionError, MemoryError):  # dbm.dumb's index is literal_eval'd lines
+            return None
+        return raw, attrs
+
     # docstring inherited
     def _list(self, key: str | None = None, version: Any = None) -> Iterator[Entry]:
         if key is not None:
@@ -143,10 +161,9 @@ class ShelveDataStore(AbstractDataStore):
             with self._locked(exclusive=False):
                 if not self._exists(name):  # deleted since the directory was read
                     continue
-                with dbm.dumb.open(self._path(name), "r") as db:
-                    raw = db.get(_DESCRIPTION)
-                    attrs = tuple(sorted(_text(k) for k in db.keys() if k != _DESCRIPTION))
-            if raw is None:
-                raise CorruptEntryError(f"entry {name} has no description", name)
+                found = self._read_entry(name)
+            if found is None:
+                continue  # not written by this store: root_dir may be a shared folder
+            raw, attrs = found
             description = _yaml.load(raw)
             yield Entry(str(description.get("key", name)), attrs, description, storage_key=name)
