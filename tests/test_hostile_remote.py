@@ -447,3 +447,99 @@ def test_a_version_too_long_for_a_ref_is_a_typed_error(ours: GitDataStore) -> No
     assert state(Path(ours.gitdir)) == before
     ours.store(C(5, "v" * 250), "value", 5)  # the longest that fits
     assert ours.retrieve(C(5, "v" * 250), "value") == 5
+
+
+# --- red team: damaged and hostile trees and refs inside the store ----------------------------
+
+def mktree(gitdir: Path, lines: list[str]) -> str:
+    return subprocess.run(["git", "--git-dir", str(gitdir), "mktree", "--missing"],
+                          input="".join(line + "\n" for line in lines), capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def commit_of(gitdir: Path, tree: str, parent: str) -> str:
+    body = (f"tree {tree}\nparent {parent}\nauthor A <a@b> 1700000000 +0000\n"
+            f"committer A <a@b> 1700000000 +0000\n\nhand-made\n")
+    return subprocess.run(["git", "--git-dir", str(gitdir), "hash-object", "-t", "commit", "-w",
+                           "--stdin", "--literally"], input=body, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def cli(store: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", "from gitstore_cli.main import main; main()",
+                           "--store", store, *args], capture_output=True, text=True)
+
+
+def test_a_damaged_version_ref_does_not_break_the_other_versions(ours: GitDataStore) -> None:
+    """Refs written by hand (or by another tool) that name a tree, or a commit that is not
+    there: every listing goes on for the other versions and names the bad one."""
+    gitdir = Path(ours.gitdir)
+    ours.store(C(2, "2.0"), "value", "two")
+    tree = rev(gitdir, "refs/gitstore/versions/1.0^{tree}")
+    (gitdir / "refs/gitstore/versions/3.0").write_text(tree + "\n")
+    (gitdir / "refs/gitstore/versions/4.0").write_text("12" * 20 + "\n")
+    ours.close()
+    store = GitDataStore(gitdir)
+    assert store.versions() == ["1.0", "2.0", "3.0", "4.0"]
+    entries = list(store.entries())
+    assert sorted(e.version for e in entries if e.problem is None) == ["1.0", "2.0"]
+    bad = {e.version: e.problem for e in entries if e.problem is not None}
+    assert set(bad) == {"3.0", "4.0"} and "tree" in str(bad["3.0"]), bad
+    problems = store.verify()
+    assert len(problems) == 2 and "version 3.0" in problems[0] and "version 4.0" in problems[1]
+    assert store.stats()["entries"] == 2
+    assert len(store.log()) == 2
+    assert store.find(key_prefix(store, C(2, "2.0"))).version == "2.0"
+    # undated: never pruned by age or count, only by name
+    assert store.prune(keep_last=0, dry_run=True) == ["1.0", "2.0"]
+    assert store.prune(older_than=0, dry_run=True) == ["1.0", "2.0"]
+    assert store.prune(["3.0"]) == ["3.0"]
+    assert store.retrieve(C(2, "2.0"), "value") == "two"
+    out = cli(store.gitdir, "ls")
+    assert out.returncode == 0, out.stderr
+    assert "version 4.0 is unreadable" in out.stderr and "2.0" in out.stdout
+    store.close()
+
+
+def key_prefix(store: GitDataStore, component: SimpleComponent) -> str:
+    from gitstore.keys import key_hex, key_of
+
+    return key_hex(key_of(component))[:12]
+
+
+def test_hostile_folders_in_a_pulled_tree_are_listed_as_problems(ours: GitDataStore,
+                                                                 theirs: Path,
+                                                                 serve: str) -> None:
+    """A remote version whose tree holds folders gitstore never writes ('..', '.git', a
+    gitlink, an entry filed under another key than its component.yaml names): pulled, they
+    never break ls or verify, never show a wrong key, and the good entries stay readable."""
+    root = rev(theirs, "refs/gitstore/versions/1.0^{tree}")
+    tip = rev(theirs, "refs/gitstore/versions/1.0")
+    fanout = git("--git-dir", str(theirs), "ls-tree", "-r", "-d", root).split("\n")
+    entry_line = next(line for line in fanout if line.count("/") == 2)
+    entry_tree = entry_line.split()[2]
+    misfiled = "abcd" + "0" * 60
+    level3 = mktree(theirs, [f"040000 tree {entry_tree}\t{misfiled}",
+                             f"160000 commit {tip}\tabcd" + "1" * 60])
+    level2 = mktree(theirs, [f"040000 tree {level3}\tcd"])
+    old = git("--git-dir", str(theirs), "ls-tree", root).splitlines()
+    evil = mktree(theirs, old + [f"040000 tree {level2}\tab", f"040000 tree {entry_tree}\t..",
+                                 f"040000 tree {entry_tree}\t.git", f"160000 commit {tip}\tzz"])
+    git("--git-dir", str(theirs), "update-ref", "refs/gitstore/versions/1.0",
+        commit_of(theirs, evil, tip))
+    ours.pull(serve)  # the same bytes at the same place merge: the tree is theirs + ours
+    entries = [e for e in ours.entries() if e.version == "1.0" or e.problem]
+    problems = sorted(str(e.problem) for e in entries if e.problem)
+    assert len(problems) == 3, problems
+    assert any("'..'" in p for p in problems) and any("'.git'" in p for p in problems)
+    assert any(misfiled in p for p in problems)
+    good = {e.key for e in entries if e.problem is None}
+    from gitstore.keys import key_of
+
+    assert good == {key_of(C(1)), key_of(C(3))}
+    assert ours.retrieve(C(1), "value") == "ours"
+    assert ours.retrieve(C(3), "value") == "theirs"
+    assert len(ours.verify()) == 3
+    out = cli(ours.gitdir, "ls")
+    assert out.returncode == 0, out.stderr
+    assert misfiled in out.stderr

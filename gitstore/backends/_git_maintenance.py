@@ -15,6 +15,7 @@ from .._git.layout import ref_for_version, version_of_ref
 from .._git.refs import STALE_LOCK_SECONDS
 from ..codecs import decode_payload, read_all
 from ..errors import (
+    CorruptEntryError,
     EntryNotFoundError,
     GitStoreError,
     InvalidArgumentError,
@@ -49,10 +50,17 @@ class MaintenanceMixin(GitCore):
         refs = self._version_refs()
         for done, ref in enumerate(refs):
             version = version_of_ref(ref)
+            unreadable = False
             try:
-                for hexkey, tree in list(self._walk(ref)):
+                for hexkey, tree, problem in list(self._scan(ref)):
+                    if problem is not None:
+                        problems.append(problem)
+                        unreadable |= not hexkey  # the tip itself: no history to read
+                        continue
                     try:
-                        entry = self._entry(tree)
+                        entry = self._listed_entry(tree, hexkey.encode(), ref)
+                        if entry.problem is not None:
+                            raise CorruptEntryError(entry.problem)
                         for attribute in entry.attributes:
                             found = self._get(entry.key, attribute, version)
                             if found is not None:
@@ -62,7 +70,7 @@ class MaintenanceMixin(GitCore):
                                     read_all(found[1])  # a pickle: its bytes are checked
                     except GitStoreError as exc:
                         problems.append(f"version {version}, entry {hexkey[:12]}: {exc}")
-                for _commit in self._commits(ref):
+                for _commit in self._commits(ref) if not unreadable else ():
                     pass  # reading each commit checks it
             except GitStoreError as exc:
                 problems.append(f"version {version}: {exc}")
@@ -103,7 +111,8 @@ class MaintenanceMixin(GitCore):
         """Delete whole versions: those named, those whose last store is older than
         ``older_than`` seconds, or all but the ``keep_last`` most recently stored ones.
         Returns the versions deleted (or that would be, with ``dry_run``). Their objects go
-        at the next :meth:`gc`.
+        at the next :meth:`gc`. A version whose tip cannot be read (a damaged or hand-made
+        ref) has no date: it is deleted only when named.
 
         Raises:
             InvalidArgumentError: ``older_than`` is not a finite number of seconds >= 0, or
@@ -111,14 +120,18 @@ class MaintenanceMixin(GitCore):
             EntryNotFoundError: a named version does not exist (nothing is deleted).
         """
         _check_bounds(older_than, keep_last)
-        tips = {}
+        tips: dict[str, float] = {}
+        undated: set[str] = set()  # a damaged tip: only pruned when named
         for ref in self._version_refs():
-            commits = self._commits(ref)
-            first = next(commits, None)
+            try:
+                first = next(self._commits(ref), None)
+            except CorruptEntryError:
+                undated.add(version_of_ref(ref))
+                continue
             tips[version_of_ref(ref)] = first[1]["time"] if first else 0.0
         doomed: set[str] = set()
         if versions:
-            unknown = [v for v in versions if v not in tips]
+            unknown = [v for v in versions if v not in tips and v not in undated]
             if unknown:
                 raise EntryNotFoundError(f"no such version: {', '.join(unknown)}")
             doomed.update(versions)
