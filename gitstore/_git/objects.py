@@ -468,6 +468,8 @@ class ObjectDB:
             # .idx first: without it readers ignore the pack; dulwich re-scans on a miss
             _unlink(base + ".idx")
             _unlink(base + ".pack")
+            for ext in (".rev", ".bitmap", ".mtimes"):  # git's own companions (a repack's)
+                _unlink(base + ext)
 
 
 class WriteGate:
