@@ -543,3 +543,58 @@ def test_hostile_folders_in_a_pulled_tree_are_listed_as_problems(ours: GitDataSt
     out = cli(ours.gitdir, "ls")
     assert out.returncode == 0, out.stderr
     assert misfiled in out.stderr
+
+
+LIST_AND_MEASURE = """
+import sys
+from gitstore import GitDataStore
+
+def peak_kb():  # this process's own peak (ru_maxrss would count the parent's, across exec)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+store = GitDataStore(sys.argv[1])
+store.versions()
+before = peak_kb()
+problems = [e.problem for e in store.entries() if e.problem]
+print((peak_kb() - before) // 1024, problems)
+"""
+
+
+def test_a_huge_pulled_component_yaml_is_refused_without_reading_it(ours: GitDataStore,
+                                                                    theirs: Path,
+                                                                    tmp_path: Path) -> None:
+    """A valid but huge (compressible: the pack stays small) component.yaml: ls names it
+    and never inflates it (its size comes from its header)."""
+    from gitstore import _yaml
+
+    root = rev(theirs, "refs/gitstore/versions/1.0^{tree}")
+    tip = rev(theirs, "refs/gitstore/versions/1.0")
+    listing = git("--git-dir", str(theirs), "ls-tree", "-r", root).splitlines()
+    path = next(line.split("\t")[1] for line in listing if line.endswith("component.yaml"))
+    description = git("--git-dir", str(theirs), "cat-file", "blob", f"{root}:{path}")
+    huge = description.encode() + b"pad: '" + b"a" * (_yaml.MAX_TEXT + (16 << 20)) + b"'\n"
+    blob = subprocess.run(["git", "--git-dir", str(theirs), "hash-object", "-w", "--stdin"],
+                          input=huge, capture_output=True, check=True).stdout.decode().strip()
+    del huge
+    entries = [line.split(None, 3) for line in git("--git-dir", str(theirs), "ls-tree",
+                                                   f"{root}:{path.rsplit('/', 1)[0]}").splitlines()]
+    entry = mktree(theirs, [f"{m} {t} {blob if n == 'component.yaml' else s}\t{n}"
+                            for m, t, s, n in entries])
+    a, b, c = path.split("/")[:3]
+    level3 = mktree(theirs, [f"040000 tree {entry}\t{c}"])
+    level2 = mktree(theirs, [f"040000 tree {level3}\t{b}"])
+    level1 = mktree(theirs, [f"040000 tree {level2}\t{a}"])
+    git("--git-dir", str(theirs), "update-ref", "refs/gitstore/versions/9.0",
+        commit_of(theirs, level1, tip))
+    assert ours.pull(str(theirs), version="9.0") == {"9.0": "created"}
+    import gitstore
+
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(gitstore.__file__)))
+    out = subprocess.run([sys.executable, "-c", LIST_AND_MEASURE, ours.gitdir], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    grown, problems = out.stdout.split(" ", 1)
+    assert "over the limit" in problems, problems
+    assert int(grown) < 32, out.stdout  # megabytes: the 80 MB text was never read
+    assert ours.retrieve(C(1), "value") == "ours"

@@ -498,6 +498,10 @@ class GitCore(AbstractDataStore):
         comp = names.get(_COMPONENT)
         if comp is None:
             raise CorruptEntryError(f"entry tree {tree.decode()} has no {COMPONENT_FILE}")
+        size = self._blob_size(comp[1])  # from its header: nothing inflated yet
+        if size > _yaml.MAX_TEXT:
+            raise CorruptEntryError(f"{COMPONENT_FILE} in {tree.decode()} is unreadable: "
+                                    f"{size} bytes, over the limit of {_yaml.MAX_TEXT}")
         try:
             description = _yaml.load(self._read_blob(comp[1]))
         except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
