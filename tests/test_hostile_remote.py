@@ -598,3 +598,27 @@ def test_a_huge_pulled_component_yaml_is_refused_without_reading_it(ours: GitDat
     assert "over the limit" in problems, problems
     assert int(grown) < 32, out.stdout  # megabytes: the 80 MB text was never read
     assert ours.retrieve(C(1), "value") == "ours"
+
+
+def test_hand_made_version_refs_are_not_versions_nor_pushed(ours: GitDataStore,
+                                                           tmp_path: Path) -> None:
+    """A ref under versions/ that gitstore would never write (not canonically encoded): it
+    is not listed as a version, not pushed (it would make every plain pull of the remote
+    refuse), and verify names it. A careless empty version is a typed error, not "all"."""
+    from gitstore.errors import InvalidComponentError
+
+    gitdir = Path(ours.gitdir)
+    tip = (gitdir / "refs/gitstore/versions/1.0").read_text()
+    for name in ("%61", "x%2e%2e"):
+        (gitdir / "refs/gitstore/versions" / name).write_text(tip)
+    assert ours.versions() == ["1.0"]
+    problems = ours.verify()
+    assert len(problems) == 2 and all("not a version gitstore writes" in p for p in problems)
+    remote = tmp_path / "remote.git"
+    GitDataStore(remote).close()
+    assert list(ours.push(str(remote))) == ["1.0"]
+    assert sorted(os.listdir(remote / "refs/gitstore/versions")) == ["1.0"]
+    other = GitDataStore(tmp_path / "other.git")
+    assert other.pull(str(remote)) == {"1.0": "created"}
+    with pytest.raises(InvalidComponentError):
+        other.pull(str(remote), version="")

@@ -31,7 +31,13 @@ import yaml
 
 from .. import _yaml
 from .._git.large import LARGE, LooseReader, open_packed_blob, packed_size, write_loose_blob
-from .._git.layout import VERSIONS, entry_path, ref_for_version, version_of_ref
+from .._git.layout import (
+    VERSIONS,
+    entry_path,
+    ref_for_version,
+    version_of_ref,
+    version_ref_problem,
+)
 from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, WriteGate, object_id
 from .._git.refs import RefFiles
 from .._git.shared import Adjust, shared_adjuster
@@ -607,7 +613,11 @@ class GitCore(AbstractDataStore):
     # --- git-specific API ----------------------------------------------------------------------
 
     def _version_refs(self) -> list[str]:
-        return sorted(self._refs.list(VERSIONS))
+        """The store's version refs: only names gitstore writes (a hand-made
+        ``versions/%61`` is not version ``a``: never listed, pushed or merged; verify names
+        it)."""
+        return sorted(ref for ref in self._refs.list(VERSIONS)
+                      if version_ref_problem(ref) is None)
 
     def versions(self) -> list[str]:
         """Every version that has results here."""

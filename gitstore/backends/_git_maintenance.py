@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._git.layout import ref_for_version, version_of_ref
+from .._git.layout import VERSIONS, ref_for_version, version_of_ref, version_ref_problem
 from .._git.refs import STALE_LOCK_SECONDS
 from ..codecs import decode_payload, read_all
 from ..errors import (
@@ -49,6 +49,9 @@ class MaintenanceMixin(GitCore):
         attribute; return a description of each problem found (empty: all is well)."""
         problems: list[str] = []
         refs = self._version_refs()
+        for ref in sorted(set(self._refs.list(VERSIONS)) - set(refs)):
+            problems.append(f"ref {ref} is not a version gitstore writes "
+                            f"({version_ref_problem(ref)}): ignored")
         for done, ref in enumerate(refs):
             version = version_of_ref(ref)
             unreadable = False

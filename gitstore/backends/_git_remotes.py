@@ -185,7 +185,7 @@ class RemotesMixin(GitCore):
             MergeConflictError: the same key and attribute hold different bytes on the two
                 sides (nothing is changed) and ``prefer`` (``"ours"``/``"theirs"``) is None.
         """
-        fetched = self.fetch(remote, [version] if version else None, progress)
+        fetched = self.fetch(remote, [version] if version is not None else None, progress)
         return {v: self._merge_in(ref_for_version(v), sha.encode(), remote, prefer)
                 for v, sha in sorted(fetched.items())}
 
