@@ -178,7 +178,7 @@ def ls(
                 "type": entry.type if entry.problem is None else "(unreadable)",
                 "version": entry.version,
                 "attributes": list(entry.attributes),
-                "size": sum(a["size"] for a in sizes.values()),
+                "size": sum(a["size"] or 0 for a in sizes.values()),
                 "date": dates.get(entry.version, {}).get(key_hex(entry.key)),
                 **({"problem": entry.problem} if entry.problem is not None else {}),
             })

@@ -622,3 +622,40 @@ def test_hand_made_version_refs_are_not_versions_nor_pushed(ours: GitDataStore,
     assert other.pull(str(remote)) == {"1.0": "created"}
     with pytest.raises(InvalidComponentError):
         other.pull(str(remote), version="")
+
+
+def test_pulled_entry_with_links_folders_and_submodules_is_one_bad_entry(
+        ours: GitDataStore, theirs: Path) -> None:
+    """An entry of a pulled version whose tree holds a submodule (gitlink to a commit that
+    is nowhere: connectivity skips gitlinks, as git does), a folder and a symbolic link among
+    its attributes: listed as one damaged entry; ls, attributes and verify go on."""
+    root = rev(theirs, "refs/gitstore/versions/1.0^{tree}")
+    tip = rev(theirs, "refs/gitstore/versions/1.0")
+    path = next(line.split("\t")[1] for line in git(
+        "--git-dir", str(theirs), "ls-tree", "-r", "-d", root).splitlines()
+        if line.count("/") == 2)
+    entry_tree = rev(theirs, f"{root}:{path}")
+    link = subprocess.run(["git", "--git-dir", str(theirs), "hash-object", "-w", "--stdin"],
+                          input=b"/etc/passwd", capture_output=True,
+                          check=True).stdout.decode().strip()
+    entry = mktree(theirs, git("--git-dir", str(theirs), "ls-tree", entry_tree).splitlines()
+                   + [f"160000 commit {'12' * 20}\tsub.json", f"040000 tree {entry_tree}\tdir.json",
+                      f"120000 blob {link}\tlink.json"])
+    a, b, c = path.split("/")
+    level3 = mktree(theirs, [f"040000 tree {entry}\t{c}"])
+    level2 = mktree(theirs, [f"040000 tree {level3}\t{b}"])
+    level1 = mktree(theirs, [f"040000 tree {level2}\t{a}"])
+    git("--git-dir", str(theirs), "update-ref", "refs/gitstore/versions/1.0",
+        commit_of(theirs, level1, tip))
+    ours.pull(str(theirs))
+    bad = [e for e in ours.entries() if e.problem]
+    assert len(bad) == 1 and "not a file" in str(bad[0].problem)
+    assert set(bad[0].attributes) == {"value", "sub", "dir", "link"}
+    sizes = ours.attributes(bad[0].key)
+    assert sizes["sub"]["size"] is None and sizes["value"]["size"] > 0
+    assert ours.retrieve(C(3), "value") == "theirs"
+    assert ours.retrieve(C(1), "value") == "ours"
+    assert len(ours.verify()) == 1
+    out = cli(ours.gitdir, "ls")
+    assert out.returncode == 0, out.stderr
+    assert "not a file" in out.stderr and "2.0" in out.stdout

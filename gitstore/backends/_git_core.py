@@ -67,6 +67,7 @@ __all__ = ["Commit", "GitCore", "show_value"]
 
 _DIR = 0o40000
 _FILE = 0o100644
+_FILE_MODES = frozenset({0o100644, 0o100755})
 _COMPONENT = COMPONENT_FILE.encode()
 _EMPTY_TREE = b"4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _Store = TypeVar("_Store", bound="GitCore")
@@ -482,6 +483,12 @@ class GitCore(AbstractDataStore):
         bad entry never hides the others)."""
         try:
             entry = self._entry(tree)
+            odd = sorted(n for n, (mode, _sha) in self._db().tree(tree).items()
+                         if mode not in _FILE_MODES)
+            if odd:  # a link, a folder, a submodule: no attribute gitstore writes
+                raise CorruptEntryError(
+                    f"entry tree {tree.decode()} holds {_shown(odd[0])!r}, which is not a "
+                    "file")
             if key_hex(entry.key) != name.decode("ascii", "replace"):
                 raise CorruptEntryError(
                     f"{COMPONENT_FILE} in {tree.decode()} names key {_shown(entry.key.encode())!r}"
@@ -774,9 +781,13 @@ class GitCore(AbstractDataStore):
                 continue
             attribute, _, ext = name.decode().rpartition(".")
             codec = codec_by_ext(ext)  # None: a format no codec here reads
+            try:
+                size: int | None = self._blob_size(sha)
+            except CorruptEntryError:
+                size = None  # missing or damaged: verify names it; the others are listed
             out[attribute] = {"file": name.decode(),
                               "codec": codec.name if codec.known else None,
-                              "size": self._blob_size(sha), "id": sha.decode()}
+                              "size": size, "id": sha.decode()}
         return out
 
     def read(self, key: str, attribute: str, raw: bool = False) -> Any:
