@@ -659,3 +659,27 @@ def test_pulled_entry_with_links_folders_and_submodules_is_one_bad_entry(
     out = cli(ours.gitdir, "ls")
     assert out.returncode == 0, out.stderr
     assert "not a file" in out.stderr and "2.0" in out.stdout
+
+
+@pytest.mark.parametrize("name", [
+    b"refs/gitstore/versions/a\x01b", b"refs/gitstore/versions/a\x00b",
+    b"refs/gitstore/versions/a\x7fb", b"refs/gitstore/versions/x@{1}",
+    b"refs/gitstore/versions/x.lock", b"refs/gitstore/versions/x/",
+    b"refs/gitstore/versions/%2e%2e", b"refs/gitstore/versions/%31.0",
+    b"refs/gitstore/versions/a\xffb", b"refs/gitstore/versions/.hidden",
+    b"refs/gitstore/versions/a:b"])
+def test_any_hostile_name_over_git_protocol_is_refused(ours: GitDataStore, theirs: Path,
+                                                       name: bytes) -> None:
+    """Control bytes, git's reserved sequences, a '.lock', non-canonical percent-encodings
+    ('%31.0' is '1.0': it would overwrite the store's version), bytes that are not UTF-8:
+    the whole fetch is refused, nothing local changes."""
+    sha = rev(theirs, "refs/gitstore/versions/2.0")
+    pack = pack_of(theirs, sha, revs=True)
+    before = state(Path(ours.gitdir))
+    refs = [(sha.encode(), b"refs/gitstore/versions/2.0"), (sha.encode(), name)]
+    with lying_server(refs, pack) as url:
+        with pytest.raises(RemoteError, match="refuses"):
+            ours.pull(url)
+        assert_untouched(ours, before)
+        assert ours.pull(url, version="2.0") == {"2.0": "created"}
+    assert ours.retrieve(C(1), "value") == "ours"

@@ -294,6 +294,8 @@ class MaintenanceMixin(GitCore):
                 continue
             except FileNotFoundError:
                 remaining.add(bytes.fromhex(sha.decode()))
+            except PermissionError:
+                continue  # another member's file (group-shared store): it waits the grace
         if not remaining:
             return
         from dulwich.object_format import SHA1
@@ -314,7 +316,10 @@ class MaintenanceMixin(GitCore):
                         index.object_offset(RawObjectID(sha))
                     except KeyError:
                         continue
-                    os.utime(pack, old)
+                    try:
+                        os.utime(pack, old)
+                    except PermissionError:
+                        pass  # another member's pack: its pruned objects wait the grace
                     break
             finally:
                 index.close()
