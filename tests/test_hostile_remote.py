@@ -683,3 +683,30 @@ def test_any_hostile_name_over_git_protocol_is_refused(ours: GitDataStore, their
         assert_untouched(ours, before)
         assert ours.pull(url, version="2.0") == {"2.0": "created"}
     assert ours.retrieve(C(1), "value") == "ours"
+
+
+@pytest.mark.parametrize("damage", ["tree", "missing"])
+def test_a_damaged_local_version_is_neither_pushed_nor_merged_into(ours: GitDataStore,
+                                                                   theirs: Path,
+                                                                   tmp_path: Path,
+                                                                   damage: str) -> None:
+    """Pulling into, or pushing, a version whose local ref names a tree or a missing commit
+    was a raw AssertionError/KeyError; a push of a version the remote lacks would have
+    copied the broken ref there."""
+    from gitstore.errors import CorruptEntryError
+
+    gitdir = Path(ours.gitdir)
+    ref = gitdir / "refs/gitstore/versions/1.0"
+    broken = rev(gitdir, "refs/gitstore/versions/1.0^{tree}") if damage == "tree" else "12" * 20
+    ref.write_text(broken + "\n")
+    with pytest.raises(CorruptEntryError, match="local version 1.0 is damaged"):
+        ours.pull(str(theirs), version="1.0")
+    assert ref.read_text().strip() == broken
+    remote = tmp_path / "remote.git"
+    GitDataStore(remote).close()
+    ours.store(C(5, "5.0"), "value", 5)
+    with pytest.raises(CorruptEntryError, match="version 1.0"):
+        ours.push(str(remote))
+    assert not (remote / "refs/gitstore/versions/1.0").exists()
+    assert list(ours.push(str(remote), ["5.0"])) == ["5.0"]
+    git("--git-dir", str(remote), "fsck", "--strict")

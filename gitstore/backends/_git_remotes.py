@@ -39,6 +39,7 @@ from .._git.remote import (
 )
 from ..errors import (
     ConcurrencyError,
+    CorruptEntryError,
     EntryNotFoundError,
     MergeConflictError,
     RemoteError,
@@ -186,8 +187,17 @@ class RemotesMixin(GitCore):
                 sides (nothing is changed) and ``prefer`` (``"ours"``/``"theirs"``) is None.
         """
         fetched = self.fetch(remote, [version] if version is not None else None, progress)
-        return {v: self._merge_in(ref_for_version(v), sha.encode(), remote, prefer)
-                for v, sha in sorted(fetched.items())}
+        merged = {}
+        for v, sha in sorted(fetched.items()):
+            try:
+                merged[v] = self._merge_in(ref_for_version(v), sha.encode(), remote, prefer)
+            except CorruptEntryError as exc:  # what was fetched is checked: ours is damaged
+                raise CorruptEntryError(
+                    f"local version {v} is damaged, {remote} was not merged into it "
+                    f"({exc}); verify names the damage, prune removes the version"
+                    + (f" (merged before it: {', '.join(merged)})" if merged else "")
+                ) from None
+        return merged
 
     def push(self, remote: str, versions: list[str] | None = None, prefer: str | None = None,
              attempts: int = 20, progress: Callable[[bytes], None] | None = None
@@ -207,6 +217,7 @@ class RemotesMixin(GitCore):
         refs = [ref_for_version(v) for v in versions] if versions else self._version_refs()
         for attempt in range(attempts):
             local = {ref: sha for ref in refs if (sha := self._refs.read(ref)) is not None}
+            self._check_tips(local)
             behind: set[str] = set()
 
             def decide(remote_refs: dict[str, bytes]) -> dict[str, bytes]:
@@ -235,6 +246,25 @@ class RemotesMixin(GitCore):
                 self.pull(remote, version_of_ref(next(iter(behind))), prefer)
             time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # let the other writer finish
         raise RemoteError(f"push to {redact(remote)} kept being refused ({attempts} attempts)", url)
+
+    def _check_tips(self, local: dict[str, bytes]) -> None:
+        """Refuse to push a version whose tip is not a readable commit (a damaged or
+        hand-made ref): the remote would hold it for everyone.
+
+        Raises:
+            CorruptEntryError: naming each such version; nothing is pushed.
+        """
+        db = self._db()
+        bad = []
+        for ref, sha in sorted(local.items()):
+            try:
+                db.commit_tree(sha)
+            except CorruptEntryError as exc:
+                bad.append(f"version {version_of_ref(ref)}: {exc}")
+        if bad:
+            raise CorruptEntryError("damaged versions are not pushed (nothing was pushed; "
+                                    "push the others by name, or prune these): "
+                                    + "; ".join(bad))
 
     def _push_local(self, remote_dir: str, local: dict[str, bytes], repo: Any
                     ) -> dict[str, str | None]:
