@@ -710,3 +710,46 @@ def test_a_damaged_local_version_is_neither_pushed_nor_merged_into(ours: GitData
     assert not (remote / "refs/gitstore/versions/1.0").exists()
     assert list(ours.push(str(remote), ["5.0"])) == ["5.0"]
     git("--git-dir", str(remote), "fsck", "--strict")
+
+
+@pytest.mark.parametrize("what", ["commit", "tree"])
+def test_a_pulled_commit_or_tree_declaring_gigabytes_is_not_inflated(
+        ours: GitDataStore, theirs: Path, what: str) -> None:
+    """A version whose commit (a message of zeros) or root tree (one entry repeated) is
+    hundreds of megabytes that compress to almost nothing: every listing names it, never
+    inflating it; the other versions are untouched."""
+    from gitstore._git.objects import MAX_COMMIT_BYTES, MAX_TREE_BYTES
+
+    root = rev(theirs, "refs/gitstore/versions/2.0^{tree}")
+    tip = rev(theirs, "refs/gitstore/versions/2.0")
+    if what == "commit":
+        body = (f"tree {root}\nparent {tip}\nauthor A <a@b> 1700000000 +0000\n"
+                f"committer A <a@b> 1700000000 +0000\n\n").encode() \
+            + b"0" * (MAX_COMMIT_BYTES + 1)
+    else:
+        line = git("--git-dir", str(theirs), "ls-tree", root).splitlines()[0]
+        mode, _kind, sha, name = line.split(None, 3)
+        entry = f"{mode} {name}".encode() + b"\0" + bytes.fromhex(sha)
+        tree = subprocess.run(["git", "--git-dir", str(theirs), "hash-object", "-t", "tree",
+                               "-w", "--stdin", "--literally"],
+                              input=entry * (MAX_TREE_BYTES // len(entry) + 1),
+                              capture_output=True, check=True).stdout.decode().strip()
+        body = (f"tree {tree}\nparent {tip}\nauthor A <a@b> 1700000000 +0000\n"
+                f"committer A <a@b> 1700000000 +0000\n\nhuge tree\n").encode()
+    sha = subprocess.run(["git", "--git-dir", str(theirs), "hash-object", "-t", "commit", "-w",
+                          "--stdin", "--literally"], input=body, capture_output=True,
+                         check=True).stdout.decode().strip()
+    del body
+    git("--git-dir", str(theirs), "update-ref", "refs/gitstore/versions/9.0", sha)
+    assert ours.pull(str(theirs), version="9.0") == {"9.0": "created"}
+    import gitstore
+
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(gitstore.__file__)))
+    out = subprocess.run([sys.executable, "-c", LIST_AND_MEASURE, ours.gitdir], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    grown, problems = out.stdout.split(" ", 1)
+    assert "over the limit" in problems and "9.0" in problems, problems
+    assert int(grown) < 32, out.stdout  # megabytes
+    assert ours.retrieve(C(1), "value") == "ours"
+    assert any("9.0" in p for p in ours.verify())

@@ -34,6 +34,12 @@ __all__ = ["Obj", "ObjectDB", "TreeEntries", "WriteGate", "object_id"]
 _log = logging.getLogger("gitstore")
 
 BLOB, TREE, COMMIT = 3, 2, 1
+#: the largest tree and commit read (a gitstore tree holds at most 256 folders, or one
+#: entry's files; a commit's message lists a batch's changes): a pulled object that declares
+#: more (a few compressed bytes can declare gigabytes) is refused before it is inflated
+MAX_TREE_BYTES = 64 << 20
+MAX_COMMIT_BYTES = 256 << 20
+_BOUNDED = {TREE: MAX_TREE_BYTES, COMMIT: MAX_COMMIT_BYTES}
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 TreeEntries = dict[bytes, tuple[int, bytes]]  # name -> (mode, hex id)
 # (type number, raw content), or with its id when the producer computed it already
@@ -142,6 +148,13 @@ class ObjectDB:
             CorruptEntryError: missing, unreadable, of the wrong type, or not matching its id.
         """
         problem = None
+        if expect_type in _BOUNDED:
+            declared = self.declared_size(sha)
+            if declared is not None and declared > _BOUNDED[expect_type]:
+                raise CorruptEntryError(
+                    f"object {sha.decode()} declares {declared} bytes, over the limit of "
+                    f"{_BOUNDED[expect_type]} for a {_TYPE_NAMES[expect_type].decode()} "
+                    "(not read)", expected=sha.decode())
         try:
             type_num, data = self.store.get_raw(sha)
         except KeyError:
@@ -171,6 +184,26 @@ class ObjectDB:
             raise CorruptEntryError(f"object {sha.decode()} does not match its id",
                                     expected=sha.decode(), got=got.decode())
         return data
+
+    def declared_size(self, sha: bytes) -> int | None:
+        """The size an object's header declares (loose or packed), nothing inflated past
+        it; None when it is not found (or its header is unreadable: the read will say)."""
+        from .large import packed_size
+
+        hex_id = sha.decode()
+        try:
+            with open(os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:]), "rb") as f:
+                head = zlib.decompressobj().decompress(f.read(512), 64)
+            _kind, _, size = head.partition(b"\x00")[0].partition(b" ")
+            return int(size) if size.isdigit() else None
+        except FileNotFoundError:
+            pass
+        except (OSError, zlib.error):
+            return None
+        try:
+            return packed_size(self.store, sha)
+        except (OSError, ValueError, IndexError):
+            return None
 
     def _other_copy(self, sha: bytes, expect_type: int | None) -> bytes | None:
         """A good copy of an object whose first copy found is damaged: in another pack, or
