@@ -753,3 +753,26 @@ def test_a_pulled_commit_or_tree_declaring_gigabytes_is_not_inflated(
     assert int(grown) < 32, out.stdout  # megabytes
     assert ours.retrieve(C(1), "value") == "ours"
     assert any("9.0" in p for p in ours.verify())
+
+
+def test_a_truncated_history_is_refused(ours: GitDataStore, theirs: Path) -> None:
+    """A commit whose tree is complete but whose parent is nowhere (history cut off, as a
+    shallow clone has it), over git:// and over a path."""
+    tree = rev(theirs, "refs/gitstore/versions/1.0^{tree}")
+    body = (f"tree {tree}\nparent {'12' * 20}\nauthor A <a@b> 1700000000 +0000\n"
+            f"committer A <a@b> 1700000000 +0000\n\ntruncated\n")
+    sha = subprocess.run(["git", "--git-dir", str(theirs), "hash-object", "-t", "commit", "-w",
+                          "--stdin", "--literally"], input=body, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    objects = [sha, tree] + [line.split()[2] for line in git(
+        "--git-dir", str(theirs), "ls-tree", "-r", "-t", tree).splitlines()]
+    before = state(Path(ours.gitdir))
+    with lying_server([(sha.encode(), b"refs/gitstore/versions/1.0")],
+                      pack_of(theirs, *objects)) as url:
+        with pytest.raises(RemoteError, match="incomplete history"):
+            ours.pull(url)
+    assert_untouched(ours, before)
+    git("--git-dir", str(theirs), "update-ref", "refs/gitstore/versions/1.0", sha)
+    with pytest.raises(RemoteError, match="incomplete history"):
+        ours.pull(str(theirs))
+    assert_untouched(ours, before)
