@@ -16,6 +16,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -377,8 +378,11 @@ class ObjectDB:
         self._write_raw_pack(chunks)
         return ids
 
-    def _write_raw_pack(self, chunks: list[tuple[bytes, bytes]]) -> None:
-        """Write already-encoded pack entries (no deltas) and their index."""
+    def _write_raw_pack(self, chunks: list[tuple[bytes, bytes]], mtime: float | None = None
+                        ) -> None:
+        """Write already-encoded pack entries (no deltas) and their index; ``mtime``: the
+        pack's modification time (a merge keeps its newest input's: gc dates unreachable
+        objects by their pack's time)."""
         os.makedirs(self.pack_dir, exist_ok=True)
         index: list[tuple[bytes, int, int]] = []
         offset = 12
@@ -396,6 +400,8 @@ class ObjectDB:
                 if self.shared is not None:
                     self.shared(tmp_pack)
                     self.shared(tmp_idx)
+                if mtime is not None:
+                    os.utime(tmp_pack, (mtime, mtime))
                 os.rename(tmp_pack, final + ".pack")
                 os.rename(tmp_idx, final + ".idx")
             except BaseException:
@@ -496,7 +502,13 @@ class ObjectDB:
             chunks.append((bytes.fromhex(object_id(type_num, data).decode()),
                            _pack_header(type_num, len(data)) + zlib.compress(data, 1)))
         unique = list({raw_id: (raw_id, chunk) for raw_id, chunk in chunks}.values())
-        self._write_raw_pack(unique)
+        newest = 0.0
+        for base in present:
+            try:
+                newest = max(newest, os.stat(base + ".pack").st_mtime)
+            except FileNotFoundError:
+                newest = time.time()  # removed meanwhile: date the merge now, to be safe
+        self._write_raw_pack(unique, newest or None)
         for base in present:
             # .idx first: without it readers ignore the pack; dulwich re-scans on a miss
             _unlink(base + ".idx")
