@@ -51,11 +51,11 @@ while not os.path.exists(stop) and i < 400:
     i += 1
 """
 
-#: argv: stop file, then the stores to gc in turn
+#: argv: stop file, rounds file, then the stores to gc in turn
 GC_LOOP = r"""
 import json, os, sys
 from gitstore import GitDataStore
-stop, stores = sys.argv[1], [GitDataStore(p) for p in sys.argv[2:]]
+stop, done, stores = sys.argv[1], sys.argv[2], [GitDataStore(p) for p in sys.argv[3:]]
 n = 0
 while not os.path.exists(stop):
     for s in stores:
@@ -64,6 +64,8 @@ while not os.path.exists(stop):
         except BaseException as exc:
             print(json.dumps({"gc error": f"{type(exc).__name__}: {exc}"}), flush=True)
     n += 1
+    with open(done, "a") as f:
+        f.write("round\n")
 print(json.dumps({"rounds": n}), flush=True)
 """
 
@@ -79,17 +81,21 @@ def run(tmp_path: Path, mode: str, transport: str, rounds: int) -> None:
     if mode == "push":
         GitDataStore(remote_dir).close()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE)]))
-    stop, log = tmp_path / "stop", tmp_path / "worker.log"
+    stop, log, gc_rounds = tmp_path / "stop", tmp_path / "worker.log", tmp_path / "gc.log"
+
+    def lines(path: Path) -> int:
+        return path.read_text().count("\n") if path.exists() else 0
 
     def go(url: str) -> tuple[list[dict[str, object]], str]:
-        gc = subprocess.Popen([sys.executable, "-c", GC_LOOP, str(stop), str(ours),
-                               str(remote_dir)], env=env, stdout=subprocess.PIPE, text=True)
+        gc = subprocess.Popen([sys.executable, "-c", GC_LOOP, str(stop), str(gc_rounds),
+                               str(ours), str(remote_dir)], env=env, stdout=subprocess.PIPE,
+                              text=True)
         worker = subprocess.Popen([sys.executable, "-c", WORKER, mode, str(source), str(ours),
                                    url, str(stop), str(log)], env=env)
         try:
             deadline = time.monotonic() + 300
-            while (not log.exists() or log.read_text().count("\n") < rounds) \
-                    and worker.poll() is None:
+            # enough pulls or pushes, and gc ran on both sides meanwhile (more than once)
+            while (lines(log) < rounds or lines(gc_rounds) < 2) and worker.poll() is None:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
         finally:
