@@ -168,17 +168,18 @@ def ls(
                     if entry.problem is None else {}
                 if any(flat.get(k) != v for k, v in wanted.items()):
                     continue
-            if entry.version not in dates:
+            if entry.problem is not None:  # listed as damaged; it never stops the listing
+                err.print(f"gitstore: warning: {entry.problem}", markup=False)
+            elif entry.version not in dates:
                 dates[entry.version] = store.entry_dates(entry.version)
-            # a damaged description is listed as such; it never stops the listing
             sizes = store.attributes(entry.key) if entry.problem is None else {}
             rows.append({
                 "key": entry.key,
-                "type": entry.type if entry.problem is None else "(unreadable component.yaml)",
+                "type": entry.type if entry.problem is None else "(unreadable)",
                 "version": entry.version,
                 "attributes": list(entry.attributes),
-                "size": sum(a["size"] for a in sizes.values()),
-                "date": dates[entry.version].get(key_hex(entry.key)),
+                "size": sum(a["size"] or 0 for a in sizes.values()),
+                "date": dates.get(entry.version, {}).get(key_hex(entry.key)),
                 **({"problem": entry.problem} if entry.problem is not None else {}),
             })
     if as_json:

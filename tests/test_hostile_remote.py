@@ -447,3 +447,332 @@ def test_a_version_too_long_for_a_ref_is_a_typed_error(ours: GitDataStore) -> No
     assert state(Path(ours.gitdir)) == before
     ours.store(C(5, "v" * 250), "value", 5)  # the longest that fits
     assert ours.retrieve(C(5, "v" * 250), "value") == 5
+
+
+# --- red team: damaged and hostile trees and refs inside the store ----------------------------
+
+def mktree(gitdir: Path, lines: list[str]) -> str:
+    return subprocess.run(["git", "--git-dir", str(gitdir), "mktree", "--missing"],
+                          input="".join(line + "\n" for line in lines), capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def commit_of(gitdir: Path, tree: str, parent: str) -> str:
+    body = (f"tree {tree}\nparent {parent}\nauthor A <a@b> 1700000000 +0000\n"
+            f"committer A <a@b> 1700000000 +0000\n\nhand-made\n")
+    return subprocess.run(["git", "--git-dir", str(gitdir), "hash-object", "-t", "commit", "-w",
+                           "--stdin", "--literally"], input=body, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def cli(store: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", "from gitstore_cli.main import main; main()",
+                           "--store", store, *args], capture_output=True, text=True)
+
+
+def test_a_damaged_version_ref_does_not_break_the_other_versions(ours: GitDataStore) -> None:
+    """Refs written by hand (or by another tool) that name a tree, or a commit that is not
+    there: every listing goes on for the other versions and names the bad one."""
+    gitdir = Path(ours.gitdir)
+    ours.store(C(2, "2.0"), "value", "two")
+    tree = rev(gitdir, "refs/gitstore/versions/1.0^{tree}")
+    (gitdir / "refs/gitstore/versions/3.0").write_text(tree + "\n")
+    (gitdir / "refs/gitstore/versions/4.0").write_text("12" * 20 + "\n")
+    ours.close()
+    store = GitDataStore(gitdir)
+    assert store.versions() == ["1.0", "2.0", "3.0", "4.0"]
+    entries = list(store.entries())
+    assert sorted(e.version for e in entries if e.problem is None) == ["1.0", "2.0"]
+    bad = {e.version: e.problem for e in entries if e.problem is not None}
+    assert set(bad) == {"3.0", "4.0"} and "tree" in str(bad["3.0"]), bad
+    problems = store.verify()
+    assert len(problems) == 2 and "version 3.0" in problems[0] and "version 4.0" in problems[1]
+    assert store.stats()["entries"] == 2
+    assert len(store.log()) == 2
+    assert store.find(key_prefix(store, C(2, "2.0"))).version == "2.0"
+    # undated: never pruned by age or count, only by name
+    assert store.prune(keep_last=0, dry_run=True) == ["1.0", "2.0"]
+    assert store.prune(older_than=0, dry_run=True) == ["1.0", "2.0"]
+    assert store.prune(["3.0"]) == ["3.0"]
+    assert store.retrieve(C(2, "2.0"), "value") == "two"
+    out = cli(store.gitdir, "ls")
+    assert out.returncode == 0, out.stderr
+    assert "version 4.0 is unreadable" in out.stderr and "2.0" in out.stdout
+    store.close()
+
+
+def key_prefix(store: GitDataStore, component: SimpleComponent) -> str:
+    from gitstore.keys import key_hex, key_of
+
+    return key_hex(key_of(component))[:12]
+
+
+def test_hostile_folders_in_a_pulled_tree_are_listed_as_problems(ours: GitDataStore,
+                                                                 theirs: Path,
+                                                                 serve: str) -> None:
+    """A remote version whose tree holds folders gitstore never writes ('..', '.git', a
+    gitlink, an entry filed under another key than its component.yaml names): pulled, they
+    never break ls or verify, never show a wrong key, and the good entries stay readable."""
+    root = rev(theirs, "refs/gitstore/versions/1.0^{tree}")
+    tip = rev(theirs, "refs/gitstore/versions/1.0")
+    fanout = git("--git-dir", str(theirs), "ls-tree", "-r", "-d", root).split("\n")
+    entry_line = next(line for line in fanout if line.count("/") == 2)
+    entry_tree = entry_line.split()[2]
+    misfiled = "abcd" + "0" * 60
+    level3 = mktree(theirs, [f"040000 tree {entry_tree}\t{misfiled}",
+                             f"160000 commit {tip}\tabcd" + "1" * 60])
+    level2 = mktree(theirs, [f"040000 tree {level3}\tcd"])
+    old = git("--git-dir", str(theirs), "ls-tree", root).splitlines()
+    evil = mktree(theirs, old + [f"040000 tree {level2}\tab", f"040000 tree {entry_tree}\t..",
+                                 f"040000 tree {entry_tree}\t.git", f"160000 commit {tip}\tzz"])
+    git("--git-dir", str(theirs), "update-ref", "refs/gitstore/versions/1.0",
+        commit_of(theirs, evil, tip))
+    ours.pull(serve)  # the same bytes at the same place merge: the tree is theirs + ours
+    entries = [e for e in ours.entries() if e.version == "1.0" or e.problem]
+    problems = sorted(str(e.problem) for e in entries if e.problem)
+    assert len(problems) == 3, problems
+    assert any("'..'" in p for p in problems) and any("'.git'" in p for p in problems)
+    assert any(misfiled in p for p in problems)
+    good = {e.key for e in entries if e.problem is None}
+    from gitstore.keys import key_of
+
+    assert good == {key_of(C(1)), key_of(C(3))}
+    assert ours.retrieve(C(1), "value") == "ours"
+    assert ours.retrieve(C(3), "value") == "theirs"
+    assert len(ours.verify()) == 3
+    out = cli(ours.gitdir, "ls")
+    assert out.returncode == 0, out.stderr
+    assert misfiled in out.stderr
+
+
+LIST_AND_MEASURE = """
+import sys
+from gitstore import GitDataStore
+
+def peak_kb():  # this process's own peak (ru_maxrss would count the parent's, across exec)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+store = GitDataStore(sys.argv[1])
+store.versions()
+before = peak_kb()
+problems = [e.problem for e in store.entries() if e.problem]
+print((peak_kb() - before) // 1024, problems)
+"""
+
+
+def test_a_huge_pulled_component_yaml_is_refused_without_reading_it(ours: GitDataStore,
+                                                                    theirs: Path,
+                                                                    tmp_path: Path) -> None:
+    """A valid but huge (compressible: the pack stays small) component.yaml: ls names it
+    and never inflates it (its size comes from its header)."""
+    from gitstore import _yaml
+
+    root = rev(theirs, "refs/gitstore/versions/1.0^{tree}")
+    tip = rev(theirs, "refs/gitstore/versions/1.0")
+    listing = git("--git-dir", str(theirs), "ls-tree", "-r", root).splitlines()
+    path = next(line.split("\t")[1] for line in listing if line.endswith("component.yaml"))
+    description = git("--git-dir", str(theirs), "cat-file", "blob", f"{root}:{path}")
+    huge = description.encode() + b"pad: '" + b"a" * (_yaml.MAX_TEXT + (16 << 20)) + b"'\n"
+    blob = subprocess.run(["git", "--git-dir", str(theirs), "hash-object", "-w", "--stdin"],
+                          input=huge, capture_output=True, check=True).stdout.decode().strip()
+    del huge
+    entries = [line.split(None, 3) for line in git("--git-dir", str(theirs), "ls-tree",
+                                                   f"{root}:{path.rsplit('/', 1)[0]}").splitlines()]
+    entry = mktree(theirs, [f"{m} {t} {blob if n == 'component.yaml' else s}\t{n}"
+                            for m, t, s, n in entries])
+    a, b, c = path.split("/")[:3]
+    level3 = mktree(theirs, [f"040000 tree {entry}\t{c}"])
+    level2 = mktree(theirs, [f"040000 tree {level3}\t{b}"])
+    level1 = mktree(theirs, [f"040000 tree {level2}\t{a}"])
+    git("--git-dir", str(theirs), "update-ref", "refs/gitstore/versions/9.0",
+        commit_of(theirs, level1, tip))
+    assert ours.pull(str(theirs), version="9.0") == {"9.0": "created"}
+    import gitstore
+
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(gitstore.__file__)))
+    out = subprocess.run([sys.executable, "-c", LIST_AND_MEASURE, ours.gitdir], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    grown, problems = out.stdout.split(" ", 1)
+    assert "over the limit" in problems, problems
+    assert int(grown) < 32, out.stdout  # megabytes: the 80 MB text was never read
+    assert ours.retrieve(C(1), "value") == "ours"
+
+
+def test_hand_made_version_refs_are_not_versions_nor_pushed(ours: GitDataStore,
+                                                           tmp_path: Path) -> None:
+    """A ref under versions/ that gitstore would never write (not canonically encoded): it
+    is not listed as a version, not pushed (it would make every plain pull of the remote
+    refuse), and verify names it. A careless empty version is a typed error, not "all"."""
+    from gitstore.errors import InvalidComponentError
+
+    gitdir = Path(ours.gitdir)
+    tip = (gitdir / "refs/gitstore/versions/1.0").read_text()
+    for name in ("%61", "x%2e%2e"):
+        (gitdir / "refs/gitstore/versions" / name).write_text(tip)
+    assert ours.versions() == ["1.0"]
+    problems = ours.verify()
+    assert len(problems) == 2 and all("not a version gitstore writes" in p for p in problems)
+    remote = tmp_path / "remote.git"
+    GitDataStore(remote).close()
+    assert list(ours.push(str(remote))) == ["1.0"]
+    assert sorted(os.listdir(remote / "refs/gitstore/versions")) == ["1.0"]
+    other = GitDataStore(tmp_path / "other.git")
+    assert other.pull(str(remote)) == {"1.0": "created"}
+    with pytest.raises(InvalidComponentError):
+        other.pull(str(remote), version="")
+
+
+def test_pulled_entry_with_links_folders_and_submodules_is_one_bad_entry(
+        ours: GitDataStore, theirs: Path) -> None:
+    """An entry of a pulled version whose tree holds a submodule (gitlink to a commit that
+    is nowhere: connectivity skips gitlinks, as git does), a folder and a symbolic link among
+    its attributes: listed as one damaged entry; ls, attributes and verify go on."""
+    root = rev(theirs, "refs/gitstore/versions/1.0^{tree}")
+    tip = rev(theirs, "refs/gitstore/versions/1.0")
+    path = next(line.split("\t")[1] for line in git(
+        "--git-dir", str(theirs), "ls-tree", "-r", "-d", root).splitlines()
+        if line.count("/") == 2)
+    entry_tree = rev(theirs, f"{root}:{path}")
+    link = subprocess.run(["git", "--git-dir", str(theirs), "hash-object", "-w", "--stdin"],
+                          input=b"/etc/passwd", capture_output=True,
+                          check=True).stdout.decode().strip()
+    entry = mktree(theirs, git("--git-dir", str(theirs), "ls-tree", entry_tree).splitlines()
+                   + [f"160000 commit {'12' * 20}\tsub.json", f"040000 tree {entry_tree}\tdir.json",
+                      f"120000 blob {link}\tlink.json"])
+    a, b, c = path.split("/")
+    level3 = mktree(theirs, [f"040000 tree {entry}\t{c}"])
+    level2 = mktree(theirs, [f"040000 tree {level3}\t{b}"])
+    level1 = mktree(theirs, [f"040000 tree {level2}\t{a}"])
+    git("--git-dir", str(theirs), "update-ref", "refs/gitstore/versions/1.0",
+        commit_of(theirs, level1, tip))
+    ours.pull(str(theirs))
+    bad = [e for e in ours.entries() if e.problem]
+    assert len(bad) == 1 and "not a file" in str(bad[0].problem)
+    assert set(bad[0].attributes) == {"value", "sub", "dir", "link"}
+    sizes = ours.attributes(bad[0].key)
+    assert sizes["sub"]["size"] is None and sizes["value"]["size"] > 0
+    assert ours.retrieve(C(3), "value") == "theirs"
+    assert ours.retrieve(C(1), "value") == "ours"
+    assert len(ours.verify()) == 1
+    out = cli(ours.gitdir, "ls")
+    assert out.returncode == 0, out.stderr
+    assert "not a file" in out.stderr and "2.0" in out.stdout
+
+
+@pytest.mark.parametrize("name", [
+    b"refs/gitstore/versions/a\x01b", b"refs/gitstore/versions/a\x00b",
+    b"refs/gitstore/versions/a\x7fb", b"refs/gitstore/versions/x@{1}",
+    b"refs/gitstore/versions/x.lock", b"refs/gitstore/versions/x/",
+    b"refs/gitstore/versions/%2e%2e", b"refs/gitstore/versions/%31.0",
+    b"refs/gitstore/versions/a\xffb", b"refs/gitstore/versions/.hidden",
+    b"refs/gitstore/versions/a:b"])
+def test_any_hostile_name_over_git_protocol_is_refused(ours: GitDataStore, theirs: Path,
+                                                       name: bytes) -> None:
+    """Control bytes, git's reserved sequences, a '.lock', non-canonical percent-encodings
+    ('%31.0' is '1.0': it would overwrite the store's version), bytes that are not UTF-8:
+    the whole fetch is refused, nothing local changes."""
+    sha = rev(theirs, "refs/gitstore/versions/2.0")
+    pack = pack_of(theirs, sha, revs=True)
+    before = state(Path(ours.gitdir))
+    refs = [(sha.encode(), b"refs/gitstore/versions/2.0"), (sha.encode(), name)]
+    with lying_server(refs, pack) as url:
+        with pytest.raises(RemoteError, match="refuses"):
+            ours.pull(url)
+        assert_untouched(ours, before)
+        assert ours.pull(url, version="2.0") == {"2.0": "created"}
+    assert ours.retrieve(C(1), "value") == "ours"
+
+
+@pytest.mark.parametrize("damage", ["tree", "missing"])
+def test_a_damaged_local_version_is_neither_pushed_nor_merged_into(ours: GitDataStore,
+                                                                   theirs: Path,
+                                                                   tmp_path: Path,
+                                                                   damage: str) -> None:
+    """Pulling into, or pushing, a version whose local ref names a tree or a missing commit
+    was a raw AssertionError/KeyError; a push of a version the remote lacks would have
+    copied the broken ref there."""
+    from gitstore.errors import CorruptEntryError
+
+    gitdir = Path(ours.gitdir)
+    ref = gitdir / "refs/gitstore/versions/1.0"
+    broken = rev(gitdir, "refs/gitstore/versions/1.0^{tree}") if damage == "tree" else "12" * 20
+    ref.write_text(broken + "\n")
+    with pytest.raises(CorruptEntryError, match="local version 1.0 is damaged"):
+        ours.pull(str(theirs), version="1.0")
+    assert ref.read_text().strip() == broken
+    remote = tmp_path / "remote.git"
+    GitDataStore(remote).close()
+    ours.store(C(5, "5.0"), "value", 5)
+    with pytest.raises(CorruptEntryError, match="version 1.0"):
+        ours.push(str(remote))
+    assert not (remote / "refs/gitstore/versions/1.0").exists()
+    assert list(ours.push(str(remote), ["5.0"])) == ["5.0"]
+    git("--git-dir", str(remote), "fsck", "--strict")
+
+
+@pytest.mark.parametrize("what", ["commit", "tree"])
+def test_a_pulled_commit_or_tree_declaring_gigabytes_is_not_inflated(
+        ours: GitDataStore, theirs: Path, what: str) -> None:
+    """A version whose commit (a message of zeros) or root tree (one entry repeated) is
+    hundreds of megabytes that compress to almost nothing: every listing names it, never
+    inflating it; the other versions are untouched."""
+    from gitstore._git.objects import MAX_COMMIT_BYTES, MAX_TREE_BYTES
+
+    root = rev(theirs, "refs/gitstore/versions/2.0^{tree}")
+    tip = rev(theirs, "refs/gitstore/versions/2.0")
+    if what == "commit":
+        body = (f"tree {root}\nparent {tip}\nauthor A <a@b> 1700000000 +0000\n"
+                f"committer A <a@b> 1700000000 +0000\n\n").encode() \
+            + b"0" * (MAX_COMMIT_BYTES + 1)
+    else:
+        line = git("--git-dir", str(theirs), "ls-tree", root).splitlines()[0]
+        mode, _kind, sha, name = line.split(None, 3)
+        entry = f"{mode} {name}".encode() + b"\0" + bytes.fromhex(sha)
+        tree = subprocess.run(["git", "--git-dir", str(theirs), "hash-object", "-t", "tree",
+                               "-w", "--stdin", "--literally"],
+                              input=entry * (MAX_TREE_BYTES // len(entry) + 1),
+                              capture_output=True, check=True).stdout.decode().strip()
+        body = (f"tree {tree}\nparent {tip}\nauthor A <a@b> 1700000000 +0000\n"
+                f"committer A <a@b> 1700000000 +0000\n\nhuge tree\n").encode()
+    sha = subprocess.run(["git", "--git-dir", str(theirs), "hash-object", "-t", "commit", "-w",
+                          "--stdin", "--literally"], input=body, capture_output=True,
+                         check=True).stdout.decode().strip()
+    del body
+    git("--git-dir", str(theirs), "update-ref", "refs/gitstore/versions/9.0", sha)
+    assert ours.pull(str(theirs), version="9.0") == {"9.0": "created"}
+    import gitstore
+
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(gitstore.__file__)))
+    out = subprocess.run([sys.executable, "-c", LIST_AND_MEASURE, ours.gitdir], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    grown, problems = out.stdout.split(" ", 1)
+    assert "over the limit" in problems and "9.0" in problems, problems
+    assert int(grown) < 32, out.stdout  # megabytes
+    assert ours.retrieve(C(1), "value") == "ours"
+    assert any("9.0" in p for p in ours.verify())
+
+
+def test_a_truncated_history_is_refused(ours: GitDataStore, theirs: Path) -> None:
+    """A commit whose tree is complete but whose parent is nowhere (history cut off, as a
+    shallow clone has it), over git:// and over a path."""
+    tree = rev(theirs, "refs/gitstore/versions/1.0^{tree}")
+    body = (f"tree {tree}\nparent {'12' * 20}\nauthor A <a@b> 1700000000 +0000\n"
+            f"committer A <a@b> 1700000000 +0000\n\ntruncated\n")
+    sha = subprocess.run(["git", "--git-dir", str(theirs), "hash-object", "-t", "commit", "-w",
+                          "--stdin", "--literally"], input=body, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    objects = [sha, tree] + [line.split()[2] for line in git(
+        "--git-dir", str(theirs), "ls-tree", "-r", "-t", tree).splitlines()]
+    before = state(Path(ours.gitdir))
+    with lying_server([(sha.encode(), b"refs/gitstore/versions/1.0")],
+                      pack_of(theirs, *objects)) as url:
+        with pytest.raises(RemoteError, match="incomplete history"):
+            ours.pull(url)
+    assert_untouched(ours, before)
+    git("--git-dir", str(theirs), "update-ref", "refs/gitstore/versions/1.0", sha)
+    with pytest.raises(RemoteError, match="incomplete history"):
+        ours.pull(str(theirs))
+    assert_untouched(ours, before)

@@ -41,6 +41,11 @@ if what == "store":
     print("stored")
 elif what == "pull":
     print(store.pull(sys.argv[3]))
+elif what == "prune":
+    print(store.prune(sys.argv[3:]))
+elif what == "gc":
+    store.gc()
+    print("gc done")
 elif what == "read":
     for item in sys.argv[3:]:
         x, version = item.split("@")
@@ -155,3 +160,26 @@ def test_modes_follow_core_shared_repository(tmp_path: Path, setting: str, file_
         assert stat.S_IMODE(os.stat(folder).st_mode) == dir_mode, folder
     for lock in (store / "gitstore" / "locks").iterdir():
         assert stat.S_IMODE(os.stat(lock).st_mode) == file_mode, lock
+
+
+@needs_root
+def test_members_prune_and_gc_each_others_versions(members: tuple[str, str], shared_dir: Path
+                                                   ) -> None:
+    """gc by one member frees what the other pruned (it cannot re-date the other's files:
+    those wait the grace, nothing fails), and neither loses a stored result."""
+    one, two = members
+    script = shared_dir / "client.py"
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    store = shared_dir / "gc.git"
+    py = sys.executable
+    run_as(one, "git", "init", "-q", "--bare", "--shared=group", str(store))
+    run_as(one, py, str(script), str(store), "store", "1", "keep", "one's")
+    run_as(one, py, str(script), str(store), "store", "2", "doomed", "one's")
+    run_as(two, py, str(script), str(store), "store", "3", "keep", "two's")
+    run_as(one, py, str(script), str(store), "prune", "doomed")
+    assert "gc done" in run_as(two, py, str(script), str(store), "gc")
+    run_as(one, py, str(script), str(store), "store", "4", "keep", "one's")
+    assert "gc done" in run_as(one, py, str(script), str(store), "gc")
+    out = run_as(two, py, str(script), str(store), "read", "1@keep", "3@keep", "4@keep")
+    assert out.split() == ["one's", "two's", "one's"]
+    git("--git-dir", str(store), "fsck", "--strict")

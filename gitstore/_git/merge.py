@@ -13,6 +13,7 @@ from typing import Any
 
 from dulwich.objects import ObjectID
 
+from ..errors import CorruptEntryError
 from .objects import Obj, ObjectDB, TreeEntries
 
 __all__ = ["is_ancestor", "merge_base", "merge_trees"]
@@ -23,18 +24,44 @@ Item = tuple[int, bytes] | None  # (mode, id) of one name, or absent
 
 
 def is_ancestor(repo: Any, ancestor: bytes, descendant: bytes) -> bool:
-    """Whether commit ``ancestor`` is reachable from ``descendant`` (both present locally)."""
+    """Whether commit ``ancestor`` is reachable from ``descendant`` (both present locally).
+
+    Raises:
+        CorruptEntryError: a commit of either history is missing or is not a commit (a
+            damaged or hand-made ref).
+    """
     from dulwich.graph import can_fast_forward
 
-    return bool(can_fast_forward(repo, ObjectID(ancestor), ObjectID(descendant)))
+    try:
+        return bool(can_fast_forward(repo, ObjectID(ancestor), ObjectID(descendant)))
+    except _UNREADABLE as exc:
+        raise _unreadable(ancestor, descendant, exc) from None
 
 
 def merge_base(repo: Any, a: bytes, b: bytes) -> bytes | None:
-    """The best common ancestor of two commits, or None."""
+    """The best common ancestor of two commits, or None.
+
+    Raises:
+        CorruptEntryError: see :func:`is_ancestor`.
+    """
     from dulwich.graph import find_merge_base
 
-    bases = find_merge_base(repo, [ObjectID(a), ObjectID(b)])
+    try:
+        bases = find_merge_base(repo, [ObjectID(a), ObjectID(b)])
+    except _UNREADABLE as exc:
+        raise _unreadable(a, b, exc) from None
     return bytes(bases[0]) if bases else None
+
+
+#: what dulwich raises on a missing object (KeyError) or one that is not a commit
+#: (AssertionError, AttributeError, ValueError)
+_UNREADABLE = (KeyError, AssertionError, AttributeError, ValueError)
+
+
+def _unreadable(a: bytes, b: bytes, exc: BaseException) -> CorruptEntryError:
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return CorruptEntryError(f"the history of {a.decode()[:12]} or {b.decode()[:12]} cannot be "
+                             f"read (a missing object, or not a commit: {what})")
 
 
 def merge_trees(db: ObjectDB, base: bytes | None, ours: bytes | None, theirs: bytes | None,

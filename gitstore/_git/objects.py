@@ -16,6 +16,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,6 +35,12 @@ __all__ = ["Obj", "ObjectDB", "TreeEntries", "WriteGate", "object_id"]
 _log = logging.getLogger("gitstore")
 
 BLOB, TREE, COMMIT = 3, 2, 1
+#: the largest tree and commit read (a gitstore tree holds at most 256 folders, or one
+#: entry's files; a commit's message lists a batch's changes): a pulled object that declares
+#: more (a few compressed bytes can declare gigabytes) is refused before it is inflated
+MAX_TREE_BYTES = 64 << 20
+MAX_COMMIT_BYTES = 256 << 20
+_BOUNDED = {TREE: MAX_TREE_BYTES, COMMIT: MAX_COMMIT_BYTES}
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 TreeEntries = dict[bytes, tuple[int, bytes]]  # name -> (mode, hex id)
 # (type number, raw content), or with its id when the producer computed it already
@@ -142,6 +149,13 @@ class ObjectDB:
             CorruptEntryError: missing, unreadable, of the wrong type, or not matching its id.
         """
         problem = None
+        if expect_type in _BOUNDED:
+            declared = self.declared_size(sha)
+            if declared is not None and declared > _BOUNDED[expect_type]:
+                raise CorruptEntryError(
+                    f"object {sha.decode()} declares {declared} bytes, over the limit of "
+                    f"{_BOUNDED[expect_type]} for a {_TYPE_NAMES[expect_type].decode()} "
+                    "(not read)", expected=sha.decode())
         try:
             type_num, data = self.store.get_raw(sha)
         except KeyError:
@@ -171,6 +185,26 @@ class ObjectDB:
             raise CorruptEntryError(f"object {sha.decode()} does not match its id",
                                     expected=sha.decode(), got=got.decode())
         return data
+
+    def declared_size(self, sha: bytes) -> int | None:
+        """The size an object's header declares (loose or packed), nothing inflated past
+        it; None when it is not found (or its header is unreadable: the read will say)."""
+        from .large import packed_size
+
+        hex_id = sha.decode()
+        try:
+            with open(os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:]), "rb") as f:
+                head = zlib.decompressobj().decompress(f.read(512), 64)
+            _kind, _, size = head.partition(b"\x00")[0].partition(b" ")
+            return int(size) if size.isdigit() else None
+        except FileNotFoundError:
+            pass
+        except (OSError, zlib.error):
+            return None
+        try:
+            return packed_size(self.store, sha)
+        except (OSError, ValueError, IndexError):
+            return None
 
     def _other_copy(self, sha: bytes, expect_type: int | None) -> bytes | None:
         """A good copy of an object whose first copy found is damaged: in another pack, or
@@ -344,8 +378,11 @@ class ObjectDB:
         self._write_raw_pack(chunks)
         return ids
 
-    def _write_raw_pack(self, chunks: list[tuple[bytes, bytes]]) -> None:
-        """Write already-encoded pack entries (no deltas) and their index."""
+    def _write_raw_pack(self, chunks: list[tuple[bytes, bytes]], mtime: float | None = None
+                        ) -> None:
+        """Write already-encoded pack entries (no deltas) and their index; ``mtime``: the
+        pack's modification time (a merge keeps its newest input's: gc dates unreachable
+        objects by their pack's time)."""
         os.makedirs(self.pack_dir, exist_ok=True)
         index: list[tuple[bytes, int, int]] = []
         offset = 12
@@ -363,6 +400,8 @@ class ObjectDB:
                 if self.shared is not None:
                     self.shared(tmp_pack)
                     self.shared(tmp_idx)
+                if mtime is not None:
+                    os.utime(tmp_pack, (mtime, mtime))
                 os.rename(tmp_pack, final + ".pack")
                 os.rename(tmp_idx, final + ".idx")
             except BaseException:
@@ -463,11 +502,19 @@ class ObjectDB:
             chunks.append((bytes.fromhex(object_id(type_num, data).decode()),
                            _pack_header(type_num, len(data)) + zlib.compress(data, 1)))
         unique = list({raw_id: (raw_id, chunk) for raw_id, chunk in chunks}.values())
-        self._write_raw_pack(unique)
+        newest = 0.0
+        for base in present:
+            try:
+                newest = max(newest, os.stat(base + ".pack").st_mtime)
+            except FileNotFoundError:
+                newest = time.time()  # removed meanwhile: date the merge now, to be safe
+        self._write_raw_pack(unique, newest or None)
         for base in present:
             # .idx first: without it readers ignore the pack; dulwich re-scans on a miss
             _unlink(base + ".idx")
             _unlink(base + ".pack")
+            for ext in (".rev", ".bitmap", ".mtimes"):  # git's own companions (a repack's)
+                _unlink(base + ext)
 
 
 class WriteGate:

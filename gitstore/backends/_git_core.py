@@ -31,7 +31,13 @@ import yaml
 
 from .. import _yaml
 from .._git.large import LARGE, LooseReader, open_packed_blob, packed_size, write_loose_blob
-from .._git.layout import VERSIONS, entry_path, ref_for_version, version_of_ref
+from .._git.layout import (
+    VERSIONS,
+    entry_path,
+    ref_for_version,
+    version_of_ref,
+    version_ref_problem,
+)
 from .._git.objects import BLOB, COMMIT, Obj, ObjectDB, WriteGate, object_id
 from .._git.refs import RefFiles
 from .._git.shared import Adjust, shared_adjuster
@@ -61,6 +67,7 @@ __all__ = ["Commit", "GitCore", "show_value"]
 
 _DIR = 0o40000
 _FILE = 0o100644
+_FILE_MODES = frozenset({0o100644, 0o100755})
 _COMPONENT = COMPONENT_FILE.encode()
 _EMPTY_TREE = b"4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _Store = TypeVar("_Store", bound="GitCore")
@@ -451,31 +458,47 @@ class GitCore(AbstractDataStore):
         refs = [ref_for_version(version)] if version is not None else self._version_refs()
         db = self._db()
         for ref in refs:
-            root = self._tip_tree(ref)
-            if root is None:
-                continue
             if key is not None:
-                found = db.lookup(root, entry_path(key))
+                try:
+                    root = self._tip_tree(ref)
+                    found = db.lookup(root, entry_path(key)) if root is not None else None
+                except CorruptEntryError:
+                    if version is not None:
+                        raise
+                    continue  # a damaged version elsewhere does not hide this one's entry
                 if found is not None and found[0] == _DIR:
                     yield self._entry(found[1])
                 continue
-            for _n1, (m1, t1) in sorted(db.tree(root).items()):
-                if m1 != _DIR:
-                    continue
-                for _n2, (m2, t2) in sorted(db.tree(t1).items()):
-                    if m2 != _DIR:
-                        continue
-                    for n3, (m3, t3) in sorted(db.tree(t2).items()):
-                        if m3 == _DIR:
-                            yield self._listed_entry(t3, n3, ref)
+            for hexkey, tree, problem in self._scan(ref):
+                if problem is None:
+                    yield self._listed_entry(tree, hexkey.encode(), ref)
+                else:
+                    key_text = f"{KEY_SCHEME}:{hexkey}"
+                    yield Entry(key_text, (), {"key": key_text, "version": version_of_ref(ref)},
+                                problem=problem)
 
     def _listed_entry(self, tree: bytes, name: bytes, ref: str) -> Entry:
-        """The entry in ``tree``; one whose description cannot be read is listed with its
-        ``problem`` (listing goes on: one bad entry never hides the others)."""
+        """The entry in ``tree``; one whose description cannot be read, or names another key
+        than the place it is filed at, is listed with its ``problem`` (listing goes on: one
+        bad entry never hides the others)."""
         try:
-            return self._entry(tree)
+            entry = self._entry(tree)
+            odd = sorted(n for n, (mode, _sha) in self._db().tree(tree).items()
+                         if mode not in _FILE_MODES)
+            if odd:  # a link, a folder, a submodule: no attribute gitstore writes
+                raise CorruptEntryError(
+                    f"entry tree {tree.decode()} holds {_shown(odd[0])!r}, which is not a "
+                    "file")
+            if key_hex(entry.key) != name.decode("ascii", "replace"):
+                raise CorruptEntryError(
+                    f"{COMPONENT_FILE} in {tree.decode()} names key {_shown(entry.key.encode())!r}"
+                    f" but is filed under {name.decode('ascii', 'replace')}")
+            return entry
         except CorruptEntryError as exc:
-            names = self._db().tree(tree)
+            try:
+                names = self._db().tree(tree)
+            except CorruptEntryError:
+                names = {}  # the entry's own tree is missing or damaged: no attributes known
             attrs = tuple(sorted(n.rsplit(b".", 1)[0].decode("utf-8", "replace")
                                  for n in names if n != _COMPONENT))
             key = f"{KEY_SCHEME}:{name.decode('ascii', 'replace')}"
@@ -488,6 +511,10 @@ class GitCore(AbstractDataStore):
         comp = names.get(_COMPONENT)
         if comp is None:
             raise CorruptEntryError(f"entry tree {tree.decode()} has no {COMPONENT_FILE}")
+        size = self._blob_size(comp[1])  # from its header: nothing inflated yet
+        if size > _yaml.MAX_TEXT:
+            raise CorruptEntryError(f"{COMPONENT_FILE} in {tree.decode()} is unreadable: "
+                                    f"{size} bytes, over the limit of {_yaml.MAX_TEXT}")
         try:
             description = _yaml.load(self._read_blob(comp[1]))
         except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
@@ -593,7 +620,11 @@ class GitCore(AbstractDataStore):
     # --- git-specific API ----------------------------------------------------------------------
 
     def _version_refs(self) -> list[str]:
-        return sorted(self._refs.list(VERSIONS))
+        """The store's version refs: only names gitstore writes (a hand-made
+        ``versions/%61`` is not version ``a``: never listed, pushed or merged; verify names
+        it)."""
+        return sorted(ref for ref in self._refs.list(VERSIONS)
+                      if version_ref_problem(ref) is None)
 
     def versions(self) -> list[str]:
         """Every version that has results here."""
@@ -648,27 +679,74 @@ class GitCore(AbstractDataStore):
             entry = self.find(key)
             refs = [ref_for_version(entry.version)]
             key = entry.key
-        commits = [c for ref in refs for c in self._history(ref, key)]
+        commits = []
+        for ref in refs:
+            try:
+                commits.extend(self._history(ref, key))
+            except CorruptEntryError:
+                if version is not None or key is not None:
+                    raise
+                # a damaged version does not hide the others' history (verify names it)
         return sorted(commits, key=lambda c: c.time, reverse=True)
 
     # --- lookups by key (for the command line) --------------------------------------------------
 
     def _walk(self, ref: str, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-        """(hex digest, entry tree id) of every entry of ``ref`` whose digest starts so."""
+        """(hex digest, entry tree id) of every readable entry of ``ref`` whose digest starts
+        so (damaged parts are skipped: :meth:`_scan` names them)."""
+        for hexkey, tree, problem in self._scan(ref, prefix):
+            if problem is None:
+                yield hexkey, tree
+
+    def _scan(self, ref: str, prefix: str = "") -> Iterator[tuple[str, bytes, str | None]]:
+        """(hex digest, entry tree id, None) of every entry of ``ref`` whose digest starts so,
+        and (hex prefix, b"", problem) for each part that cannot be read: a tip that is not a
+        commit or is missing, a fan-out tree that is missing or damaged, a folder whose name
+        is not where gitstore files an entry (a hostile or hand-made tree). One damaged part
+        never hides the others, nor the other versions."""
         db = self._db()
-        root = self._tip_tree(ref)
-        if root is None:
+        version = version_of_ref(ref)
+        try:
+            root = self._tip_tree(ref)
+            level1 = sorted(db.tree(root).items()) if root is not None else []
+        except CorruptEntryError as exc:
+            yield "", b"", f"version {version} is unreadable: {exc}"
             return
         p = prefix.encode()
-        for n1, (m1, t1) in sorted(db.tree(root).items()):
+        for n1, (m1, t1) in level1:
             if m1 != _DIR or not (n1.startswith(p[:2]) or p[:2].startswith(n1)):
                 continue
-            for n2, (m2, t2) in sorted(db.tree(t1).items()):
+            if not _is_hex(n1, 2):
+                yield _shown(n1), b"", f"version {version}: {_shown(n1)!r} is not an entry folder"
+                continue
+            try:
+                level2 = sorted(db.tree(t1).items())
+            except CorruptEntryError as exc:
+                yield n1.decode(), b"", f"version {version}, entries {n1.decode()}…: {exc}"
+                continue
+            for n2, (m2, t2) in level2:
                 if m2 != _DIR or not (n2.startswith(p[2:4]) or p[2:4].startswith(n2)):
                     continue
-                for n3, (m3, t3) in sorted(db.tree(t2).items()):
-                    if m3 == _DIR and n3.startswith(p):
-                        yield n3.decode(), t3
+                where = n1 + b"/" + n2
+                if not _is_hex(n2, 2):
+                    yield n1.decode(), b"", (f"version {version}: {_shown(where)!r} is not an "
+                                             "entry folder")
+                    continue
+                try:
+                    level3 = sorted(db.tree(t2).items())
+                except CorruptEntryError as exc:
+                    yield (n1 + n2).decode(), b"", (f"version {version}, entries "
+                                                    f"{(n1 + n2).decode()}…: {exc}")
+                    continue
+                for n3, (m3, t3) in level3:
+                    if m3 != _DIR or not n3.startswith(p):
+                        continue
+                    if not _is_hex(n3, 64) or n3[:4] != n1 + n2:
+                        yield (n1 + n2).decode(), b"", (
+                            f"version {version}: {_shown(where + b'/' + n3)!r} is not an "
+                            "entry folder")
+                        continue
+                    yield n3.decode(), t3, None
 
     def find(self, prefix: str) -> Entry:
         """The entry whose key starts with ``prefix`` (with or without ``k1-sha256:``).
@@ -703,9 +781,13 @@ class GitCore(AbstractDataStore):
                 continue
             attribute, _, ext = name.decode().rpartition(".")
             codec = codec_by_ext(ext)  # None: a format no codec here reads
+            try:
+                size: int | None = self._blob_size(sha)
+            except CorruptEntryError:
+                size = None  # missing or damaged: verify names it; the others are listed
             out[attribute] = {"file": name.decode(),
                               "codec": codec.name if codec.known else None,
-                              "size": self._blob_size(sha), "id": sha.decode()}
+                              "size": size, "id": sha.decode()}
         return out
 
     def read(self, key: str, attribute: str, raw: bool = False) -> Any:
@@ -750,15 +832,18 @@ class GitCore(AbstractDataStore):
         ref = ref_for_version(version)
         remaining = {hexkey for hexkey, _tree in self._walk(ref)}
         dates: dict[str, float] = {}
-        for sha, info in self._commits(ref):
-            if not remaining:
-                break
-            parents = info["parents"]
-            before = db.commit_tree(parents[0]) if parents else None
-            for hexkey in _changed_entries(db, db.commit_tree(sha), before):
-                if hexkey in remaining:
-                    dates[hexkey] = info["time"]
-                    remaining.discard(hexkey)
+        try:
+            for sha, info in self._commits(ref):
+                if not remaining:
+                    break
+                parents = info["parents"]
+                before = db.commit_tree(parents[0]) if parents else None
+                for hexkey in _changed_entries(db, db.commit_tree(sha), before):
+                    if hexkey in remaining:
+                        dates[hexkey] = info["time"]
+                        remaining.discard(hexkey)
+        except CorruptEntryError:
+            pass  # a damaged or truncated history: the entries below it have no date
         return dates
 
     # --- maintenance ---------------------------------------------------------------------------
@@ -766,6 +851,15 @@ class GitCore(AbstractDataStore):
     # --- code revisions --------------------------------------------------------------------------
 
     # --- remotes -------------------------------------------------------------------------------
+
+def _is_hex(name: bytes, length: int) -> bool:
+    return len(name) == length and not name.strip(b"0123456789abcdef")
+
+
+def _shown(name: bytes) -> str:
+    """A tree name from an untrusted tree, printable and short."""
+    return name[:80].decode("utf-8", "replace").encode("unicode_escape").decode("ascii")
+
 
 def _changed_entries(db: ObjectDB, tree: bytes, before: bytes | None) -> Iterator[str]:
     """Hex digests of entries that differ between two root trees (walking only what differs)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import numbers
 import shutil
 import subprocess
@@ -11,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._git.layout import ref_for_version, version_of_ref
+from .._git.layout import VERSIONS, ref_for_version, version_of_ref, version_ref_problem
 from .._git.refs import STALE_LOCK_SECONDS
 from ..codecs import decode_payload, read_all
 from ..errors import (
+    CorruptEntryError,
     EntryNotFoundError,
     GitStoreError,
     InvalidArgumentError,
@@ -47,12 +49,22 @@ class MaintenanceMixin(GitCore):
         attribute; return a description of each problem found (empty: all is well)."""
         problems: list[str] = []
         refs = self._version_refs()
+        for ref in sorted(set(self._refs.list(VERSIONS)) - set(refs)):
+            problems.append(f"ref {ref} is not a version gitstore writes "
+                            f"({version_ref_problem(ref)}): ignored")
         for done, ref in enumerate(refs):
             version = version_of_ref(ref)
+            unreadable = False
             try:
-                for hexkey, tree in list(self._walk(ref)):
+                for hexkey, tree, problem in list(self._scan(ref)):
+                    if problem is not None:
+                        problems.append(problem)
+                        unreadable |= not hexkey  # the tip itself: no history to read
+                        continue
                     try:
-                        entry = self._entry(tree)
+                        entry = self._listed_entry(tree, hexkey.encode(), ref)
+                        if entry.problem is not None:
+                            raise CorruptEntryError(entry.problem)
                         for attribute in entry.attributes:
                             found = self._get(entry.key, attribute, version)
                             if found is not None:
@@ -62,7 +74,7 @@ class MaintenanceMixin(GitCore):
                                     read_all(found[1])  # a pickle: its bytes are checked
                     except GitStoreError as exc:
                         problems.append(f"version {version}, entry {hexkey[:12]}: {exc}")
-                for _commit in self._commits(ref):
+                for _commit in self._commits(ref) if not unreadable else ():
                     pass  # reading each commit checks it
             except GitStoreError as exc:
                 problems.append(f"version {version}: {exc}")
@@ -103,7 +115,8 @@ class MaintenanceMixin(GitCore):
         """Delete whole versions: those named, those whose last store is older than
         ``older_than`` seconds, or all but the ``keep_last`` most recently stored ones.
         Returns the versions deleted (or that would be, with ``dry_run``). Their objects go
-        at the next :meth:`gc`.
+        at the next :meth:`gc`. A version whose tip cannot be read (a damaged or hand-made
+        ref) has no date: it is deleted only when named.
 
         Raises:
             InvalidArgumentError: ``older_than`` is not a finite number of seconds >= 0, or
@@ -111,14 +124,18 @@ class MaintenanceMixin(GitCore):
             EntryNotFoundError: a named version does not exist (nothing is deleted).
         """
         _check_bounds(older_than, keep_last)
-        tips = {}
+        tips: dict[str, float] = {}
+        undated: set[str] = set()  # a damaged tip: only pruned when named
         for ref in self._version_refs():
-            commits = self._commits(ref)
-            first = next(commits, None)
+            try:
+                first = next(self._commits(ref), None)
+            except CorruptEntryError:
+                undated.add(version_of_ref(ref))
+                continue
             tips[version_of_ref(ref)] = first[1]["time"] if first else 0.0
         doomed: set[str] = set()
         if versions:
-            unknown = [v for v in versions if v not in tips]
+            unknown = [v for v in versions if v not in tips and v not in undated]
             if unknown:
                 raise EntryNotFoundError(f"no such version: {', '.join(unknown)}")
             doomed.update(versions)
@@ -132,8 +149,25 @@ class MaintenanceMixin(GitCore):
             for version in sorted(doomed):
                 ref = ref_for_version(version)
                 with self._refs.locked(ref):
-                    self._refs.compare_and_swap(ref, self._refs.read(ref), None)
+                    tip = self._refs.read(ref)
+                    if tip is not None:
+                        self._record_pruned(tip)
+                    self._refs.compare_and_swap(ref, tip, None)
         return sorted(doomed)
+
+    def _record_pruned(self, tip: bytes) -> None:
+        """Note a pruned tip for the next :meth:`gc`, which frees what only it reached at once
+        (other unreachable objects wait :data:`FOREIGN_GRACE_SECONDS`). One short append:
+        atomic among concurrent prunes."""
+        path = Path(self.gitdir) / "gitstore" / _PRUNED
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if self._shared_perm is not None:
+                self._shared_perm(str(path))
+            os.write(fd, b"%s %d\n" % (tip, time.time_ns()))
+        finally:
+            os.close(fd)
 
     def _clear_stale_git_locks(self) -> None:
         root = Path(self.gitdir)
@@ -151,22 +185,23 @@ class MaintenanceMixin(GitCore):
                 pass
 
     def gc(self) -> None:
-        """Repack every reachable object into one pack and delete the unreachable ones *now*
-        (the versions :meth:`prune` removed give their space back at once).
+        """Repack every reachable object into one pack and delete the unreachable ones: those
+        of the versions :meth:`prune` removed *now* (their space comes back at once), any
+        other after :data:`FOREIGN_GRACE_SECONDS` (an hour).
 
-        Protocol (see :class:`~gitstore._git.objects.WriteGate`): a writer holds the store's
-        write gate shared from its first object written until its ref has moved; gc holds it
-        exclusive while it decides what is unreachable and deletes it. So while gc deletes,
-        no writer has an object that is written but not yet referenced, and an object
-        unreachable from the refs is garbage, whatever its age (git's own ``gc`` keeps such
-        objects two weeks because it cannot know). Stores wait while gc runs, then go on;
-        reads never wait. Under the gate gc runs ``git repack -a -d`` (every object
-        reachable from the refs, reflogs and index into one pack; the old packs, with the
-        unreachable objects in them, go) and deletes the loose objects ``git prune`` names
-        as unreachable. Temporary files are not gc's to delete unless they are over an
-        hour old (a killed writer's): a live writer's temporaries are never touched. git
-        processes other than gitstore (in a repository shared with a working tree) do not
-        take the gate, as with ``git gc --prune=now``.
+        Protocol (see :class:`~gitstore._git.objects.WriteGate`): a gitstore writer (a store,
+        a fetch or pull, a push to a path remote) holds the store's write gate shared from its
+        first object written until its ref has moved; gc holds it exclusive while it decides
+        what is unreachable and deletes it. So while gc deletes, no gitstore writer has an
+        object that is written but not yet referenced. git processes take no gate: a push
+        over ``git://``, ssh or http (git's ``receive-pack``) has its objects unreachable
+        from their arrival until its ref moves, so an unreachable object younger than the
+        grace is kept (loose) unless only a version pruned since reached it (``prune`` notes
+        the tips it deletes; gc makes what they alone reached look old to git). Under the
+        gate gc runs ``git repack -A -d --unpack-unreachable=<grace>`` and deletes the loose
+        objects ``git prune`` names as unreachable and older than the grace. Temporary files
+        are not gc's to delete unless they are over an hour old (a killed writer's): a live
+        writer's temporaries are never touched.
 
         git streams objects from disk, so memory stays small however large the store is;
         gitstore's own pack merging keeps the pack count bounded between ``gc`` runs.
@@ -186,13 +221,20 @@ class MaintenanceMixin(GitCore):
             # seconds is stale, as git holds them for milliseconds
             self._clear_stale_git_locks()
             with self._gate.exclusive():
-                result = subprocess.run([*base, "repack", "-a", "-d", "-q"],
+                record = self._take_pruned_record()
+                self._age_pruned(base, record)
+                # unreachable packed objects younger than the grace are kept, loose: a git
+                # receive-pack (a push over git://, ssh, http) takes no gate, and its objects
+                # are unreachable from their arrival until its ref moves
+                expire = f"{int(FOREIGN_GRACE_SECONDS)}.seconds.ago"
+                result = subprocess.run([*base, "repack", "-A", "-d", "-q",
+                                         f"--unpack-unreachable={expire}"],
                                         capture_output=True, text=True)
                 if result.returncode != 0:
                     raise StoreError(f"git repack failed: {result.stderr.strip()}")
                 # `git prune --expire=now` would also delete every temporary file, a
                 # concurrent fetch's included: let it only name the unreachable objects
-                listed = subprocess.run([*base, "prune", "--dry-run", "--expire=now"],
+                listed = subprocess.run([*base, "prune", "--dry-run", f"--expire={expire}"],
                                         capture_output=True, text=True)
                 if listed.returncode != 0:
                     raise StoreError(f"git prune failed: {listed.stderr.strip()}")
@@ -202,6 +244,85 @@ class MaintenanceMixin(GitCore):
                     if len(sha) == 40 and not sha.strip("0123456789abcdef"):
                         _remove_file(objects / sha[:2] / sha[2:])
                 self._remove_old_temporaries(objects)
+                if record is not None:
+                    _remove_file(record)
+
+    def _take_pruned_record(self) -> Path | None:
+        """Move the prune record aside (a prune meanwhile starts a new one)."""
+        path = Path(self.gitdir) / "gitstore" / _PRUNED
+        taken = path.with_name(f"{_PRUNED}.gc")
+        try:
+            if taken.exists():  # a gc killed midway: merge its record into the new one
+                with open(taken, "ab") as out, open(path, "rb") as more:
+                    out.write(more.read())
+                path.unlink()
+            else:
+                path.rename(taken)
+        except FileNotFoundError:
+            pass
+        return taken if taken.exists() else None
+
+    def _age_pruned(self, base: list[str], record: Path | None) -> None:
+        """Make the objects that only pruned versions reached look old to git (their loose
+        files, the packs holding them), so that this gc frees them at once. Only files older
+        than the prune are touched: an object that arrived since (a push reusing it) keeps
+        its age and its grace."""
+        if record is None:
+            return
+        tips: dict[bytes, int] = {}
+        for line in record.read_bytes().splitlines():
+            sha, _, stamp = line.partition(b" ")
+            if len(sha) == 40 and not sha.strip(b"0123456789abcdef") and stamp.isdigit():
+                tips[sha] = max(tips.get(sha, 0), int(stamp))
+        if not tips:
+            return
+        when = max(tips.values()) / 1e9
+        listed = subprocess.run([*base, "rev-list", "--objects", "--ignore-missing", "--stdin",
+                                 "--not", "--all"],
+                                input=b"".join(t + b"\n" for t in tips), capture_output=True)
+        if listed.returncode != 0:
+            return  # nothing aged: those objects go after the grace, like any other
+        doomed = {line[:40] for line in listed.stdout.splitlines() if len(line) >= 40}
+        objects = Path(self.gitdir) / "objects"
+        old = (1, 1)
+        remaining = set()
+        for sha in doomed:
+            loose = objects / sha[:2].decode() / sha[2:40].decode()
+            try:
+                if loose.stat().st_mtime <= when:
+                    os.utime(loose, old)
+                continue
+            except FileNotFoundError:
+                remaining.add(bytes.fromhex(sha.decode()))
+            except PermissionError:
+                continue  # another member's file (group-shared store): it waits the grace
+        if not remaining:
+            return
+        from dulwich.object_format import SHA1
+        from dulwich.objects import RawObjectID
+        from dulwich.pack import load_pack_index
+
+        for idx in (objects / "pack").glob("pack-*.idx"):
+            pack = idx.with_suffix(".pack")
+            try:
+                if pack.stat().st_mtime > when:
+                    continue
+                index = load_pack_index(str(idx), object_format=SHA1)
+            except (OSError, ValueError):
+                continue
+            try:
+                for sha in remaining:
+                    try:
+                        index.object_offset(RawObjectID(sha))
+                    except KeyError:
+                        continue
+                    try:
+                        os.utime(pack, old)
+                    except PermissionError:
+                        pass  # another member's pack: its pruned objects wait the grace
+                    break
+            finally:
+                index.close()
 
     def _remove_old_temporaries(self, objects: Path) -> None:
         """Delete ``tmp_*`` files over :data:`TEMP_GRACE_SECONDS` old (a killed writer's)."""
@@ -217,6 +338,10 @@ class MaintenanceMixin(GitCore):
 
 #: a temporary file this old belongs to a writer that died (no write takes an hour)
 TEMP_GRACE_SECONDS = 3600.0
+#: an unreachable object younger than this may be a push in flight (git's receive-pack takes
+#: no gitstore lock): gc keeps it, unless only a version pruned since reached it
+FOREIGN_GRACE_SECONDS = 3600.0
+_PRUNED = "pruned"
 
 
 def _remove_file(path: Path) -> None:

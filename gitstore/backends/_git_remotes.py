@@ -7,8 +7,8 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from .._git.connectivity import check_connected
@@ -39,6 +39,7 @@ from .._git.remote import (
 )
 from ..errors import (
     ConcurrencyError,
+    CorruptEntryError,
     EntryNotFoundError,
     MergeConflictError,
     RemoteError,
@@ -149,21 +150,23 @@ class RemotesMixin(GitCore):
         with ExitStack() as gate, incoming(self.gitdir, self._shared_perm) as quarantine:
             if remote_dir is not None and os.path.realpath(remote_dir) != os.path.realpath(
                     self.gitdir):
-                # on this machine: link its packs, no pack protocol (see receive_local)
-                with _translated(url), no_merges(remote_dir):
+                # on this machine: link its packs, no pack protocol (see receive_local); its
+                # gc must not drop a pack between our reading its refs and linking its packs
+                with _translated(url), no_merges(remote_dir), _their_gate(remote_dir):
                     found = {r: s for r, s in local_refs(remote_dir, VERSIONS).items()
                              if wanted(r)}
                     check(found)
                     receive_local(quarantine, remote_dir)
             else:
                 found = fetch_refs(quarantine, self._db().repo, url, wanted, check, progress)
+            # from the connectivity check (which stops at objects our refs reach: a prune and
+            # a gc must not drop them meanwhile) until the refs name what arrived
+            gate.enter_context(self._gate.shared())
             with _translated(url):
                 # what the store has is complete: stop there
                 check_connected(quarantine.store(), found,
                                 set(self._refs.list(NAMESPACE + "/").values()),
                                 quarantine.git())
-            # from the objects' arrival until the refs name them, gc must not drop them
-            gate.enter_context(self._gate.shared())
             quarantine.admit()
             for ref, sha in found.items():
                 local = f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
@@ -183,9 +186,18 @@ class RemotesMixin(GitCore):
             MergeConflictError: the same key and attribute hold different bytes on the two
                 sides (nothing is changed) and ``prefer`` (``"ours"``/``"theirs"``) is None.
         """
-        fetched = self.fetch(remote, [version] if version else None, progress)
-        return {v: self._merge_in(ref_for_version(v), sha.encode(), remote, prefer)
-                for v, sha in sorted(fetched.items())}
+        fetched = self.fetch(remote, [version] if version is not None else None, progress)
+        merged = {}
+        for v, sha in sorted(fetched.items()):
+            try:
+                merged[v] = self._merge_in(ref_for_version(v), sha.encode(), remote, prefer)
+            except CorruptEntryError as exc:  # what was fetched is checked: ours is damaged
+                raise CorruptEntryError(
+                    f"local version {v} is damaged, {remote} was not merged into it "
+                    f"({exc}); verify names the damage, prune removes the version"
+                    + (f" (merged before it: {', '.join(merged)})" if merged else "")
+                ) from None
+        return merged
 
     def push(self, remote: str, versions: list[str] | None = None, prefer: str | None = None,
              attempts: int = 20, progress: Callable[[bytes], None] | None = None
@@ -205,6 +217,7 @@ class RemotesMixin(GitCore):
         refs = [ref_for_version(v) for v in versions] if versions else self._version_refs()
         for attempt in range(attempts):
             local = {ref: sha for ref in refs if (sha := self._refs.read(ref)) is not None}
+            self._check_tips(local)
             behind: set[str] = set()
 
             def decide(remote_refs: dict[str, bytes]) -> dict[str, bytes]:
@@ -234,6 +247,25 @@ class RemotesMixin(GitCore):
             time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # let the other writer finish
         raise RemoteError(f"push to {redact(remote)} kept being refused ({attempts} attempts)", url)
 
+    def _check_tips(self, local: dict[str, bytes]) -> None:
+        """Refuse to push a version whose tip is not a readable commit (a damaged or
+        hand-made ref): the remote would hold it for everyone.
+
+        Raises:
+            CorruptEntryError: naming each such version; nothing is pushed.
+        """
+        db = self._db()
+        bad = []
+        for ref, sha in sorted(local.items()):
+            try:
+                db.commit_tree(sha)
+            except CorruptEntryError as exc:
+                bad.append(f"version {version_of_ref(ref)}: {exc}")
+        if bad:
+            raise CorruptEntryError("damaged versions are not pushed (nothing was pushed; "
+                                    "push the others by name, or prune these): "
+                                    + "; ".join(bad))
+
     def _push_local(self, remote_dir: str, local: dict[str, bytes], repo: Any
                     ) -> dict[str, str | None]:
         """Push to a repository on this machine: link our objects in, then move each ref
@@ -243,7 +275,14 @@ class RemotesMixin(GitCore):
         theirs = RefFiles(remote_dir)
         status: dict[str, str | None] = {}
         try:
-            with their_gate.shared():
+            with ExitStack() as gates:
+                # our gc must not drop a pack we are linking (its objects would be missing
+                # there once the refs move); the two gates are taken in one global order (by
+                # path), so two stores pushing to each other while both run gc cannot deadlock
+                ours_first = os.path.realpath(self.gitdir) < os.path.realpath(remote_dir)
+                for gate in ((self._gate, their_gate) if ours_first else
+                             (their_gate, self._gate)):
+                    gates.enter_context(gate.shared())
                 with no_merges(self.gitdir, self._shared_perm):
                     link_objects(self.gitdir, remote_dir)
                 for ref, sha in local.items():
@@ -297,6 +336,31 @@ class RemotesMixin(GitCore):
             if not self._refs.compare_and_swap(ref, ours, commit_id):
                 raise ConcurrencyError(f"{ref} moved during a merge")
         return "merged"
+
+
+@contextmanager
+def _their_gate(gitdir: str) -> Iterator[None]:
+    """Hold the write gate of a store on this machine shared, so that its gc keeps its packs
+    while we read them; a remote where the gate cannot be taken (read-only, not a gitstore
+    store) is read without it."""
+    if any(os.path.islink(os.path.join(gitdir, *parts))
+           for parts in (("gitstore",), ("gitstore", "locks"))):
+        yield  # its lock folder leads out of it: never create files through a link
+        return
+    gate = WriteGate(gitdir)
+    try:
+        try:
+            held = gate.shared()
+            held.__enter__()
+        except OSError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            held.__exit__(None, None, None)
+    finally:
+        gate.close()
 
 
 def _conflict_name(path: str) -> str:

@@ -95,7 +95,12 @@ class RevisionsMixin(GitCore):
         """
         version = rev if rev in self.versions() else resolve_revision(code_repo, rev)
         ref = ref_for_version(version)
-        found = list(self._walk(ref))
+        scanned = list(self._scan(ref))
+        damaged = [problem for _hexkey, _tree, problem in scanned if problem is not None]
+        if damaged:  # a folder gitstore never writes (a climbing name...), a missing tree
+            raise CorruptEntryError(f"{damaged[0]}: an unsafe or damaged tree; refusing to "
+                                    "check out anything (nothing was written)")
+        found = [(hexkey, tree) for hexkey, tree, _problem in scanned]
         if not found:
             raise EntryNotFoundError(f"no results for {rev} (version {version})")
         entries = [self._entry(tree) for _hexkey, tree in found]
