@@ -503,6 +503,11 @@ def explain(
     missing = [f for f in ("type", "version") if f not in data]
     if missing:
         raise ParameterFileError(str(description), None, f"missing {', '.join(missing)}")
+    if "code" in data:  # file paths are not dotted names: the code record as written
+        from gitstore import _yaml
+
+        raw = _yaml.load(description.read_bytes())
+        data["code"] = raw.get("code") if isinstance(raw, dict) else None
     with open_store() as store:
         out.print(str(store.explain(DescribedComponent(data), attribute)), markup=False)
 

@@ -251,3 +251,23 @@ def test_pull_rev_fetches_only_valid_versions(project: Path, tmp_path: Path) -> 
     with GitDataStore(other) as store:
         (version,) = store.versions()
         assert store.versions_for("HEAD", project) == [version]
+
+
+def test_cli_explain_of_a_description_names_the_code_file(project: Path, tmp_path: Path
+                                                          ) -> None:
+    import yaml
+
+    run(project, ("Model", 1))
+    store = ["--store", str(project / ".gitstore")]
+    with GitDataStore(project / ".gitstore") as s:
+        (entry,) = s.entries()
+    wanted = dict(entry.component)
+    old = wanted["code"]["files"]["helper.py"]
+    new = blob_id(HELPER.format(factor=11).encode())
+    wanted["code"] = {"head": None, "files": {**wanted["code"]["files"], "helper.py": new}}
+    wanted["version"] = "code-0123456789abcdef"
+    path = tmp_path / "wanted.yaml"
+    path.write_text(yaml.safe_dump(wanted))
+    explained = runner.invoke(app, [*store, "explain", str(path)])
+    assert explained.exit_code == 0, explained.output
+    assert f"code helper.py: stored {old[:12]}, yours {new[:12]}" in explained.stdout

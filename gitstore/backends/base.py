@@ -132,7 +132,12 @@ def describe(component: Any, key: str, input_keys: list[str], is_list: bool) -> 
 def code_provenance(component: Any) -> dict[str, Any] | None:
     """For a component versioned by its code (no ``version``, the ``"code"`` policy): the
     files its version was computed from (``{path: git blob id}``) and the HEAD commit of the
-    code repository at that moment (None outside a repository); else None."""
+    code repository at that moment (None outside a repository); else None. A component
+    rebuilt from a description (:class:`gitstore.copy.DescribedComponent`) gives the record it
+    was read with (``__gitstore_code__``)."""
+    recorded = getattr(component, "__gitstore_code__", None)
+    if isinstance(recorded, dict):
+        return recorded
     if getattr(component, "version", None) is not None or version_policy(component) != "code":
         return None
     identity = code_identity(type(component))
