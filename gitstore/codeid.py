@@ -249,7 +249,7 @@ def _package_of(module: str, file: str) -> str:
     return module.rpartition(".")[0]
 
 
-def _depends_on(target: Any, source: Path) -> list[str]:
+def _depends_on(target: Any, source: Path, folders: list[str]) -> list[str]:
     declared: Any = None
     for name in DEPENDS_ATTRIBUTES:
         declared = getattr(target, name, None)
@@ -270,8 +270,9 @@ def _depends_on(target: Any, source: Path) -> list[str]:
                 f"depends_on holds {item!r}, not a path", "depends_on")
         path = Path(source.parent, os.fspath(item))
         if path.is_dir():
-            files += sorted(str(p.resolve()) for p in path.rglob("*")
-                            if p.is_file() and ".git" not in p.relative_to(path).parts)
+            inside = [p for p in path.rglob("*") if ".git" not in p.relative_to(path).parts]
+            folders += [str(path.resolve())] + [str(p.resolve()) for p in inside if p.is_dir()]
+            files += sorted(str(p.resolve()) for p in inside if p.is_file())
         elif path.is_file():
             files.append(str(path.resolve()))
         else:
@@ -326,7 +327,8 @@ def code_identity(target: Any) -> CodeIdentity:
         for file, imported in _imports_of(path, _package_of(name, path), st, resolver):
             if file not in seen and _is_local(file, root_text):
                 todo.append((file, imported))
-    for data in _depends_on(target, source):
+    folders: list[str] = []  # declared folders: a file added or removed there is noticed
+    for data in _depends_on(target, source, folders):
         st = _stat(data)
         if st is not None:
             seen[os.path.realpath(data)] = st
@@ -340,7 +342,8 @@ def code_identity(target: Any) -> CodeIdentity:
         files.append((rel, _blob_of(path, st)))
     files.sort()
     identity = CodeIdentity(version_of_files(files), Path(root), tuple(files))
-    _CLOSURES[target] = (tuple(seen.items()), identity)
+    watched = [*seen.items(), *((folder, _stat(folder)) for folder in folders)]
+    _CLOSURES[target] = (tuple(watched), identity)
     return identity
 
 

@@ -271,3 +271,55 @@ def test_cli_explain_of_a_description_names_the_code_file(project: Path, tmp_pat
     explained = runner.invoke(app, [*store, "explain", str(path)])
     assert explained.exit_code == 0, explained.output
     assert f"code helper.py: stored {old[:12]}, yours {new[:12]}" in explained.stdout
+
+
+def test_bad_policy_and_missing_data_file_are_clear_errors(project: Path) -> None:
+    import importlib
+
+    from gitstore import key_of, set_version_policy
+    from gitstore.errors import InvalidComponentError
+
+    (project / "broken.py").write_text(
+        "class Missing:\n    depends_on = ['data/nope.csv']\n"
+        "    def __init__(self):\n        self.parameters = {}\n        self.input = None\n"
+        "class Odd:\n    version_policy = 'sometimes'\n"
+        "    def __init__(self):\n        self.parameters = {}\n        self.input = None\n"
+        "def lazy():\n    import helper\n    return helper\n")
+    sys.path.insert(0, str(project))
+    try:
+        broken = importlib.import_module("broken")
+        with pytest.raises(InvalidComponentError, match="nope.csv") as info:
+            key_of(broken.Missing())
+        assert info.value.attribute == "depends_on"
+        with pytest.raises(InvalidComponentError, match="version_policy"):
+            key_of(broken.Odd())
+        with pytest.raises(InvalidComponentError, match="version policy"):
+            set_version_policy("never")
+        # an import inside a function counts: helper.py is part of lazy's code
+        from gitstore import code_identity
+
+        assert "helper.py" in code_identity(broken.lazy).as_mapping()
+    finally:
+        sys.path.remove(str(project))
+        sys.modules.pop("broken", None)
+        sys.modules.pop("helper", None)
+
+
+def test_declared_folder_notices_a_new_file_in_the_same_process(project: Path) -> None:
+    import importlib
+
+    from gitstore import code_identity
+
+    (project / "folder_model.py").write_text("class M:\n    depends_on = ['data']\n")
+    sys.path.insert(0, str(project))
+    try:
+        module = importlib.import_module("folder_model")
+        before = code_identity(module.M)
+        assert "data/table.csv" in before.as_mapping()
+        assert code_identity(module.M) == before  # warm: the same
+        (project / "data" / "more.csv").write_text("x\n")
+        after = code_identity(module.M)
+        assert after.version != before.version and "data/more.csv" in after.as_mapping()
+    finally:
+        sys.path.remove(str(project))
+        sys.modules.pop("folder_model", None)
