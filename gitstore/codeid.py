@@ -10,8 +10,9 @@ paths relative to the defining file's folder, or absolute) join the list. The ve
 ``code-<16 hex>``: the start of the SHA-256 of the sorted list.
 
 Imports are found statically (:mod:`ast`, every ``import`` and ``from ... import`` anywhere in a
-file, including inside functions and ``if TYPE_CHECKING`` blocks) and resolved by path along
-``sys.path`` (as the import system would find them, without importing anything). A module
+file, including inside functions and ``if TYPE_CHECKING`` blocks) and resolved without running
+any module: a top-level name by :func:`importlib.util.find_spec` (which imports nothing for a
+top-level name, and sees editable installs), a submodule by path in its package's folders. A module
 counts when its file is a ``.py`` file inside the project root and not inside an installed
 environment (``site-packages``, ``dist-packages``, ``sys.prefix``). Not seen: imports by
 ``importlib.import_module``/``__import__`` with computed names, ``exec``, code loaded from data,
@@ -192,6 +193,24 @@ def _find_module(name: str, path: list[str]) -> tuple[str | None, list[str] | No
     return None, None
 
 
+def _find_top_level(name: str, path: list[str]) -> tuple[str | None, list[str] | None]:
+    """A top-level module as the import system finds it (every finder on ``sys.meta_path``,
+    editable installs' included), without importing it: :func:`importlib.util.find_spec` of
+    a top-level name runs no module code. Path logic where the import system cannot say."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError, AttributeError):
+        return _find_module(name, path)
+    if spec is None:
+        return None, None
+    origin = spec.origin if spec.has_location else None
+    file = origin if isinstance(origin, str) and origin.endswith(".py") else None
+    locations = spec.submodule_search_locations
+    return file, ([str(p) for p in locations] if locations is not None else None)
+
+
 _EXTENSION_SUFFIXES = tuple(s for s in (sysconfig.get_config_var("EXT_SUFFIX"), ".so", ".pyd")
                             if s)
 
@@ -210,7 +229,7 @@ class _Resolver:
         if name in sys.builtin_module_names:
             pass
         elif "." not in name:
-            result = _find_module(name, self.sys_path)
+            result = _find_top_level(name, self.sys_path)
         else:
             parent, _ = name.rsplit(".", 1)
             _file, folders = self.resolve(parent)
@@ -305,10 +324,18 @@ def code_identity(target: Any) -> CodeIdentity:
     if not (inspect.isclass(target) or inspect.ismodule(target) or inspect.isroutine(target)):
         target = type(target)
     cached = _CLOSURES.get(target)
-    if cached is not None:
+    if cached is not None:  # warm: one stat per file, nothing read
         stats, identity = cached
-        if all(_stat(path) == st for path, st in stats):
-            return identity
+        stat = os.stat
+        try:
+            for path, st in stats:
+                now = stat(path)
+                if st is None or (now.st_mtime_ns, now.st_size, now.st_ino) != st:
+                    break
+            else:
+                return identity
+        except OSError:
+            pass
     source = _source_file(target)
     root = project_root(source)
     root_text = os.path.join(os.path.realpath(root), "")
