@@ -167,9 +167,11 @@ class RevisionsMixin(GitCore):
             def blob_at(path: str) -> str | None:
                 if path not in blobs:
                     try:
-                        _mode, sha = tree_lookup_path(repo.__getitem__, tree,
-                                                      path.encode("utf-8", "surrogateescape"))
-                        blobs[path] = sha.decode()
+                        mode, sha = tree_lookup_path(repo.__getitem__, tree,
+                                                     path.encode("utf-8", "surrogateescape"))
+                        # a file's blob only: never a folder's tree or a submodule's commit
+                        blobs[path] = sha.decode() if mode in (_FILE, _EXECUTABLE, 0o120000) \
+                            else None
                     except (KeyError, ValueError, NotTreeError):
                         blobs[path] = None
                 return blobs[path]
