@@ -323,3 +323,28 @@ def test_declared_folder_notices_a_new_file_in_the_same_process(project: Path) -
     finally:
         sys.path.remove(str(project))
         sys.modules.pop("folder_model", None)
+
+
+def test_forged_code_records_are_never_valid_for_a_revision(project: Path) -> None:
+    """A component.yaml whose file list does not give its version, or that names a folder's
+    tree as a file, is not matched to a revision (and breaks nothing else)."""
+    from gitstore.codecs import encode_payload
+    from gitstore.codeid import version_of_files
+
+    run(project, ("Model", 1))
+    real = {"model.py": git("hash-object", "model.py", cwd=project).strip()}
+    folder = git("rev-parse", "HEAD:pkg", cwd=project).strip()
+    forged = [("code-0000000000000000", real),                            # wrong digest
+              (version_of_files({"pkg": folder}.items()), {"pkg": folder})]  # a tree, not a file
+    with GitDataStore(project / ".gitstore") as store:
+        (good,) = store.versions_for("HEAD", project)
+        for n, (version, files) in enumerate(forged):
+            key = f"k1-sha256:{n:064x}"
+            description = {"key": key, "type": "forged.Model", "version": version,
+                           "parameters": {}, "input": None,
+                           "code": {"head": None, "files": files}}
+            codec, payload = encode_payload(1, False)
+            store._put(key, description, "result", codec, payload)
+        assert len(store.versions()) == 3
+        assert store.versions_for("HEAD", project) == [good]
+        assert [e.type for e in store.checkout("HEAD", code_repo=project)] == ["model.Model"]
