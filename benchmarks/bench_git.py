@@ -92,6 +92,58 @@ def bench_git(tmp: Path, n: int) -> dict[str, float]:
             "retrieve_warm": warm}
 
 
+CODE_MODEL = """
+import numpy
+
+from bench_helper import scale
+
+
+class CodeResult:
+    \"\"\"A component without version: versioned by its code (this file + bench_helper.py).\"\"\"
+
+    def __init__(self, i, policy=None):
+        self.parameters = {"i": i, "model": {"tau": 10.0, "n": 100}}
+        self.input = None
+        if policy is not None:
+            self.version_policy = policy
+"""
+
+
+def bench_code_identity(tmp: Path, n: int) -> dict[str, float]:
+    """key_of of a code-versioned component (a module importing a helper, in a git repo) vs.
+    an explicitly versioned one and the commit policy: warm (per-process cache) and cold."""
+    import subprocess
+
+    from gitstore import key_of
+    from gitstore.codeid import _CLOSURES, code_identity
+
+    repo = tmp / "code"
+    repo.mkdir()
+    (repo / "bench_helper.py").write_text("def scale(x):\n    return 2 * x\n")
+    (repo / "bench_model.py").write_text(CODE_MODEL)
+    env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
+           "GIT_COMMITTER_EMAIL": "b@b", "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "code"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+    sys.path.insert(0, str(repo))
+    try:
+        import bench_model  # type: ignore[import-not-found]
+
+        ids = list(range(n))
+        explicit = per_op(lambda i: key_of(Result(i)), ids)
+        code = per_op(lambda i: key_of(bench_model.CodeResult(i)), ids)
+        commit = per_op(lambda i: key_of(bench_model.CodeResult(i, "commit")), ids)
+        t0 = time.perf_counter()
+        for _ in range(20):
+            _CLOSURES.clear()
+            code_identity(bench_model.CodeResult)
+        revalidate = (time.perf_counter() - t0) / 20 * 1e6
+    finally:
+        sys.path.remove(str(repo))
+    return {"key_of_explicit": explicit, "key_of_code": code, "key_of_commit": commit,
+            "code_identity_recompute": revalidate}
+
+
 def fill(store: GitDataStore, start: int, stop: int) -> None:
     for s in range(start, stop, 1000):
         with store.batch():
@@ -143,6 +195,7 @@ def main() -> None:
         jl = bench_joblib(tmp, n)
         gs = bench_git(tmp, n)
         scaling = bench_scaling(tmp, sizes, probes)
+        code = bench_code_identity(tmp, n)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     small, big = scaling[str(sizes[0])], scaling[str(sizes[-1])]
@@ -153,6 +206,8 @@ def main() -> None:
         f"store at {sizes[-1]} / at {sizes[0]} (target <= 1.5)": big["store"] / small["store"],
         f"retrieve at {sizes[-1]} / at {sizes[0]} (target <= 1.5)":
             big["retrieve_warm"] / small["retrieve_warm"],
+        "key_of code-versioned / commit policy (target <= 1.0)":
+            code["key_of_code"] / code["key_of_commit"],
     }
     print(f"machine: {platform.machine()}, {platform.python_implementation()} "
           f"{platform.python_version()}, {platform.system()}")
@@ -162,7 +217,12 @@ def main() -> None:
                         ("gitstore store (1 commit each)", gs["store"]),
                         ("gitstore store (batches of 100)", gs["store_batch"]),
                         ("gitstore retrieve, cold", gs["retrieve_cold"]),
-                        ("gitstore retrieve, warm", gs["retrieve_warm"])]:
+                        ("gitstore retrieve, warm", gs["retrieve_warm"]),
+                        ("key_of, explicit version", code["key_of_explicit"]),
+                        ("key_of, code identity (warm)", code["key_of_code"]),
+                        ("key_of, commit policy (warm)", code["key_of_commit"]),
+                        ("code identity, cached files re-listed", code["code_identity_recompute"]),
+                        ]:
         print(f"{name:38} {value:10.1f}")
     for size, figures in scaling.items():
         for name, value in figures.items():
@@ -172,6 +232,7 @@ def main() -> None:
         print(f"{name:52} {value:6.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"joblib": jl, "gitstore": gs, "scaling": scaling,
+                                          "code_identity": code,
                                           "ratios": ratios, "quick": args.quick}, indent=2))
     print(f"\nwrote {args.out}")
 

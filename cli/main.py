@@ -148,10 +148,16 @@ def ls(
         "--param", help="Only entries whose parameter NAME (dotted) equals VALUE (YAML).",
         metavar="NAME=VALUE")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    rev: Annotated[str | None, typer.Option(
+        "--rev", help="Only results valid for this code revision (HEAD, a tag, a commit).")
+                   ] = None,
+    code_repo: Annotated[Path, typer.Option("--code-repo", help="The code's repository "
+                                            "(for --rev).")] = Path("."),
 ) -> None:
     """List entries: key prefix, type, version, attributes, size, date.
 
     Example: gitstore ls --type demo.Population --param n_neurons=4000
+    Example: gitstore ls --rev HEAD~2
     """
     wanted = {}
     for item in param or []:
@@ -162,7 +168,10 @@ def ls(
     with open_store() as store:
         rows = []
         dates: dict[str, dict[str, float]] = {}
+        valid = set(store.versions_for(rev, code_repo)) if rev is not None else None
         for entry in store.entries(version=version, type=type_):
+            if valid is not None and entry.version not in valid:
+                continue
             if wanted:
                 flat = ParameterSet(entry.component.get("parameters") or {}).flatten() \
                     if entry.problem is None else {}
@@ -495,6 +504,11 @@ def explain(
     missing = [f for f in ("type", "version") if f not in data]
     if missing:
         raise ParameterFileError(str(description), None, f"missing {', '.join(missing)}")
+    if "code" in data:  # file paths are not dotted names: the code record as written
+        from gitstore import _yaml
+
+        raw = _yaml.load(description.read_bytes())
+        data["code"] = raw.get("code") if isinstance(raw, dict) else None
     with open_store() as store:
         out.print(str(store.explain(DescribedComponent(data), attribute)), markup=False)
 
@@ -608,14 +622,22 @@ def pull(
     version: Annotated[str | None, typer.Option("--version", help="Only this version.")
                        ] = None,
     prefer: Prefer = None,
+    rev: Annotated[str | None, typer.Option(
+        "--rev", help="Only the versions valid for this code revision (by content).")] = None,
+    code_repo: Annotated[Path, typer.Option("--code-repo", help="The code's repository "
+                                            "(for --rev).")] = Path("."),
 ) -> None:
     """Fetch results and merge them into the local versions.
 
     Example: gitstore pull origin --version 3f2a9c1
+    Example: gitstore pull origin --rev HEAD
     """
     _check_prefer(prefer)
+    if rev is not None and version is not None:
+        raise InvalidArgumentError("give --version or --rev, not both")
     with open_store(create=True) as store, progress_bar("pull") as advance:
-        result = store.pull(remote, version, prefer)
+        result = store.pull_rev(remote, rev, code_repo, prefer) if rev is not None else \
+            store.pull(remote, version, prefer)
         advance(1.0)
     for name, what in result.items():
         out.print(f"{name}: {what}", markup=False)
@@ -681,10 +703,11 @@ def hooks_run(
         remote = config.get("gitstore.remote", "origin")
         if config.get("gitstore.fetch", "false").lower() == "true" and remote in store.remotes():
             try:
-                store.pull(remote, head)
+                store.pull_rev(remote, head, ".")
             except GitStoreError as exc:
                 err.print(f"gitstore: could not fetch results for {head[:10]}: {exc}")
-        count = len(list(store.entries(version=head)))
+        count = sum(1 for version in store.versions_for(head, ".")
+                    for _entry in store.entries(version=version))
         err.print(f"gitstore: {count} cached result(s) for {head[:10]}")
 
 

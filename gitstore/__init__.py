@@ -15,7 +15,8 @@ from .backends import (
     ShelveDataStore,
 )
 from .codecs import register_codec
-from .component import full_type, source_version
+from .codeid import code_identity
+from .component import full_type, set_version_policy, source_version
 from .copy import copy_entries
 from .keys import KEY_SCHEME, key_of
 from .params import ParameterSet
@@ -28,12 +29,14 @@ __all__ = [
     "GitDataStore",
     "ParameterSet",
     "ShelveDataStore",
+    "code_identity",
     "copy_entries",
     "errors",
     "full_type",
     "key_of",
     "keygenerators",
     "register_codec",
+    "set_version_policy",
     "source_version",
 ]
 

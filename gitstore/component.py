@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .codeid import code_identity
 from .errors import InvalidComponentError, StoreLocationError
 
 __all__ = ["full_type", "get_inputs", "get_parameters", "get_version", "main_module_name",
-           "source_version", "version_text"]
+           "set_version_policy", "source_version", "version_policy", "version_text"]
 
 
 def full_type(component: Any) -> str:
@@ -118,11 +119,52 @@ def get_inputs(component: Any) -> tuple[bool, list[Any]]:
     return False, [value]
 
 
+VERSION_POLICIES = ("code", "commit")
+_DEFAULT_POLICY: list[str] = []
+
+
+def set_version_policy(policy: str | None) -> None:
+    """The process-wide version policy of components without ``version`` (``"code"``, the
+    default, or ``"commit"``); None restores the default (``GITSTORE_VERSION_POLICY`` or
+    ``"code"``).
+
+    Raises:
+        InvalidComponentError: an unknown policy.
+    """
+    if policy is not None and policy not in VERSION_POLICIES:
+        raise InvalidComponentError(f"version policy must be one of {VERSION_POLICIES}, "
+                                    f"not {policy!r}", "version_policy")
+    _DEFAULT_POLICY[:] = [policy] if policy is not None else []
+
+
+def version_policy(component: Any) -> str:
+    """How a component without ``version`` is versioned: its ``version_policy`` attribute,
+    else :func:`set_version_policy`'s, else ``GITSTORE_VERSION_POLICY``, else ``"code"``.
+
+    Raises:
+        InvalidComponentError: an unknown policy.
+    """
+    policy = getattr(component, "version_policy", None)
+    if policy is None:
+        policy = _DEFAULT_POLICY[0] if _DEFAULT_POLICY else \
+            os.environ.get("GITSTORE_VERSION_POLICY") or "code"
+    if policy not in VERSION_POLICIES:
+        raise InvalidComponentError(
+            f"{type(component).__qualname__}.version_policy must be one of "
+            f"{VERSION_POLICIES}, not {policy!r}", "version_policy")
+    return str(policy)
+
+
 def get_version(component: Any) -> Any:
-    """``component.version``, or :func:`source_version` of its class when it has none."""
+    """``component.version``; without one, the version of the code its class depends on:
+    :func:`gitstore.codeid.code_identity` (``code-<16 hex>``, the default policy), or
+    :func:`source_version` (the HEAD commit) under the ``"commit"`` policy
+    (:func:`version_policy`)."""
     version = getattr(component, "version", None)
     if version is None:
-        return source_version(type(component))
+        if version_policy(component) == "commit":
+            return source_version(type(component))
+        return code_identity(type(component)).version
     return version
 
 

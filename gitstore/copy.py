@@ -27,6 +27,8 @@ class DescribedComponent:
         self.full_type = str(description["type"])
         self.version = description["version"]
         self.parameters = ParameterSet(description.get("parameters") or {})
+        #: the code record of a code-versioned entry (issue 13): kept, and named by explain
+        self.__gitstore_code__ = description.get("code")
         known = known or {}
 
         def rebuilt(key: str) -> Any:

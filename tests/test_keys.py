@@ -160,9 +160,16 @@ def test_missing_attribute_is_named() -> None:
 
 
 def test_version_from_source() -> None:
-    v = source_version(Unversioned)
-    assert v and key_of(Unversioned({"a": 1})) == key_of(Typed(
+    from gitstore.codeid import code_identity
+
+    v = code_identity(Unversioned).version
+    assert v.startswith("code-") and key_of(Unversioned({"a": 1})) == key_of(Typed(
         f"{Unversioned.__module__}.{Unversioned.__qualname__}", {"a": 1}, None, v))
+    commit = Unversioned({"a": 1})
+    commit.version_policy = "commit"  # type: ignore[attr-defined]
+    assert key_of(commit) == key_of(Typed(
+        f"{Unversioned.__module__}.{Unversioned.__qualname__}", {"a": 1}, None,
+        source_version(Unversioned)))
 
 
 def test_source_version_in_git_repo(tmp_path: Path) -> None:

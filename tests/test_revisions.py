@@ -20,7 +20,9 @@ from gitstore.errors import CorruptEntryError, EntryNotFoundError
 
 MODEL = '''
 class Model:
-    """A component without an explicit version: its version is the code's commit."""
+    """A component without an explicit version, under the commit policy: its version is the
+    code's commit (plus a digest of its dirty file)."""
+    version_policy = "commit"
     def __init__(self, parameters, input=None):
         self.parameters = parameters
         self.input = input

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._git.layout import ref_for_version
+from .._git.layout import NAMESPACE, VERSIONS, ref_for_version, version_of_ref
+from ..codeid import VERSION_PREFIX, version_of_files
 from ..component import (
     full_type,
     get_inputs,
@@ -21,6 +22,8 @@ from ..component import (
     open_code_repo,
     version_text,
 )
+from dulwich.errors import NotTreeError
+
 from ..errors import (
     CorruptEntryError,
     EntryNotFoundError,
@@ -30,7 +33,7 @@ from ..errors import (
 from ..keys import PinnedKey, key_hex, key_of
 from ..params import ParameterSet
 from ._git_core import _DIR, _FILE, GitCore, show_value
-from .base import COMPONENT_FILE, Entry, check_attribute_name
+from .base import COMPONENT_FILE, Entry, check_attribute_name, code_provenance
 
 _HEX_KEY = re.compile(r"[0-9a-f]{16,128}\Z")
 _EXT = re.compile(r"[^/\\\x00-\x1f\x7f]{1,64}\Z")  # as register_codec allows
@@ -75,9 +78,9 @@ class RevisionsMixin(GitCore):
         """The results of a code revision, optionally written out as plain files.
 
         ``rev`` is a stored version name, or anything git resolves in ``code_repo`` (``HEAD~2``,
-        a tag, a branch, an abbreviated commit id): its results are those of the version equal
-        to that commit id (what :func:`gitstore.source_version` gives components defined in
-        that commit's code). With ``dest``, each entry is written to
+        a tag, a branch, an abbreviated commit id): its results are those of
+        :meth:`versions_for` that commit (by content for code-versioned results, by commit id
+        for results of the ``"commit"`` policy). With ``dest``, each entry is written to
         ``dest/<type>/<key[:12]>/component.yaml`` and ``<attribute>.<ext>`` (files that numpy
         or json open without gitstore). The code's working tree is never touched.
 
@@ -93,16 +96,19 @@ class RevisionsMixin(GitCore):
             StoreLocationError: ``dest`` (or a folder in it) cannot be written, is a file, or
                 holds a symbolic link where a folder goes.
         """
-        version = rev if rev in self.versions() else resolve_revision(code_repo, rev)
-        ref = ref_for_version(version)
-        scanned = list(self._scan(ref))
+        if rev in self.versions():
+            versions, what = [rev], f"version {rev}"
+        else:
+            commit = resolve_revision(code_repo, rev)
+            versions, what = self.versions_for(commit, code_repo), f"commit {commit}"
+        scanned = [item for version in versions for item in self._scan(ref_for_version(version))]
         damaged = [problem for _hexkey, _tree, problem in scanned if problem is not None]
         if damaged:  # a folder gitstore never writes (a climbing name...), a missing tree
             raise CorruptEntryError(f"{damaged[0]}: an unsafe or damaged tree; refusing to "
                                     "check out anything (nothing was written)")
         found = [(hexkey, tree) for hexkey, tree, _problem in scanned]
         if not found:
-            raise EntryNotFoundError(f"no results for {rev} (version {version})")
+            raise EntryNotFoundError(f"no results for {rev} ({what})")
         entries = [self._entry(tree) for _hexkey, tree in found]
         if dest is None:
             return entries
@@ -132,6 +138,91 @@ class RevisionsMixin(GitCore):
         finally:
             os.close(root)
         return entries
+
+    def versions_for(self, rev: str, code_repo: str | os.PathLike[str] = ".",
+                     remote: str | None = None) -> list[str]:
+        """The versions whose results are valid for the code revision ``rev``.
+
+        A code version (``code-...``) is valid when every file its results were computed from
+        (``code.files`` of its entries' ``component.yaml``) has, in ``rev``'s tree of
+        ``code_repo``, the same git blob id: compared through git trees, without importing or
+        running the code, so results computed before ``rev`` was committed, with the same
+        code, belong to it. A version of the ``"commit"`` policy is valid when it is ``rev``'s
+        commit id. With ``remote``, the versions looked at are that remote's remote-tracking
+        ones (fetched before).
+
+        Raises:
+            EntryNotFoundError: ``code_repo`` is not a repository, or ``rev`` names no commit.
+        """
+        commit = resolve_revision(code_repo, rev)
+        if remote is None:
+            refs = {version: ref_for_version(version) for version in self.versions()}
+        else:
+            refs = self._tracking_refs(remote)
+        valid = [commit] if commit in refs else []
+        code = {v: ref for v, ref in refs.items() if v.startswith(VERSION_PREFIX)}
+        if not code:
+            return valid
+        from dulwich.object_store import tree_lookup_path
+
+        with open_code_repo(code_repo) as repo:
+            tree = repo[commit.encode()].tree
+            blobs: dict[str, str | None] = {}
+
+            def blob_at(path: str) -> str | None:
+                if path not in blobs:
+                    try:
+                        mode, sha = tree_lookup_path(repo.__getitem__, tree,
+                                                     path.encode("utf-8", "surrogateescape"))
+                        # a file's blob only: never a folder's tree or a submodule's commit
+                        blobs[path] = sha.decode() if mode in (_FILE, _EXECUTABLE, 0o120000) \
+                            else None
+                    except (KeyError, ValueError, NotTreeError):
+                        blobs[path] = None
+                return blobs[path]
+
+            for version, ref in sorted(code.items()):
+                files = self._code_files(version, ref)
+                if files and all(blob_at(path) == blob for path, blob in files.items()):
+                    valid.append(version)
+        return valid
+
+    def _tracking_refs(self, remote: str) -> dict[str, str]:
+        """``{version: remote-tracking ref}`` of a remote."""
+        _url, tracking = self._url(remote)  # type: ignore[attr-defined]
+        prefix = f"{NAMESPACE}/remotes/{tracking}/versions/"
+        return {version_of_ref(VERSIONS + ref[len(prefix):]): ref
+                for ref in self._refs.list(prefix)}
+
+    def _code_files(self, version: str, ref: str) -> dict[str, str] | None:
+        """The ``{path: blob id}`` a code version's results were computed from (read from its
+        first entry that records them and whose list gives ``version``), or None."""
+        for _hexkey, tree in self._walk(ref):
+            try:
+                code = self._entry(tree).component.get("code")
+            except CorruptEntryError:
+                continue
+            files = code.get("files") if isinstance(code, dict) else None
+            if isinstance(files, dict) and files and all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+                if version_of_files(files.items()) == version:
+                    return files
+        return None
+
+    def pull_rev(self, remote: str, rev: str, code_repo: str | os.PathLike[str] = ".",
+                 prefer: str | None = None) -> dict[str, str]:
+        """Fetch a remote's versions and merge those valid for the code revision ``rev``
+        (:meth:`versions_for`); return ``{version: what happened}`` as :meth:`pull` does.
+
+        Raises:
+            RemoteError, MergeConflictError: as :meth:`pull`.
+            EntryNotFoundError: ``rev`` names no commit of ``code_repo``.
+        """
+        fetched = self.fetch(remote)  # type: ignore[attr-defined]
+        valid = self.versions_for(rev, code_repo, remote=remote)
+        return {v: self._merge_in(ref_for_version(v),  # type: ignore[attr-defined]
+                                  fetched[v].encode(), remote, prefer)
+                for v in valid if v in fetched}
 
     def _plan_entry(self, entry: Entry, tree: bytes, hexkey: str
                     ) -> tuple[tuple[str, str], dict[str, bytes]]:
@@ -219,6 +310,7 @@ class RevisionsMixin(GitCore):
         params = ParameterSet(get_parameters(component) or {})
         is_list, inputs = get_inputs(component)
         input_keys = [key_of(c) for c in inputs]
+        mine_code = code_provenance(component)
         candidates = []
         for entry in self.entries(type=wanted_type):
             if attribute is not None and attribute not in entry.attributes:
@@ -229,6 +321,7 @@ class RevisionsMixin(GitCore):
             differences: list[str] = []
             if entry.version != version_text(version):
                 differences.append(f"version: stored {entry.version!r}, yours {version!r}")
+                differences += _code_differences(entry.component.get("code"), mine_code)
             for path, (mine, theirs) in params.diff(entry.component.get("parameters") or {}
                                                     ).items():
                 differences.append(f"parameter {path}: stored {_show(theirs)!r}, "
@@ -245,6 +338,22 @@ class RevisionsMixin(GitCore):
         candidates.sort(key=lambda c: (c[0], c[1]))
         nearest = [(k, d) for _n, k, d in candidates[:3]]
         return Explanation(key, False, version, [], nearest, wanted_type)
+
+
+def _code_differences(stored: Any, mine: dict[str, Any] | None) -> list[str]:
+    """Which code files differ between a stored entry's ``code`` record and yours: path, old
+    and new git blob id (``missing`` where one side has no such file)."""
+    theirs = stored.get("files") if isinstance(stored, dict) else None
+    ours = mine.get("files") if mine is not None else None
+    if not isinstance(theirs, dict) or not isinstance(ours, dict):
+        return []
+    out = []
+    for path in sorted(set(theirs) | set(ours), key=str):
+        old, new = theirs.get(path), ours.get(path)
+        if old != new:
+            out.append(f"code {path}: stored {str(old or 'missing')[:12]}, "
+                       f"yours {str(new or 'missing')[:12]}")
+    return out
 
 
 def _safe_file_name(name: str) -> bool:

@@ -14,7 +14,15 @@ from types import TracebackType
 from typing import Any
 
 from ..codecs import Codec, Payload, decode_payload, encode_payload
-from ..component import full_type, get_inputs, get_parameters, get_version, version_text
+from ..codeid import code_identity, head_commit
+from ..component import (
+    full_type,
+    get_inputs,
+    get_parameters,
+    get_version,
+    version_policy,
+    version_text,
+)
 from ..errors import CorruptEntryError, InvalidAttributeNameError, StoreLocationError
 from ..keys import KEY_SCHEME, key_of, keys_of
 from ..params import _yaml_safe
@@ -107,7 +115,7 @@ def describe(component: Any, key: str, input_keys: list[str], is_list: bool) -> 
     """
     params = get_parameters(component)
     inputs: Any = input_keys if is_list else (input_keys[0] if input_keys else None)
-    return {
+    description = {
         "key": key,
         "key_scheme": KEY_SCHEME,
         "type": full_type(component),
@@ -115,6 +123,25 @@ def describe(component: Any, key: str, input_keys: list[str], is_list: bool) -> 
         "parameters": _yaml_safe(dict(params)) if params else {},
         "input": inputs,
     }
+    code = code_provenance(component)
+    if code is not None:
+        description["code"] = code
+    return description
+
+
+def code_provenance(component: Any) -> dict[str, Any] | None:
+    """For a component versioned by its code (no ``version``, the ``"code"`` policy): the
+    files its version was computed from (``{path: git blob id}``) and the HEAD commit of the
+    code repository at that moment (None outside a repository); else None. A component
+    rebuilt from a description (:class:`gitstore.copy.DescribedComponent`) gives the record it
+    was read with (``__gitstore_code__``)."""
+    recorded = getattr(component, "__gitstore_code__", None)
+    if isinstance(recorded, dict):
+        return recorded
+    if getattr(component, "version", None) is not None or version_policy(component) != "code":
+        return None
+    identity = code_identity(type(component))
+    return {"head": head_commit(identity.root), "files": identity.as_mapping()}
 
 
 class AbstractDataStore(abc.ABC):
