@@ -257,12 +257,22 @@ def get(
     output: Annotated[Path | None, typer.Option(
         "-o", "--output", help="Write the stored file (.npy, .json, ...) here.")] = None,
 ) -> None:
-    """Print an attribute, or write its file with -o.
+    """Print an attribute, or write its file with -o (-o - writes the file's bytes to stdout).
 
     Example: gitstore get 3fa2c1 rates -o rates.json
     """
     with open_store() as store:
+        if output is not None and str(output) == "-":
+            data = store.read(key, attribute, raw=True)
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return
         if output is not None:
+            store_dir = os.path.realpath(store.gitdir)
+            if os.path.commonpath([os.path.realpath(output), store_dir]) == store_dir:
+                raise StoreLocationError(f"{output} is inside the store {store.gitdir}; "
+                                         "-o writes outside it", str(output))
             if output.is_dir():
                 raise StoreLocationError(f"{output} is a directory; -o takes a file name",
                                          str(output))
@@ -425,8 +435,9 @@ def prune(
     """
     if not (version or older_than is not None or keep_last is not None):
         raise InvalidArgumentError("say what to prune: --version, --older-than or --keep-last")
-    if older_than is not None and not older_than >= 0:  # NaN too
-        raise InvalidArgumentError(f"--older-than takes a number of days >= 0, not {older_than}")
+    if older_than is not None and not 0 <= older_than * 86400 < float("inf"):  # NaN too
+        raise InvalidArgumentError(
+            f"--older-than takes a finite number of days >= 0, not {older_than}")
     if keep_last is not None and keep_last < 0:
         raise InvalidArgumentError(f"--keep-last takes a number >= 0, not {keep_last}")
     with open_store() as store:

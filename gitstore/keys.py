@@ -135,6 +135,8 @@ def _encode_numpy(value: Any, path: str, out: list[bytes]) -> None:
     if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     arr = np.ascontiguousarray(arr)
+    if arr.dtype.kind == "b":  # a bool's byte may be any non-zero value (a view of bytes)
+        arr = arr.view(np.uint8) != 0
     if arr.dtype.kind in "fc" and arr.size:
         # every NaN gets the one quiet-NaN bit pattern (complex: each half on its own)
         flt = arr.view(f"<f{arr.dtype.itemsize // 2}") if arr.dtype.kind == "c" else arr
@@ -143,11 +145,35 @@ def _encode_numpy(value: Any, path: str, out: list[bytes]) -> None:
             flt = flt.copy()
             flt[nans] = np.nan
             arr = flt.view(arr.dtype)
+        arr = _zero_float_padding(np, arr)
     descr = str(np.lib.format.dtype_to_descr(arr.dtype)).encode()
     data = arr.tobytes()
     tag = b"n" if isinstance(value, np.generic) else b"a"
     shape = b"".join(_u64(n) for n in arr.shape)
     out.append(tag + _u64(len(descr)) + descr + _u64(arr.ndim) + shape + _u64(len(data)) + data)
+
+
+def _float_bytes(np: Any, dt: Any) -> int:
+    """How many bytes of one real float of ``dt`` (kind f or c) hold its value: the rest is
+    padding (x86's 80-bit long double sits in 12 or 16 bytes, 6 of them uninitialised)."""
+    size = dt.itemsize // 2 if dt.kind == "c" else dt.itemsize
+    if size > 8 and np.finfo(np.longdouble).nmant == 63 and \
+            np.dtype(np.longdouble).itemsize == size:
+        return 10
+    return int(size)
+
+
+def _zero_float_padding(np: Any, arr: Any) -> Any:
+    """``arr`` (contiguous, little-endian floats) with the padding bytes of each float zeroed:
+    equal long doubles give equal bytes (a copy only when there is padding)."""
+    used = _float_bytes(np, arr.dtype)
+    size = arr.dtype.itemsize // 2 if arr.dtype.kind == "c" else arr.dtype.itemsize
+    if used == size or not arr.size:
+        return arr
+    arr = arr.copy()
+    raw = arr.reshape(-1).view(np.uint8).reshape(-1, size)
+    raw[:, used:] = 0
+    return arr
 
 
 def _packed_little_endian(np: Any, dt: Any) -> Any:
@@ -164,12 +190,12 @@ def _packed_little_endian(np: Any, dt: Any) -> Any:
     return dt.newbyteorder("<") if dt.byteorder in (">", "=") else dt
 
 
-def _float_leaves(arr: Any) -> Iterator[Any]:
-    """Writable views of every float or complex leaf of a structured array."""
+def _leaves(arr: Any) -> Iterator[Any]:
+    """Writable views of every float, complex or bool leaf of a structured array."""
     if arr.dtype.fields is not None:
         for name in arr.dtype.names:
-            yield from _float_leaves(arr[name])
-    elif arr.dtype.kind in "fc":
+            yield from _leaves(arr[name])
+    elif arr.dtype.kind in "fcb":
         yield arr
 
 
@@ -183,9 +209,15 @@ def _encode_structured(np: Any, arr: Any, value: Any, out: list[bytes]) -> None:
     canonical = _packed_little_endian(np, arr.dtype)
     packed = np.empty(arr.shape, dtype=canonical)
     packed[...] = arr  # field by field (same names, same order): converts, drops padding
-    for leaf in _float_leaves(packed):
+    for leaf in _leaves(packed):  # writable views into `packed`
+        if leaf.dtype.kind == "b":
+            leaf[...] = leaf.view(np.uint8) != 0
+            continue
         for flt in (leaf.real, leaf.imag) if leaf.dtype.kind == "c" else (leaf,):
-            flt[np.isnan(flt)] = np.nan  # writable views into `packed`
+            flt[np.isnan(flt)] = np.nan
+            used = _float_bytes(np, flt.dtype)
+            if used < flt.dtype.itemsize:  # a view of the same item size: always allowed
+                flt.view((np.uint8, (flt.dtype.itemsize,)))[..., used:] = 0
     descr = repr(np.lib.format.dtype_to_descr(canonical)).encode()
     data = packed.tobytes()
     tag = b"r" if isinstance(value, np.generic) else b"R"

@@ -91,7 +91,8 @@ class RevisionsMixin(GitCore):
             EntryNotFoundError: ``rev`` resolves to nothing, or has no results here.
             CorruptEntryError: an entry holds an unsafe name (nothing is written).
             StoreLocationError: ``dest`` (or a folder in it) cannot be written, is a file, or
-                holds a symbolic link where a folder goes.
+                holds a symbolic link where a folder goes; or a result would land inside
+                the store itself (nothing is written).
         """
         version = rev if rev in self.versions() else resolve_revision(code_repo, rev)
         ref = ref_for_version(version)
@@ -113,6 +114,15 @@ class RevisionsMixin(GitCore):
                     f"{'/'.join(folders)}: an unsafe tree; refusing to check out anything "
                     "(nothing was written)")
         target = Path(dest).absolute()
+        store = os.path.realpath(self.gitdir)
+        real = os.path.realpath(target)  # (inside `target`, no link is followed below)
+        for folders, _files in plans:
+            where = os.path.join(real, *folders)
+            if os.path.commonpath([where, store]) == store:
+                raise StoreLocationError(
+                    f"cannot write results to {target}: {os.path.join(target, *folders)} "
+                    f"would be inside the store {self.gitdir} (nothing was written)",
+                    str(target))
         try:
             target.mkdir(parents=True, exist_ok=True)
             root = os.open(target, os.O_RDONLY | os.O_DIRECTORY)

@@ -21,6 +21,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -529,9 +530,7 @@ class DjangoORMDataStore(AbstractDataStore):
         if connection.vendor not in ("postgresql", "sqlite"):
             raise StoreError(f"gc() knows how to lock data files on PostgreSQL and SQLite, "
                              f"not on {connection.vendor}")
-        candidates = sorted(f"{path.parent.name}/{path.name}"
-                            for path in self.data_root_dir.glob("??/*")
-                            if not path.name.startswith("."))
+        candidates = sorted(_data_files(self.data_root_dir))
         removed = 0
         with self._database_errors():
             for start in range(0, len(candidates), 500):
@@ -595,6 +594,36 @@ class DjangoORMDataStore(AbstractDataStore):
                           self.allow_pickle))
 
 
+#: the name of a data file: the SHA-256 of its bytes and the codec's extension
+_DATA_FILE = re.compile(r"[0-9a-f]{64}\.[^./\\]+\Z")
+
+
+def _data_files(root: Path) -> Iterator[str]:
+    """The data files under ``root`` that a store wrote: ``<xx>/<sha256>.<ext>`` whose digest
+    starts with ``xx``, regular files (never a symbolic link, a folder, a file of another name:
+    a data folder shared with other files keeps them; nothing outside it is reached)."""
+    try:
+        folders = [d for d in os.scandir(root)
+                   if _HEX2.match(d.name) and d.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    for folder in folders:
+        try:
+            files = list(os.scandir(folder.path))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for f in files:
+            if f.name.startswith(folder.name) and _DATA_FILE.match(f.name) and \
+                    f.is_file(follow_symlinks=False):
+                yield f"{folder.name}/{f.name}"
+
+
+_HEX2 = re.compile(r"[0-9a-f]{2}\Z")
+
+
 def _reopen(cls: type[DjangoORMDataStore], database: str | dict[str, Any] | None,
             data_root_dir: str, allow_pickle: bool) -> DjangoORMDataStore:
+    if not os.path.isdir(data_root_dir):  # never a new, empty store in its place
+        raise StoreLocationError(f"cannot reopen the store: its data folder {data_root_dir} "
+                                 "is gone", data_root_dir)
     return cls(database, data_root_dir, allow_pickle=allow_pickle, migrate=False)

@@ -74,7 +74,11 @@ class ShelveDataStore(AbstractDataStore):
     @contextmanager
     def _locked(self, exclusive: bool) -> Iterator[None]:
         """Hold the directory's lock: exclusive for writers, shared for readers."""
-        fd = os.open(self.root_dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(self.root_dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:  # the folder deleted under us, or made unwritable
+            raise StoreLocationError(f"cannot use the store at {self.root_dir}: "
+                                     f"{exc.strerror or exc}", str(self.root_dir)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
