@@ -65,6 +65,7 @@ def dump(data: Any, sort_keys: bool = False) -> str:
 
 # characters PyYAML's reader refuses, or that json.dumps(ensure_ascii=False) leaves raw
 _UNSAFE_TEXT = re.compile("[\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_YAML_BREAKS = {0x2028: "\\u2028", 0x2029: "\\u2029"}
 _BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BARE_TEXT = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]*(:[A-Za-z0-9_.+-]+)*\Z")
 _RESERVED = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "none", "nan", "inf"}
@@ -93,7 +94,9 @@ def _scalar(value: Any) -> str | None:
             return str(value)  # a plain scalar that every YAML reader takes as this string
         if _UNSAFE_TEXT.search(value):
             return None
-        return json.dumps(value, ensure_ascii=False)  # a valid YAML double-quoted scalar
+        # a valid YAML double-quoted scalar; U+2028 and U+2029 are line breaks to YAML 1.1
+        # (a raw one ends a key's line): escaped, as JSON leaves them raw
+        return json.dumps(value, ensure_ascii=False).translate(_YAML_BREAKS)
     if t is list:
         items = [_scalar(v) for v in value]
         if any(i is None for i in items):

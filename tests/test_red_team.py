@@ -226,3 +226,73 @@ def test_a_shelf_whose_folder_was_deleted_gives_typed_errors(tmp_path: Path) -> 
                     lambda: s.delete(SimpleComponent({"n": 1}))):
             with pytest.raises(GitStoreError):
                 use()
+
+
+# --- item 10: every name component.yaml holds reads back (YAML 1.1 line breaks) -----------------
+
+@pytest.mark.parametrize("kind", ["git", "shelve", "django"])
+@pytest.mark.parametrize("name", ["x\u2028y", "\u2029", "a: b #c\u2028? d"])
+def test_names_with_unicode_line_separators_list_and_verify(tmp_path: Path, kind: str,
+                                                           name: str) -> None:
+    store: Any = {"git": lambda: GitDataStore(tmp_path / "s.git"),
+                  "shelve": lambda: ShelveDataStore(tmp_path / "shelf"),
+                  "django": lambda: DjangoORMDataStore(None, tmp_path / "data")}[kind]()
+    params = {name: 1, "n": {name: [name]}, "v": name}
+    with store:
+        store.store(T(params), "x", 1)
+        store.store(T({"other": 1}), "x", 2)
+        entries = {e.key: e for e in store.entries()}
+        assert len(entries) == 2
+        mine = entries[key_of(T(params))]
+        assert getattr(mine, "problem", None) is None
+        assert mine.component["parameters"] == params
+        if kind == "git":
+            assert store.verify() == []
+    if kind == "git":
+        listed = run_cli("--store", str(tmp_path / "s.git"), "ls")
+        assert listed.returncode == 0 and b"(unreadable" not in listed.stdout
+
+
+HOSTILE_DESCRIPTIONS = [
+    b"key: !!python/object/apply:os.system ['touch PWNED']\ntype: t\nversion: v\n",
+    b"key: &a [*a]\n",
+    b"a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+    b"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+    b"- not a mapping\n",
+    b"parameters: [1, 2]\nkey: x\n",
+    b"\xff\xfe",
+    b"key: [unclosed\n",
+]
+
+
+@pytest.mark.parametrize("content", HOSTILE_DESCRIPTIONS)
+@pytest.mark.parametrize("kind", ["shelve", "django"])
+def test_one_hostile_description_never_breaks_a_shelf_or_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, content: bytes) -> None:
+    import dbm.dumb
+    import sqlite3
+
+    monkeypatch.chdir(tmp_path)
+    good, bad = T({"good": 1}), T({"bad": 1})
+    store: Any = (ShelveDataStore(tmp_path / "shelf") if kind == "shelve"
+                  else DjangoORMDataStore(None, tmp_path / "data"))
+    with store:
+        store.store(good, "x", 1)
+        store.store(bad, "x", 2)
+        if kind == "shelve":
+            with dbm.dumb.open(str(tmp_path / "shelf" / store.key_of(bad)), "w") as db:
+                db[b"\x00component"] = content
+        else:
+            with sqlite3.connect(tmp_path / "data" / "index.db") as conn:
+                conn.execute("UPDATE gitstore_componentstate SET description = ? WHERE key = ?",
+                             (content.decode("utf-8", "replace"), key_of(bad)))
+        entries = list(store.entries())
+        assert len(entries) == 2
+        (ok,) = [e for e in entries if e.problem is None]
+        (damaged,) = [e for e in entries if e.problem is not None]
+        assert ok.key == key_of(good) and ok.component["parameters"] == {"good": 1}
+        assert damaged.attributes == ("x",)
+        assert store.retrieve(good, "x") == 1
+        assert store.retrieve(bad, "x") == 2  # the data is keyed, not described
+    assert not (tmp_path / "PWNED").exists()

@@ -42,7 +42,7 @@ from ..errors import (
     StoreLocationError,
     UnsupportedValueError,
 )
-from .base import AbstractDataStore, Entry, ensure_directory
+from .base import AbstractDataStore, Entry, ensure_directory, listed_entry
 
 __all__ = ["APP", "DjangoORMDataStore", "database_settings"]
 
@@ -479,7 +479,8 @@ class DjangoORMDataStore(AbstractDataStore):
             for state in states.prefetch_related("items"):
                 attrs = tuple(sorted(item.attribute for item in state.items.all()))
                 if attrs:
-                    yield Entry(state.key, attrs, _yaml.load(state.description))
+                    yield listed_entry(state.key, attrs, state.description,
+                                       {"version": state.version})
 
     @contextmanager
     def _database_errors(self) -> Iterator[None]:

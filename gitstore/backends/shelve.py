@@ -27,7 +27,7 @@ from .. import _yaml
 from ..codecs import Codec, Payload, codec_by_name, payload_bytes
 from ..errors import CorruptEntryError, StoreLocationError, UnsupportedValueError
 from ..keygenerators import join_with_underscores
-from .base import AbstractDataStore, Entry, ensure_directory
+from .base import AbstractDataStore, Entry, ensure_directory, listed_entry
 
 __all__ = ["ShelveDataStore"]
 
@@ -150,7 +150,4 @@ class ShelveDataStore(AbstractDataStore):
                 with dbm.dumb.open(self._path(name), "r") as db:
                     raw = db.get(_DESCRIPTION)
                     attrs = tuple(sorted(_text(k) for k in db.keys() if k != _DESCRIPTION))
-            if raw is None:
-                raise CorruptEntryError(f"entry {name} has no description", name)
-            description = _yaml.load(raw)
-            yield Entry(str(description.get("key", name)), attrs, description, storage_key=name)
+            yield listed_entry(name, attrs, raw, storage_key=name)
