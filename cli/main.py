@@ -94,9 +94,13 @@ def main_options(
     """
     _State.store_path = store
     _State.debug = debug
+    from contextlib import redirect_stdout
+
     from gitstore.codecs import load_codec_plugins
 
-    for problem in load_codec_plugins():
+    with redirect_stdout(sys.stderr):  # what a plugin prints never mixes with our output
+        problems = load_codec_plugins()
+    for problem in problems:
         err.print(f"gitstore: warning: {problem}", markup=False)
 
 

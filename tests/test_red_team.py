@@ -296,3 +296,47 @@ def test_one_hostile_description_never_breaks_a_shelf_or_database(
         assert store.retrieve(good, "x") == 1
         assert store.retrieve(bad, "x") == 2  # the data is keyed, not described
     assert not (tmp_path / "PWNED").exists()
+
+
+# --- item 11: a codec plugin that exits or prints never ends or garbles a command ---------------
+
+BAD_PLUGIN = '''
+print("hello from a plugin")
+
+
+def exiting():
+    raise SystemExit(0)
+
+
+def collide():
+    from gitstore.codecs import register_codec
+    register_codec("myjson", dict, "json", lambda v, f: None, lambda f: None)
+'''
+
+
+def test_a_plugin_that_exits_or_prints_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    import json
+
+    site = tmp_path / "site"
+    info = site / "gs_bad-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "gs_bad.py").write_text(BAD_PLUGIN)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gs-bad\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[gitstore.codecs]\nexiting = gs_bad:exiting\ncollide = gs_bad:collide\n")
+    (info / "RECORD").write_text("")
+    path = tmp_path / "s.git"
+    with GitDataStore(path) as s:
+        s.store(T({"n": 1}), "x", [1, 2])
+    env = dict(os.environ, PYTHONPATH=str(site))
+    key = key_hex(key_of(T({"n": 1})))[:12]
+    got = subprocess.run([console_script(), "--store", str(path), "get", key, "x"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == "[1, 2]\n"
+    assert "SystemExit" in got.stderr and "'collide'" in got.stderr
+    assert "hello from a plugin" in got.stderr
+    listed = subprocess.run([console_script(), "--store", str(path), "ls", "--json"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert listed.returncode == 0
+    assert [row["key"] for row in json.loads(listed.stdout)] == [key_of(T({"n": 1}))]
