@@ -82,7 +82,11 @@ def _unordered(value: Any) -> bool:
 
 def _plain_sorted(value: Any) -> Any:
     if isinstance(value, dict):
-        return sorted((k, _plain_sorted(v)) for k, v in value.items())
+        items = [(k, _plain_sorted(v)) for k, v in value.items()]
+        try:
+            return sorted(items)  # the seed's order (names of one type)
+        except TypeError:  # names of several types ({1: "x", "a": 2}): one order all the same
+            return sorted(items, key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
     if isinstance(value, (list, tuple)):
         return type(value)(_plain_sorted(v) for v in value)
     return value

@@ -340,3 +340,28 @@ def test_a_plugin_that_exits_or_prints_is_skipped_with_a_warning(tmp_path: Path)
                             capture_output=True, text=True, env=env, timeout=120)
     assert listed.returncode == 0
     assert [row["key"] for row in json.loads(listed.stdout)] == [key_of(T({"n": 1}))]
+
+
+# --- item 8: a key generator that gives two versions one name never serves a wrong result ------
+
+def test_hash_pickle_shelf_never_serves_another_versions_result(tmp_path: Path) -> None:
+    from gitstore.errors import UnsupportedValueError
+    from gitstore.keygenerators import hash_pickle
+
+    one, text_one = T({"a": 1}, version=1), T({"a": 1}, version="1")
+    assert hash_pickle(one) == hash_pickle(text_one)  # the seed's scheme: str(version)
+    assert key_of(one) != key_of(text_one)
+    with ShelveDataStore(tmp_path / "shelf", hash_pickle) as s:
+        s.store(one, "x", "computed by version 1")
+        assert s.retrieve(text_one, "x") is None
+        assert not s.exists(text_one) and not s.exists(text_one, "x")
+        with pytest.raises(UnsupportedValueError, match="two different states"):
+            s.store(text_one, "x", "computed by version '1'")
+        assert not s.delete(text_one)
+        assert s.retrieve(one, "x") == "computed by version 1"
+        (entry,) = s.entries()
+        assert entry.key == key_of(one) and entry.attributes == ("x",)
+        # names of several types no longer break the seed's digest
+        assert hash_pickle(T({1: "x", "a": 2})) == hash_pickle(T({"a": 2, 1: "x"}))
+        s.store(T({1: "x", "a": 2}), "y", 3)
+        assert s.retrieve(T({"a": 2, 1: "x"}), "y") == 3
