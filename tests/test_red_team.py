@@ -365,3 +365,52 @@ def test_hash_pickle_shelf_never_serves_another_versions_result(tmp_path: Path) 
         assert hash_pickle(T({1: "x", "a": 2})) == hash_pickle(T({"a": 2, 1: "x"}))
         s.store(T({1: "x", "a": 2}), "y", 3)
         assert s.retrieve(T({"a": 2, 1: "x"}), "y") == 3
+
+
+# --- items 6, 18: a Django data file replaced by a link, a FIFO, a device or a folder -----------
+
+DAMAGE_SCRIPT = '''
+import os, sys
+sys.path.insert(0, sys.argv[3])
+from pathlib import Path
+from components import Typed
+from gitstore import DjangoORMDataStore
+from gitstore.errors import CorruptEntryError, StoreLocationError
+root, damage = Path(sys.argv[1]), sys.argv[2]
+s = DjangoORMDataStore(None, root)
+c = Typed("red.Component", {"a": 1}, None, "v1")
+s.store(c, "x", [1, 2])
+(f,) = root.glob("??/*")
+f.unlink()
+if damage == "folder":
+    f.mkdir()
+elif damage == "device":
+    f.symlink_to("/dev/zero")
+elif damage == "fifo":
+    os.mkfifo(f)
+elif damage == "dangling":
+    f.symlink_to(root / "nothing")
+elif damage == "link":  # a link to a good copy: still not a file the store wrote
+    (root / "copy").write_bytes(b"[1, 2]")
+    f.symlink_to(root / "copy")
+try:
+    s.retrieve(c, "x")
+except CorruptEntryError:
+    print("corrupt")
+try:
+    s.store(c, "x", [1, 2])
+    print("repaired", s.retrieve(c, "x"))
+except StoreLocationError:
+    print("refused")
+'''
+
+
+@pytest.mark.parametrize("damage", ["device", "fifo", "folder"])
+def test_a_data_file_that_is_not_a_file_is_corrupt_and_a_restore_repairs_it(
+        tmp_path: Path, damage: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", DAMAGE_SCRIPT, str(tmp_path / "data"), damage,
+         str(Path(__file__).parent)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = "refused" if damage == "folder" else "repaired [1, 2]"
+    assert result.stdout.split("\n")[:2] == ["corrupt", expected]

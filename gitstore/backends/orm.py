@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -173,9 +174,9 @@ def _setup_django(config: dict[str, Any] | str, alias: str) -> None:
 class _CheckedFile:
     """A data file read as a stream; its SHA-256 is checked by :meth:`finish`."""
 
-    def __init__(self, path: Path, key: str, digest: str) -> None:
+    def __init__(self, f: Any, key: str, digest: str) -> None:
         self.key, self.digest = key, digest
-        self._f = open(path, "rb", buffering=0)
+        self._f = f  # an open, unbuffered binary file (this object closes it)
         self._sha = hashlib.sha256()
 
     def readinto(self, target: Any) -> int:
@@ -319,12 +320,28 @@ class DjangoORMDataStore(AbstractDataStore):
     def _read_file(self, key: str, rel: str, digest: str) -> bytes | _CheckedFile:
         path = self.data_root_dir / rel
         try:
-            size = path.stat().st_size
-            if size >= 1 << 20:  # large: streamed into its destination, checked at the end
-                return _CheckedFile(path, key, digest)
-            data = path.read_bytes()
+            # never through a link, never blocking on a FIFO: a store only writes plain files
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise CorruptEntryError(f"entry {key}: data file {rel} is missing", key) from None
+        except OSError as exc:  # a symbolic link (ELOOP), no permission...
+            raise CorruptEntryError(f"entry {key}: data file {rel} cannot be read: "
+                                    f"{exc.strerror or exc}", key) from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # a folder, a FIFO, a device
+            os.close(fd)
+            raise CorruptEntryError(f"entry {key}: data file {rel} is not a regular file", key)
+        os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb", buffering=0)
+        if info.st_size >= 1 << 20:  # large: streamed into its destination, checked at the end
+            return _CheckedFile(f, key, digest)
+        try:
+            data = f.read()
+        except OSError as exc:
+            raise CorruptEntryError(f"entry {key}: data file {rel} cannot be read: "
+                                    f"{exc.strerror or exc}", key) from None
+        finally:
+            f.close()
         got = hashlib.sha256(data).hexdigest()
         if got != digest:
             raise CorruptEntryError(f"entry {key}: data file {rel} is damaged", key, digest, got)
