@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 from .backends.base import AbstractDataStore, Entry
 from .codecs import Codec, read_all
-from .errors import CorruptEntryError, StoreError, UnknownCodecError
+from .errors import CorruptEntryError, StoreError, StoreLocationError, UnknownCodecError
 from .keys import PinnedKey
 from .params import ParameterSet
 
@@ -116,6 +116,7 @@ def open_spec(spec: str, create: bool = True) -> AbstractDataStore:
 
     Raises:
         StoreError: an unknown kind of store.
+        StoreLocationError: with ``create=False``, no store at that path (nothing is created).
     """
     from .backends.git import GitDataStore
     from .backends.orm import DjangoORMDataStore
@@ -128,10 +129,12 @@ def open_spec(spec: str, create: bool = True) -> AbstractDataStore:
         raise StoreError(f"{spec!r}: a {kind} store needs a path ({kind}:PATH)")
     if kind == "git":
         return GitDataStore(rest, create=create)
+    folder, _, query = rest.partition("?") if kind == "django" else (rest, "", "")
+    if not folder:  # (the URL may hold a password: never in a message)
+        raise StoreError("django stores need a data folder (django:DIR[?db=URL])")
+    if not create and not Path(folder).is_dir():  # a mistyped source: nothing created
+        raise StoreLocationError(f"no {kind} store at {folder}", folder)
     if kind == "shelve":
         return ShelveDataStore(rest)
-    folder, _, query = rest.partition("?")
     db = parse_qs(query).get("db", [None])[0]
-    if not folder:
-        raise StoreError(f"{spec!r}: django stores need a data folder (django:DIR[?db=URL])")
     return DjangoORMDataStore(db, Path(folder))

@@ -414,3 +414,29 @@ def test_a_data_file_that_is_not_a_file_is_corrupt_and_a_restore_repairs_it(
     assert result.returncode == 0, result.stderr[-2000:]
     expected = "refused" if damage == "folder" else "repaired [1, 2]"
     assert result.stdout.split("\n")[:2] == ["corrupt", expected]
+
+
+# --- item 18: copy from a mistyped source creates nothing; a database URL never leaks ----------
+
+@pytest.mark.parametrize("source", ["shelve:{d}/missing", "django:{d}/missing",
+                                    "django:{d}/missing?db=sqlite:///{d}/index.db"])
+def test_copy_from_a_missing_source_creates_nothing(tmp_path: Path, source: str) -> None:
+    result = run_cli("copy", source.format(d=tmp_path), f"git:{tmp_path / 'dest.git'}")
+    assert "no " in one_line_failure(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["mysql://admin:s3cret@db.example.org/lab",
+                                 "postgresql://admin:s3cret@db.example.org:port/lab"])
+def test_a_bad_database_url_is_one_line_without_its_password(tmp_path: Path, url: str) -> None:
+    from gitstore.errors import StoreError
+
+    with pytest.raises(StoreError) as caught:
+        DjangoORMDataStore(url, tmp_path / "data")
+    assert "s3cret" not in str(caught.value)
+    (tmp_path / "src").mkdir()
+    for args in (["copy", f"django:{tmp_path / 'src'}?db={url}", f"git:{tmp_path / 'd.git'}"],
+                 ["copy", f"django:?db={url}", f"git:{tmp_path / 'd.git'}"]):
+        message = one_line_failure(run_cli(*args))
+        assert "s3cret" not in message
+    assert not (tmp_path / "d.git").exists()

@@ -128,10 +128,16 @@ def database_settings(database: str | dict[str, Any] | None, data_root_dir: Path
             name = url.netloc + name
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": dict(_SQLITE_OPTIONS)}
     if url.scheme in ("postgres", "postgresql"):
+        try:
+            port = url.port
+        except ValueError:  # (the URL may hold a password: never in a message)
+            raise StoreError(f"database URL {url.scheme}://…: the port is not a number from 0 "
+                             "to 65535") from None
         return {"ENGINE": "django.db.backends.postgresql", "NAME": unquote(url.path.lstrip("/")),
                 "USER": unquote(url.username or ""), "PASSWORD": unquote(url.password or ""),
-                "HOST": url.hostname or "", "PORT": str(url.port or "")}
-    raise StoreError(f"unsupported database URL {database!r} (sqlite:///… or postgresql://…)")
+                "HOST": url.hostname or "", "PORT": str(port or "")}
+    raise StoreError(f"unsupported database URL {url.scheme}://… (sqlite:///… or "
+                     "postgresql://…)")
 
 
 def _old_style(params: dict[str, Any]) -> dict[str, Any]:
