@@ -55,12 +55,26 @@ def dump(data: Any, sort_keys: bool = False) -> str:
     Mappings of scalars, lists and mappings (what a component description holds) are written
     by a small emitter here, ~20x faster than PyYAML's representer, which is Python even with
     libyaml; anything else goes through PyYAML. Either way the safe loader reads it back equal.
+
+    Raises:
+        UnsupportedValueError: the text would be over :data:`MAX_TEXT` bytes, more than
+            :func:`load` reads (never write what cannot be read back).
     """
+    text: str | None = None
     if not sort_keys and type(data) is dict:
         out: list[str] = []
         if _emit_mapping(data, "", out):
-            return "".join(out)
-    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=sort_keys, allow_unicode=True)
+            text = "".join(out)
+    if text is None:
+        text = yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=sort_keys, allow_unicode=True)
+    if len(text) > MAX_TEXT // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT:
+        from .errors import UnsupportedValueError
+
+        raise UnsupportedValueError(
+            f"this description is over {MAX_TEXT} bytes as YAML: no store could read it back "
+            "(keep large values as attributes, not parameters); nothing was written",
+            "description")
+    return text
 
 
 # characters PyYAML's reader refuses, or that json.dumps(ensure_ascii=False) leaves raw

@@ -440,3 +440,25 @@ def test_a_bad_database_url_is_one_line_without_its_password(tmp_path: Path, url
         message = one_line_failure(run_cli(*args))
         assert "s3cret" not in message
     assert not (tmp_path / "d.git").exists()
+
+
+# --- item 10: a description too large to read back is refused before anything is written -------
+
+@pytest.mark.parametrize("kind", ["git", "shelve", "django"])
+def test_a_description_over_the_yaml_bound_is_refused_not_written(tmp_path: Path,
+                                                                 kind: str) -> None:
+    from gitstore import _yaml
+    from gitstore.errors import UnsupportedValueError
+
+    store: Any = {"git": lambda: GitDataStore(tmp_path / "s.git"),
+                  "shelve": lambda: ShelveDataStore(tmp_path / "shelf"),
+                  "django": lambda: DjangoORMDataStore(None, tmp_path / "data")}[kind]()
+    # fewer characters than the bound, more UTF-8 bytes
+    huge = T({"s": "é" * (_yaml.MAX_TEXT // 2 + 1)})
+    with store:
+        store.store(T({"n": 1}), "x", 1)
+        with pytest.raises(UnsupportedValueError, match="description"):
+            store.store(huge, "x", 2)
+        assert [e.key for e in store.entries()] == [key_of(T({"n": 1}))]
+        assert all(getattr(e, "problem", None) is None for e in store.entries())
+        assert not store.exists(huge)
