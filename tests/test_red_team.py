@@ -462,3 +462,27 @@ def test_a_description_over_the_yaml_bound_is_refused_not_written(tmp_path: Path
         assert [e.key for e in store.entries()] == [key_of(T({"n": 1}))]
         assert all(getattr(e, "problem", None) is None for e in store.entries())
         assert not store.exists(huge)
+
+
+# --- item 20: a store pickled from inside a batch that holds the write gate ---------------------
+
+def test_a_store_pickled_inside_a_batch_serves_workers_and_commits_after(tmp_path: Path) -> None:
+    import multiprocessing
+
+    from gitstore._git.large import LARGE
+    from store_workers import store_one
+
+    path = tmp_path / "s.git"
+    big = np.arange(LARGE // 8 + 1, dtype="<f8")  # a large blob: the batch takes the gate
+    with GitDataStore(path) as s:
+        with s.batch():
+            s.store(T({"parent": 1}), "big", big)
+            with multiprocessing.get_context("spawn").Pool(2) as pool:
+                results = pool.starmap_async(store_one, [(s, i) for i in range(4)]).get(600)
+            assert {pid for _k, pid in results} - {os.getpid()}
+            # the workers' stores are committed; the batch's own is not, yet
+            assert s.retrieve(SimpleComponent({"i": 3}, version="v1"), "square") == 9
+        assert (s.retrieve(T({"parent": 1}), "big") == big).all()
+        assert sorted(s.retrieve(SimpleComponent({"i": i}, version="v1"), "square")
+                      for i in range(4)) == [0, 1, 4, 9]
+        assert s.verify() == []
