@@ -234,24 +234,52 @@ def show(
                   markup=False)
 
 
+#: how deep ``show`` follows inputs (deeper ones are marked, never a RecursionError)
+_MAX_TREE_DEPTH = 100
+
+
 def _input_tree(store: GitDataStore, component: dict[str, Any]) -> list[dict[str, Any]]:
-    inputs = component.get("input")
-    keys = inputs if isinstance(inputs, list) else ([inputs] if inputs else [])
-    nodes = []
-    for k in keys:
+    """The inputs of ``component``, each with its own inputs, in the order they print; an
+    input shared by several (a diamond) is expanded once, later mentions carry
+    ``"shown": "above"`` (else a pipeline whose stages share inputs grows to 2^depth nodes);
+    a loop is never followed, and no recursion is involved."""
+    def nodes_of(comp: dict[str, Any]) -> list[dict[str, Any]]:
+        inputs = comp.get("input")
+        keys = inputs if isinstance(inputs, list) else ([inputs] if inputs else [])
+        return [{"key": str(k), "type": "(not in this store)", "inputs": []} for k in keys]
+
+    root = nodes_of(component)
+    shown: set[str] = set()
+    todo = [(node, 1) for node in reversed(root)]  # depth first, in print order
+    while todo:
+        node, depth = todo.pop()
+        if node["key"] in shown:
+            node.update(type=None, shown="above")
+            continue
+        shown.add(node["key"])
         try:
-            child = store.find(k).component
-            nodes.append({"key": k, "type": child.get("type"),
-                          "inputs": _input_tree(store, child)})
+            child = store.find(node["key"]).component
         except GitStoreError:
-            nodes.append({"key": k, "type": "(not in this store)", "inputs": []})
-    return nodes
+            continue
+        node["type"] = child.get("type")
+        if depth >= _MAX_TREE_DEPTH:
+            node["shown"] = f"inputs deeper than {_MAX_TREE_DEPTH} levels left out"
+            continue
+        node["inputs"] = nodes_of(child)
+        todo.extend((grandchild, depth + 1) for grandchild in reversed(node["inputs"]))
+    return root
 
 
 def _print_tree(nodes: list[dict[str, Any]], indent: str) -> None:
-    for node in nodes:
-        out.print(f"{indent}{key_hex(node['key'])[:12]}  {node['type']}", markup=False)
-        _print_tree(node["inputs"], indent + "  ")
+    todo = [(node, indent) for node in reversed(nodes)]
+    while todo:
+        node, where = todo.pop()
+        if node.get("shown") == "above":
+            out.print(f"{where}{key_hex(node['key'])[:12]}  (shown above)", markup=False)
+            continue
+        extra = f"  ({node['shown']})" if "shown" in node else ""
+        out.print(f"{where}{key_hex(node['key'])[:12]}  {node['type']}{extra}", markup=False)
+        todo.extend((child, where + "  ") for child in reversed(node["inputs"]))
 
 
 @command()

@@ -486,3 +486,37 @@ def test_a_store_pickled_inside_a_batch_serves_workers_and_commits_after(tmp_pat
         assert sorted(s.retrieve(SimpleComponent({"i": i}, version="v1"), "square")
                       for i in range(4)) == [0, 1, 4, 9]
         assert s.verify() == []
+
+
+# --- items 10, 18: show on pipelines whose stages share inputs, or very long ones --------------
+
+def test_show_expands_each_shared_input_once_and_bounds_depth(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "s.git"
+    with GitDataStore(path) as s, s.batch():
+        layer = [T({"n": 0}, type_name="dag.Source")]
+        s.store(layer[0], "x", 0)
+        for depth in range(1, 41):  # each stage takes both stages before it: 2^40 paths
+            layer = [Typed("dag.Stage", {"d": depth, "j": j}, list(layer)) for j in range(2)]
+            for c in layer:
+                s.store(c, "x", depth)
+        top = key_of(layer[0])
+        chain: Any = T({"c": 0}, type_name="chain.Stage")
+        s.store(chain, "x", 0)
+        for i in range(1, 150):
+            chain = Typed("chain.Stage", {"c": i}, chain)
+            s.store(chain, "x", i)
+    result = run_cli("--store", str(path), "show", "--json", key_hex(top)[:12])
+    assert result.returncode == 0, result.stderr
+    expanded: list[str] = []
+    todo = list(json.loads(result.stdout)["inputs"])
+    while todo:
+        node = todo.pop()
+        if node.get("shown") != "above":
+            expanded.append(node["key"])
+        todo.extend(node["inputs"])
+    assert len(expanded) == len(set(expanded)) == 79  # 39 layers of 2, and the source
+    shown = run_cli("--store", str(path), "show", key_hex(key_of(chain))[:12])
+    assert shown.returncode == 0, shown.stderr
+    assert b"deeper than 100 levels" in shown.stdout
