@@ -520,3 +520,38 @@ def test_show_expands_each_shared_input_once_and_bounds_depth(tmp_path: Path) ->
     shown = run_cli("--store", str(path), "show", key_hex(key_of(chain))[:12])
     assert shown.returncode == 0, shown.stderr
     assert b"deeper than 100 levels" in shown.stdout
+
+
+EXPLAIN_SCRIPT = '''
+import sys
+sys.path.insert(0, sys.argv[2])
+from components import Typed
+from gitstore import GitDataStore
+
+def dag(source, depth):
+    layer = [Typed("dag.Source", {"n": source}, None)]
+    every = list(layer)
+    for d in range(1, depth + 1):
+        layer = [Typed("dag.Stage", {"d": d, "j": j}, list(layer)) for j in range(2)]
+        every += layer
+    return layer[0], every
+
+with GitDataStore(sys.argv[1]) as s, s.batch():
+    for c in dag(0, 15)[1]:
+        s.store(c, "x", 1)
+with GitDataStore(sys.argv[1]) as s:
+    text = str(s.explain(dag(1, 15)[0]))  # a changed source: every stage misses
+print(text.count("explained above"), text.count("parameter n: stored 0, yours 1"), len(text))
+'''
+
+
+def test_explain_of_a_pipeline_whose_stages_share_inputs_explains_each_once(tmp_path: Path
+                                                                            ) -> None:
+    result = subprocess.run([sys.executable, "-c", EXPLAIN_SCRIPT, str(tmp_path / "s.git"),
+                             str(Path(__file__).parent)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    above, source_lines, size = map(int, result.stdout.split())
+    assert above > 0
+    assert source_lines == 1  # the changed source is explained once, not 2^15 times
+    assert size < 200_000
