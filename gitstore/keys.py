@@ -310,32 +310,47 @@ class _KeyComputer:
         self.on_stack: set[int] = set()
 
     def key(self, component: Any) -> str:
+        """The key of ``component``; its inputs first, depth first, without recursion (a
+        chain of thousands of components is keyed like a short one)."""
         if type(component) is PinnedKey:
             return component.key
-        ident = id(component)
-        cached = self.memo.get(ident)
+        cached = self.memo.get(id(component))
         if cached is not None:
             return cached
-        if ident in self.on_stack:
-            start = next(i for i, c in enumerate(self.stack) if c is component)
-            loop = [full_type(c) for c in self.stack[start:]] + [full_type(component)]
-            raise CyclicInputError(loop)
-        self.stack.append(component)
-        self.on_stack.add(ident)
-        try:
-            is_list, inputs = get_inputs(component)
-            input_keys = [self.key(c) for c in inputs]
-        finally:
+        # each frame: a component, and its inputs once they are listed (None: not yet)
+        frames: list[tuple[Any, tuple[bool, list[Any]] | None]] = [(component, None)]
+        while frames:
+            current, listed = frames[-1]
+            ident = id(current)
+            if listed is None:
+                if ident in self.memo:  # reached twice (a diamond) before it was expanded
+                    frames.pop()
+                    continue
+                is_list, inputs = get_inputs(current)
+                self.stack.append(current)
+                self.on_stack.add(ident)
+                frames[-1] = (current, (is_list, inputs))
+                for child in reversed(inputs):
+                    if type(child) is PinnedKey or id(child) in self.memo:
+                        continue
+                    if id(child) in self.on_stack:
+                        start = next(i for i, c in enumerate(self.stack) if c is child)
+                        loop = [full_type(c) for c in self.stack[start:]] + [full_type(child)]
+                        raise CyclicInputError(loop)
+                    frames.append((child, None))
+                continue
+            frames.pop()
             self.stack.pop()
             self.on_stack.discard(ident)
-        encoded_inputs: Any = input_keys if is_list else (input_keys[0] if input_keys else None)
-        state = state_bytes(
-            full_type(component), get_version(component), get_parameters(component), encoded_inputs
-        )
-        result = f"{KEY_SCHEME}:{hashlib.sha256(state).hexdigest()}"
-        self.memo[ident] = result
-        self.keep.append(component)
-        return result
+            is_list, inputs = listed
+            input_keys = [c.key if type(c) is PinnedKey else self.memo[id(c)] for c in inputs]
+            encoded_inputs: Any = input_keys if is_list else \
+                (input_keys[0] if input_keys else None)
+            state = state_bytes(full_type(current), get_version(current),
+                                get_parameters(current), encoded_inputs)
+            self.memo[ident] = f"{KEY_SCHEME}:{hashlib.sha256(state).hexdigest()}"
+            self.keep.append(current)
+        return self.memo[id(component)]
 
 
 class PinnedKey:

@@ -555,3 +555,46 @@ def test_explain_of_a_pipeline_whose_stages_share_inputs_explains_each_once(tmp_
     assert above > 0
     assert source_lines == 1  # the changed source is explained once, not 2^15 times
     assert size < 200_000
+
+
+# --- item 18: long chains and shared inputs: keys, seed keys and copies without recursion -------
+
+def test_a_chain_of_thousands_of_components_keys_stores_and_copies(tmp_path: Path) -> None:
+    from gitstore import copy_entries
+    from gitstore.keygenerators import hash_pickle
+
+    chain: Any = T({"i": 0}, type_name="chain.Stage")
+    stages = [chain]
+    for i in range(1, 2000):
+        chain = Typed("chain.Stage", {"i": i}, chain)
+        stages.append(chain)
+    assert key_of(chain) != key_of(stages[-2])
+    assert len(hash_pickle(chain)) == 40
+    with GitDataStore(tmp_path / "s.git") as s:
+        with s.batch():
+            for c in stages:
+                s.store(c, "x", c.parameters["i"])
+        assert s.retrieve(chain, "x") == 1999
+        with ShelveDataStore(tmp_path / "shelf", hash_pickle) as shelf:
+            assert copy_entries(s, shelf) == 2000
+            assert shelf.retrieve(chain, "x") == 1999
+
+
+def test_copy_of_a_pipeline_whose_stages_share_inputs_into_a_hash_pickle_shelf(tmp_path: Path
+                                                                                ) -> None:
+    from gitstore import copy_entries
+    from gitstore.keygenerators import hash_pickle
+
+    layer: list[Any] = [T({"n": 0}, type_name="dag.Source")]
+    every = list(layer)
+    for depth in range(1, 41):  # 2^40 paths through 81 components
+        layer = [Typed("dag.Stage", {"d": depth, "j": j}, list(layer)) for j in range(2)]
+        every += layer
+    assert len(hash_pickle(layer[0])) == 40
+    with GitDataStore(tmp_path / "s.git") as s, \
+            ShelveDataStore(tmp_path / "shelf", hash_pickle) as shelf:
+        with s.batch():
+            for c in every:
+                s.store(c, "x", 1)
+        assert copy_entries(s, shelf) == 81
+        assert shelf.retrieve(layer[0], "x") == 1
