@@ -94,9 +94,13 @@ def main_options(
     """
     _State.store_path = store
     _State.debug = debug
+    from contextlib import redirect_stdout
+
     from gitstore.codecs import load_codec_plugins
 
-    for problem in load_codec_plugins():
+    with redirect_stdout(sys.stderr):  # what a plugin prints never mixes with our output
+        problems = load_codec_plugins()
+    for problem in problems:
         err.print(f"gitstore: warning: {problem}", markup=False)
 
 
@@ -240,24 +244,52 @@ def show(
                   markup=False)
 
 
+#: how deep ``show`` follows inputs (deeper ones are marked, never a RecursionError)
+_MAX_TREE_DEPTH = 100
+
+
 def _input_tree(store: GitDataStore, component: dict[str, Any]) -> list[dict[str, Any]]:
-    inputs = component.get("input")
-    keys = inputs if isinstance(inputs, list) else ([inputs] if inputs else [])
-    nodes = []
-    for k in keys:
+    """The inputs of ``component``, each with its own inputs, in the order they print; an
+    input shared by several (a diamond) is expanded once, later mentions carry
+    ``"shown": "above"`` (else a pipeline whose stages share inputs grows to 2^depth nodes);
+    a loop is never followed, and no recursion is involved."""
+    def nodes_of(comp: dict[str, Any]) -> list[dict[str, Any]]:
+        inputs = comp.get("input")
+        keys = inputs if isinstance(inputs, list) else ([inputs] if inputs else [])
+        return [{"key": str(k), "type": "(not in this store)", "inputs": []} for k in keys]
+
+    root = nodes_of(component)
+    shown: set[str] = set()
+    todo = [(node, 1) for node in reversed(root)]  # depth first, in print order
+    while todo:
+        node, depth = todo.pop()
+        if node["key"] in shown:
+            node.update(type=None, shown="above")
+            continue
+        shown.add(node["key"])
         try:
-            child = store.find(k).component
-            nodes.append({"key": k, "type": child.get("type"),
-                          "inputs": _input_tree(store, child)})
+            child = store.find(node["key"]).component
         except GitStoreError:
-            nodes.append({"key": k, "type": "(not in this store)", "inputs": []})
-    return nodes
+            continue
+        node["type"] = child.get("type")
+        if depth >= _MAX_TREE_DEPTH:
+            node["shown"] = f"inputs deeper than {_MAX_TREE_DEPTH} levels left out"
+            continue
+        node["inputs"] = nodes_of(child)
+        todo.extend((grandchild, depth + 1) for grandchild in reversed(node["inputs"]))
+    return root
 
 
 def _print_tree(nodes: list[dict[str, Any]], indent: str) -> None:
-    for node in nodes:
-        out.print(f"{indent}{key_hex(node['key'])[:12]}  {node['type']}", markup=False)
-        _print_tree(node["inputs"], indent + "  ")
+    todo = [(node, indent) for node in reversed(nodes)]
+    while todo:
+        node, where = todo.pop()
+        if node.get("shown") == "above":
+            out.print(f"{where}{key_hex(node['key'])[:12]}  (shown above)", markup=False)
+            continue
+        extra = f"  ({node['shown']})" if "shown" in node else ""
+        out.print(f"{where}{key_hex(node['key'])[:12]}  {node['type']}{extra}", markup=False)
+        todo.extend((child, where + "  ") for child in reversed(node["inputs"]))
 
 
 @command()
@@ -267,12 +299,22 @@ def get(
     output: Annotated[Path | None, typer.Option(
         "-o", "--output", help="Write the stored file (.npy, .json, ...) here.")] = None,
 ) -> None:
-    """Print an attribute, or write its file with -o.
+    """Print an attribute, or write its file with -o (-o - writes the file's bytes to stdout).
 
     Example: gitstore get 3fa2c1 rates -o rates.json
     """
     with open_store() as store:
+        if output is not None and str(output) == "-":
+            data = store.read(key, attribute, raw=True)
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return
         if output is not None:
+            store_dir = os.path.realpath(store.gitdir)
+            if os.path.commonpath([os.path.realpath(output), store_dir]) == store_dir:
+                raise StoreLocationError(f"{output} is inside the store {store.gitdir}; "
+                                         "-o writes outside it", str(output))
             if output.is_dir():
                 raise StoreLocationError(f"{output} is a directory; -o takes a file name",
                                          str(output))
@@ -436,8 +478,9 @@ def prune(
     """
     if not (version or older_than is not None or keep_last is not None):
         raise InvalidArgumentError("say what to prune: --version, --older-than or --keep-last")
-    if older_than is not None and not older_than >= 0:  # NaN too
-        raise InvalidArgumentError(f"--older-than takes a number of days >= 0, not {older_than}")
+    if older_than is not None and not 0 <= older_than * 86400 < float("inf"):  # NaN too
+        raise InvalidArgumentError(
+            f"--older-than takes a finite number of days >= 0, not {older_than}")
     if keep_last is not None and keep_last < 0:
         raise InvalidArgumentError(f"--keep-last takes a number >= 0, not {keep_last}")
     with open_store() as store:

@@ -55,16 +55,31 @@ def dump(data: Any, sort_keys: bool = False) -> str:
     Mappings of scalars, lists and mappings (what a component description holds) are written
     by a small emitter here, ~20x faster than PyYAML's representer, which is Python even with
     libyaml; anything else goes through PyYAML. Either way the safe loader reads it back equal.
+
+    Raises:
+        UnsupportedValueError: the text would be over :data:`MAX_TEXT` bytes, more than
+            :func:`load` reads (never write what cannot be read back).
     """
+    text: str | None = None
     if not sort_keys and type(data) is dict:
         out: list[str] = []
         if _emit_mapping(data, "", out):
-            return "".join(out)
-    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=sort_keys, allow_unicode=True)
+            text = "".join(out)
+    if text is None:
+        text = yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=sort_keys, allow_unicode=True)
+    if len(text) > MAX_TEXT // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT:
+        from .errors import UnsupportedValueError
+
+        raise UnsupportedValueError(
+            f"this description is over {MAX_TEXT} bytes as YAML: no store could read it back "
+            "(keep large values as attributes, not parameters); nothing was written",
+            "description")
+    return text
 
 
 # characters PyYAML's reader refuses, or that json.dumps(ensure_ascii=False) leaves raw
 _UNSAFE_TEXT = re.compile("[\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_YAML_BREAKS = {0x2028: "\\u2028", 0x2029: "\\u2029"}
 _BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BARE_TEXT = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]*(:[A-Za-z0-9_.+-]+)*\Z")
 _RESERVED = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "none", "nan", "inf"}
@@ -93,7 +108,9 @@ def _scalar(value: Any) -> str | None:
             return str(value)  # a plain scalar that every YAML reader takes as this string
         if _UNSAFE_TEXT.search(value):
             return None
-        return json.dumps(value, ensure_ascii=False)  # a valid YAML double-quoted scalar
+        # a valid YAML double-quoted scalar; U+2028 and U+2029 are line breaks to YAML 1.1
+        # (a raw one ends a key's line): escaped, as JSON leaves them raw
+        return json.dumps(value, ensure_ascii=False).translate(_YAML_BREAKS)
     if t is list:
         items = [_scalar(v) for v in value]
         if any(i is None for i in items):

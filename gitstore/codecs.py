@@ -503,7 +503,8 @@ def load_codec_plugins() -> list[str]:
     ``gitstore.codecs``. One naming a callable calls it (no arguments); one naming a module
     imports it; either registers codecs with :func:`register_codec`.
 
-    A plugin that fails is skipped (its codecs stay unknown); returns one line per failure.
+    A plugin that fails (raises, or calls ``sys.exit()``) is skipped (its codecs stay
+    unknown); returns one line per failure.
     """
     global _plugins_tried
     from importlib.metadata import entry_points
@@ -519,7 +520,8 @@ def load_codec_plugins() -> list[str]:
             loaded = point.load()
             if callable(loaded) and not isinstance(loaded, types.ModuleType):
                 loaded()
-        except Exception as exc:  # a broken plugin must not break everything else
+        except (Exception, SystemExit) as exc:  # a broken plugin must not break the rest
+            # (SystemExit too: a plugin that calls sys.exit() must not end its host silently)
             problems.append(f"codec plugin {point.name!r} ({point.value}) failed to load: "
                             f"{type(exc).__name__}: {exc}")
     return problems

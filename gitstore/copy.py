@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 from .backends.base import AbstractDataStore, Entry
 from .codecs import Codec, read_all
-from .errors import CorruptEntryError, StoreError, UnknownCodecError
+from .errors import CorruptEntryError, StoreError, StoreLocationError, UnknownCodecError
 from .keys import PinnedKey
 from .params import ParameterSet
 
@@ -22,22 +22,49 @@ class DescribedComponent:
     storage key is computed from the component (ShelveDataStore's key generators), and for
     ``gitstore explain``. Inputs found in ``known`` are rebuilt too; others stand as their key."""
 
+    input: Any
+
     def __init__(self, description: dict[str, Any],
-                 known: dict[str, dict[str, Any]] | None = None) -> None:
+                 known: dict[str, dict[str, Any]] | None = None,
+                 built: dict[str, DescribedComponent] | None = None) -> None:
+        self._describe(description)
+        known = known or {}
+        built = {} if built is None else built  # key → component: each rebuilt once
+        # an input stored in the same store is rebuilt too (hash_pickle needs its identity):
+        # first every one reachable (without recursion: a chain may be thousands long), then
+        # their inputs wired
+        new = []
+        todo = list(_input_keys(description.get("input")))
+        while todo:
+            key = todo.pop()
+            if key in built or key not in known:
+                continue
+            component = DescribedComponent.__new__(DescribedComponent)
+            component._describe(known[key])
+            built[key] = component
+            new.append(key)
+            todo.extend(_input_keys(known[key].get("input")))
+        for key in new:
+            built[key].input = _wired(known[key].get("input"), built)
+        self.input = _wired(description.get("input"), built)
+
+    def _describe(self, description: dict[str, Any]) -> None:
         self.full_type = str(description["type"])
         self.version = description["version"]
         self.parameters = ParameterSet(description.get("parameters") or {})
         #: the code record of a code-versioned entry (issue 13): kept, and named by explain
         self.__gitstore_code__ = description.get("code")
-        known = known or {}
+        self.input = None
 
-        def rebuilt(key: str) -> Any:
-            # an input stored in the same store is rebuilt too (hash_pickle needs its identity)
-            return DescribedComponent(known[key], known) if key in known else PinnedKey(key)
 
-        inputs = description.get("input")
-        self.input = [rebuilt(k) for k in inputs] if isinstance(inputs, list) else \
-            (rebuilt(inputs) if inputs else None)
+def _input_keys(inputs: Any) -> list[str]:
+    return [str(k) for k in inputs] if isinstance(inputs, list) else \
+        ([str(inputs)] if inputs else [])
+
+
+def _wired(inputs: Any, built: dict[str, DescribedComponent]) -> Any:
+    rebuilt = [built.get(k) or PinnedKey(k) for k in _input_keys(inputs)]
+    return rebuilt if isinstance(inputs, list) else (rebuilt[0] if rebuilt else None)
 
 
 def copy_entries(source: AbstractDataStore, destination: AbstractDataStore,
@@ -63,10 +90,11 @@ def copy_entries(source: AbstractDataStore, destination: AbstractDataStore,
         raise CorruptEntryError("; ".join(f"{e.key}: {e.problem}" for e in damaged[:5]),
                                 key=damaged[0].key)
     known = {entry.key: entry.component for entry in entries}
+    built: dict[str, DescribedComponent] = {}  # inputs rebuilt once for every entry
     _check_codecs(source, destination, entries)
     with batch(message="gitstore copy") if batch is not None else nullcontext():
         for entry in entries:
-            storage = _destination_key(destination, entry, known)
+            storage = _destination_key(destination, entry, known, built)
             for attribute in entry.attributes:
                 found = source._get(entry.storage_key or entry.key, attribute, entry.version)
                 if found is None:
@@ -106,10 +134,11 @@ def _what(codec: Codec) -> str:
 
 
 def _destination_key(destination: AbstractDataStore, entry: Entry,
-                     known: dict[str, dict[str, Any]]) -> str:
+                     known: dict[str, dict[str, Any]],
+                     built: dict[str, DescribedComponent] | None = None) -> str:
     if destination.key_generator is None:
         return entry.key
-    return destination.key_generator(DescribedComponent(entry.component, known))
+    return destination.key_generator(DescribedComponent(entry.component, known, built))
 
 
 def open_spec(spec: str, create: bool = True) -> AbstractDataStore:
@@ -118,6 +147,7 @@ def open_spec(spec: str, create: bool = True) -> AbstractDataStore:
 
     Raises:
         StoreError: an unknown kind of store.
+        StoreLocationError: with ``create=False``, no store at that path (nothing is created).
     """
     from .backends.git import GitDataStore
     from .backends.orm import DjangoORMDataStore
@@ -130,10 +160,12 @@ def open_spec(spec: str, create: bool = True) -> AbstractDataStore:
         raise StoreError(f"{spec!r}: a {kind} store needs a path ({kind}:PATH)")
     if kind == "git":
         return GitDataStore(rest, create=create)
+    folder, _, query = rest.partition("?") if kind == "django" else (rest, "", "")
+    if not folder:  # (the URL may hold a password: never in a message)
+        raise StoreError("django stores need a data folder (django:DIR[?db=URL])")
+    if not create and not Path(folder).is_dir():  # a mistyped source: nothing created
+        raise StoreLocationError(f"no {kind} store at {folder}", folder)
     if kind == "shelve":
         return ShelveDataStore(rest)
-    folder, _, query = rest.partition("?")
     db = parse_qs(query).get("db", [None])[0]
-    if not folder:
-        raise StoreError(f"{spec!r}: django stores need a data folder (django:DIR[?db=URL])")
     return DjangoORMDataStore(db, Path(folder))

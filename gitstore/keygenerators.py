@@ -57,15 +57,29 @@ def hash_pickle(component: Any) -> str:
 
 
 def _hash_pickle(component: Any) -> str:
-    # dotted names nest, as in keys (parameters without dots give the seed's digest unchanged)
-    params = expand_dotted(get_parameters(component) or {})
-    identity = (
-        full_type(component),
-        _version(get_version(component)),
-        _plain_sorted(params),
-        [_hash_pickle(c) for c in _inputs_of(component)],
-    )
-    return hashlib.sha1(pickle.dumps(identity, protocol=4)).hexdigest()
+    """The digest, inputs first, each component once (a diamond is not walked twice), without
+    recursion (a chain of thousands of components is no deeper for Python)."""
+    done: dict[int, str] = {}
+    frames: list[tuple[Any, bool]] = [(component, False)]
+    while frames:
+        current, expanded = frames.pop()
+        if id(current) in done:
+            continue
+        inputs = _inputs_of(current)
+        if not expanded:
+            frames.append((current, True))
+            frames.extend((c, False) for c in reversed(inputs) if id(c) not in done)
+            continue
+        # dotted names nest, as in keys (parameters without dots give the seed's digest)
+        params = expand_dotted(get_parameters(current) or {})
+        identity = (
+            full_type(current),
+            _version(get_version(current)),
+            _plain_sorted(params),
+            [done[id(c)] for c in inputs],
+        )
+        done[id(current)] = hashlib.sha1(pickle.dumps(identity, protocol=4)).hexdigest()
+    return done[id(component)]
 
 
 def _version(version: Any) -> str:
@@ -82,7 +96,11 @@ def _unordered(value: Any) -> bool:
 
 def _plain_sorted(value: Any) -> Any:
     if isinstance(value, dict):
-        return sorted((k, _plain_sorted(v)) for k, v in value.items())
+        items = [(k, _plain_sorted(v)) for k, v in value.items()]
+        try:
+            return sorted(items)  # the seed's order (names of one type)
+        except TypeError:  # names of several types ({1: "x", "a": 2}): one order all the same
+            return sorted(items, key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
     if isinstance(value, (list, tuple)):
         return type(value)(_plain_sorted(v) for v in value)
     return value

@@ -167,6 +167,8 @@ def _encode_numpy(value: Any, path: str, out: list[bytes]) -> None:
     if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     arr = np.ascontiguousarray(arr)
+    if arr.dtype.kind == "b":  # a bool's byte may be any non-zero value (a view of bytes)
+        arr = arr.view(np.uint8) != 0
     if arr.dtype.kind in "fc" and arr.size:
         # every NaN gets the one quiet-NaN bit pattern (complex: each half on its own)
         flt = arr.view(f"<f{arr.dtype.itemsize // 2}") if arr.dtype.kind == "c" else arr
@@ -175,11 +177,35 @@ def _encode_numpy(value: Any, path: str, out: list[bytes]) -> None:
             flt = flt.copy()
             flt[nans] = np.nan
             arr = flt.view(arr.dtype)
+        arr = _zero_float_padding(np, arr)
     descr = str(np.lib.format.dtype_to_descr(arr.dtype)).encode()
     data = arr.tobytes()
     tag = b"n" if isinstance(value, np.generic) else b"a"
     shape = b"".join(_u64(n) for n in arr.shape)
     out.append(tag + _u64(len(descr)) + descr + _u64(arr.ndim) + shape + _u64(len(data)) + data)
+
+
+def _float_bytes(np: Any, dt: Any) -> int:
+    """How many bytes of one real float of ``dt`` (kind f or c) hold its value: the rest is
+    padding (x86's 80-bit long double sits in 12 or 16 bytes, 6 of them uninitialised)."""
+    size = dt.itemsize // 2 if dt.kind == "c" else dt.itemsize
+    if size > 8 and np.finfo(np.longdouble).nmant == 63 and \
+            np.dtype(np.longdouble).itemsize == size:
+        return 10
+    return int(size)
+
+
+def _zero_float_padding(np: Any, arr: Any) -> Any:
+    """``arr`` (contiguous, little-endian floats) with the padding bytes of each float zeroed:
+    equal long doubles give equal bytes (a copy only when there is padding)."""
+    used = _float_bytes(np, arr.dtype)
+    size = arr.dtype.itemsize // 2 if arr.dtype.kind == "c" else arr.dtype.itemsize
+    if used == size or not arr.size:
+        return arr
+    arr = arr.copy()
+    raw = arr.reshape(-1).view(np.uint8).reshape(-1, size)
+    raw[:, used:] = 0
+    return arr
 
 
 def _packed_little_endian(np: Any, dt: Any) -> Any:
@@ -196,12 +222,12 @@ def _packed_little_endian(np: Any, dt: Any) -> Any:
     return dt.newbyteorder("<") if dt.byteorder in (">", "=") else dt
 
 
-def _float_leaves(arr: Any) -> Iterator[Any]:
-    """Writable views of every float or complex leaf of a structured array."""
+def _leaves(arr: Any) -> Iterator[Any]:
+    """Writable views of every float, complex or bool leaf of a structured array."""
     if arr.dtype.fields is not None:
         for name in arr.dtype.names:
-            yield from _float_leaves(arr[name])
-    elif arr.dtype.kind in "fc":
+            yield from _leaves(arr[name])
+    elif arr.dtype.kind in "fcb":
         yield arr
 
 
@@ -215,9 +241,15 @@ def _encode_structured(np: Any, arr: Any, value: Any, out: list[bytes]) -> None:
     canonical = _packed_little_endian(np, arr.dtype)
     packed = np.empty(arr.shape, dtype=canonical)
     packed[...] = arr  # field by field (same names, same order): converts, drops padding
-    for leaf in _float_leaves(packed):
+    for leaf in _leaves(packed):  # writable views into `packed`
+        if leaf.dtype.kind == "b":
+            leaf[...] = leaf.view(np.uint8) != 0
+            continue
         for flt in (leaf.real, leaf.imag) if leaf.dtype.kind == "c" else (leaf,):
-            flt[np.isnan(flt)] = np.nan  # writable views into `packed`
+            flt[np.isnan(flt)] = np.nan
+            used = _float_bytes(np, flt.dtype)
+            if used < flt.dtype.itemsize:  # a view of the same item size: always allowed
+                flt.view((np.uint8, (flt.dtype.itemsize,)))[..., used:] = 0
     descr = repr(np.lib.format.dtype_to_descr(canonical)).encode()
     data = packed.tobytes()
     tag = b"r" if isinstance(value, np.generic) else b"R"
@@ -310,32 +342,47 @@ class _KeyComputer:
         self.on_stack: set[int] = set()
 
     def key(self, component: Any) -> str:
+        """The key of ``component``; its inputs first, depth first, without recursion (a
+        chain of thousands of components is keyed like a short one)."""
         if type(component) is PinnedKey:
             return component.key
-        ident = id(component)
-        cached = self.memo.get(ident)
+        cached = self.memo.get(id(component))
         if cached is not None:
             return cached
-        if ident in self.on_stack:
-            start = next(i for i, c in enumerate(self.stack) if c is component)
-            loop = [full_type(c) for c in self.stack[start:]] + [full_type(component)]
-            raise CyclicInputError(loop)
-        self.stack.append(component)
-        self.on_stack.add(ident)
-        try:
-            is_list, inputs = get_inputs(component)
-            input_keys = [self.key(c) for c in inputs]
-        finally:
+        # each frame: a component, and its inputs once they are listed (None: not yet)
+        frames: list[tuple[Any, tuple[bool, list[Any]] | None]] = [(component, None)]
+        while frames:
+            current, listed = frames[-1]
+            ident = id(current)
+            if listed is None:
+                if ident in self.memo:  # reached twice (a diamond) before it was expanded
+                    frames.pop()
+                    continue
+                is_list, inputs = get_inputs(current)
+                self.stack.append(current)
+                self.on_stack.add(ident)
+                frames[-1] = (current, (is_list, inputs))
+                for child in reversed(inputs):
+                    if type(child) is PinnedKey or id(child) in self.memo:
+                        continue
+                    if id(child) in self.on_stack:
+                        start = next(i for i, c in enumerate(self.stack) if c is child)
+                        loop = [full_type(c) for c in self.stack[start:]] + [full_type(child)]
+                        raise CyclicInputError(loop)
+                    frames.append((child, None))
+                continue
+            frames.pop()
             self.stack.pop()
             self.on_stack.discard(ident)
-        encoded_inputs: Any = input_keys if is_list else (input_keys[0] if input_keys else None)
-        state = state_bytes(
-            full_type(component), get_version(component), get_parameters(component), encoded_inputs
-        )
-        result = f"{KEY_SCHEME}:{hashlib.sha256(state).hexdigest()}"
-        self.memo[ident] = result
-        self.keep.append(component)
-        return result
+            is_list, inputs = listed
+            input_keys = [c.key if type(c) is PinnedKey else self.memo[id(c)] for c in inputs]
+            encoded_inputs: Any = input_keys if is_list else \
+                (input_keys[0] if input_keys else None)
+            state = state_bytes(full_type(current), get_version(current),
+                                get_parameters(current), encoded_inputs)
+            self.memo[ident] = f"{KEY_SCHEME}:{hashlib.sha256(state).hexdigest()}"
+            self.keep.append(current)
+        return self.memo[id(component)]
 
 
 class PinnedKey:

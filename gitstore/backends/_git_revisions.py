@@ -69,6 +69,10 @@ class Explanation:
         return "\n".join(lines)
 
 
+#: how deeply :meth:`RevisionsMixin.explain` explains inputs of inputs
+MAX_EXPLAIN_DEPTH = 20
+
+
 class RevisionsMixin(GitCore):
     """The code-revision operations of :class:`~gitstore.GitDataStore`."""
 
@@ -94,7 +98,8 @@ class RevisionsMixin(GitCore):
             EntryNotFoundError: ``rev`` resolves to nothing, or has no results here.
             CorruptEntryError: an entry holds an unsafe name (nothing is written).
             StoreLocationError: ``dest`` (or a folder in it) cannot be written, is a file, or
-                holds a symbolic link where a folder goes.
+                holds a symbolic link where a folder goes; or a result would land inside
+                the store itself (nothing is written).
         """
         if rev in self.versions():
             versions, what = [rev], f"version {rev}"
@@ -124,6 +129,15 @@ class RevisionsMixin(GitCore):
                     f"{'/'.join(folders)}: an unsafe tree; refusing to check out anything "
                     "(nothing was written)")
         target = Path(dest).absolute()
+        store = os.path.realpath(self.gitdir)
+        real = os.path.realpath(target)  # (inside `target`, no link is followed below)
+        for folders, _files in plans:
+            where = os.path.join(real, *folders)
+            if os.path.commonpath([where, store]) == store:
+                raise StoreLocationError(
+                    f"cannot write results to {target}: {os.path.join(target, *folders)} "
+                    f"would be inside the store {self.gitdir} (nothing was written)",
+                    str(target))
         try:
             target.mkdir(parents=True, exist_ok=True)
             root = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
@@ -297,9 +311,15 @@ class RevisionsMixin(GitCore):
 
         On a hit: where it is. On a miss: the nearest stored entries of the same type, and for
         each what differs: the version, every parameter path with both values, and each input
-        (explained recursively).
+        (explained recursively: an input met again, as in a pipeline whose stages share
+        inputs, says "explained above"; nesting stops at :data:`MAX_EXPLAIN_DEPTH` levels).
         """
+        return self._explain(component, attribute, set(), 0)
+
+    def _explain(self, component: Any, attribute: str | None, explained: set[str],
+                 depth: int) -> Explanation:
         key = key_of(component)
+        explained.add(key)
         version = get_version(component)
         ref = ref_for_version(version)
         names = self._attribute_names(key, ref, None)
@@ -326,17 +346,28 @@ class RevisionsMixin(GitCore):
                                                     ).items():
                 differences.append(f"parameter {path}: stored {_show(theirs)!r}, "
                                    f"yours {_show(mine)!r}")
+            differing = []  # inputs to explain, once this entry is among the nearest
             for i, (mine_key, theirs_key) in enumerate(
                     itertools.zip_longest(input_keys, stored_inputs)):
                 if mine_key != theirs_key:
-                    line = f"input {i}: stored {str(theirs_key)[:22]}, yours {str(mine_key)[:22]}"
-                    if i < len(inputs) and not isinstance(inputs[i], PinnedKey):
-                        sub = self.explain(inputs[i])
-                        line += "\n    " + "\n    ".join(str(sub).splitlines())
-                    differences.append(line)
-            candidates.append((len(differences), entry.key, differences))
+                    differing.append((len(differences), i))
+                    differences.append(
+                        f"input {i}: stored {str(theirs_key)[:22]}, yours {str(mine_key)[:22]}")
+            candidates.append((len(differences), entry.key, differences, differing))
         candidates.sort(key=lambda c: (c[0], c[1]))
-        nearest = [(k, d) for _n, k, d in candidates[:3]]
+        nearest = []
+        for _n, entry_key, differences, differing in candidates[:3]:
+            for at, i in differing:  # only the entries shown: each explains its inputs
+                if i >= len(inputs) or isinstance(inputs[i], PinnedKey):
+                    continue
+                if input_keys[i] in explained:
+                    differences[at] += "\n    (explained above)"
+                elif depth + 1 >= MAX_EXPLAIN_DEPTH:
+                    differences[at] += f"\n    (not explained: {MAX_EXPLAIN_DEPTH} levels deep)"
+                else:
+                    sub = self._explain(inputs[i], None, explained, depth + 1)
+                    differences[at] += "\n    " + "\n    ".join(str(sub).splitlines())
+            nearest.append((entry_key, differences))
         return Explanation(key, False, version, [], nearest, wanted_type)
 
 

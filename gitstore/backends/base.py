@@ -91,6 +91,32 @@ def check_attribute_name(name: Any) -> str:
     return name
 
 
+def listed_entry(name: str, attributes: tuple[str, ...], text: str | bytes | None,
+                 known: dict[str, Any] | None = None, storage_key: str | None = None) -> Entry:
+    """The entry whose description is ``text``; a description that cannot be read (damaged,
+    hostile, missing) gives an entry with its ``problem`` and what is ``known`` of it, so that
+    listing goes on: one bad entry never hides the others."""
+    import yaml
+
+    from .. import _yaml
+
+    problem = None
+    description: Any = None
+    try:
+        description = _yaml.load(text) if text is not None else None
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+        why = f": {exc}" if isinstance(exc, _yaml.YAMLLimitError) else ""
+        problem = f"the description of entry {name} is unreadable{why}"
+    else:
+        if not isinstance(description, dict) or \
+                not isinstance(description.get("parameters") or {}, dict):
+            problem = f"the description of entry {name} is missing or malformed"
+    if problem is not None:
+        description = {"key": name, **(known or {})}
+    return Entry(str(description.get("key", name)), attributes, description,
+                 storage_key=storage_key, problem=problem)
+
+
 def ensure_directory(path: Path) -> Path:
     """Create ``path`` (and parents) if missing.
 

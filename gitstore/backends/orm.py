@@ -21,7 +21,9 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import shutil
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,7 +43,7 @@ from ..errors import (
     StoreLocationError,
     UnsupportedValueError,
 )
-from .base import AbstractDataStore, Entry, ensure_directory
+from .base import AbstractDataStore, Entry, ensure_directory, listed_entry
 
 __all__ = ["APP", "DjangoORMDataStore", "database_settings"]
 
@@ -126,10 +128,16 @@ def database_settings(database: str | dict[str, Any] | None, data_root_dir: Path
             name = url.netloc + name
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": dict(_SQLITE_OPTIONS)}
     if url.scheme in ("postgres", "postgresql"):
+        try:
+            port = url.port
+        except ValueError:  # (the URL may hold a password: never in a message)
+            raise StoreError(f"database URL {url.scheme}://…: the port is not a number from 0 "
+                             "to 65535") from None
         return {"ENGINE": "django.db.backends.postgresql", "NAME": unquote(url.path.lstrip("/")),
                 "USER": unquote(url.username or ""), "PASSWORD": unquote(url.password or ""),
-                "HOST": url.hostname or "", "PORT": str(url.port or "")}
-    raise StoreError(f"unsupported database URL {database!r} (sqlite:///… or postgresql://…)")
+                "HOST": url.hostname or "", "PORT": str(port or "")}
+    raise StoreError(f"unsupported database URL {url.scheme}://… (sqlite:///… or "
+                     "postgresql://…)")
 
 
 def _old_style(params: dict[str, Any]) -> dict[str, Any]:
@@ -172,9 +180,9 @@ def _setup_django(config: dict[str, Any] | str, alias: str) -> None:
 class _CheckedFile:
     """A data file read as a stream; its SHA-256 is checked by :meth:`finish`."""
 
-    def __init__(self, path: Path, key: str, digest: str) -> None:
+    def __init__(self, f: Any, key: str, digest: str) -> None:
         self.key, self.digest = key, digest
-        self._f = open(path, "rb", buffering=0)
+        self._f = f  # an open, unbuffered binary file (this object closes it)
         self._sha = hashlib.sha256()
 
     def readinto(self, target: Any) -> int:
@@ -318,12 +326,28 @@ class DjangoORMDataStore(AbstractDataStore):
     def _read_file(self, key: str, rel: str, digest: str) -> bytes | _CheckedFile:
         path = self.data_root_dir / rel
         try:
-            size = path.stat().st_size
-            if size >= 1 << 20:  # large: streamed into its destination, checked at the end
-                return _CheckedFile(path, key, digest)
-            data = path.read_bytes()
+            # never through a link, never blocking on a FIFO: a store only writes plain files
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise CorruptEntryError(f"entry {key}: data file {rel} is missing", key) from None
+        except OSError as exc:  # a symbolic link (ELOOP), no permission...
+            raise CorruptEntryError(f"entry {key}: data file {rel} cannot be read: "
+                                    f"{exc.strerror or exc}", key) from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # a folder, a FIFO, a device
+            os.close(fd)
+            raise CorruptEntryError(f"entry {key}: data file {rel} is not a regular file", key)
+        os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb", buffering=0)
+        if info.st_size >= 1 << 20:  # large: streamed into its destination, checked at the end
+            return _CheckedFile(f, key, digest)
+        try:
+            data = f.read()
+        except OSError as exc:
+            raise CorruptEntryError(f"entry {key}: data file {rel} cannot be read: "
+                                    f"{exc.strerror or exc}", key) from None
+        finally:
+            f.close()
         got = hashlib.sha256(data).hexdigest()
         if got != digest:
             raise CorruptEntryError(f"entry {key}: data file {rel} is damaged", key, digest, got)
@@ -478,7 +502,8 @@ class DjangoORMDataStore(AbstractDataStore):
             for state in states.prefetch_related("items"):
                 attrs = tuple(sorted(item.attribute for item in state.items.all()))
                 if attrs:
-                    yield Entry(state.key, attrs, _yaml.load(state.description))
+                    yield listed_entry(state.key, attrs, state.description,
+                                       {"version": state.version})
 
     @contextmanager
     def _database_errors(self) -> Iterator[None]:
@@ -529,9 +554,7 @@ class DjangoORMDataStore(AbstractDataStore):
         if connection.vendor not in ("postgresql", "sqlite"):
             raise StoreError(f"gc() knows how to lock data files on PostgreSQL and SQLite, "
                              f"not on {connection.vendor}")
-        candidates = sorted(f"{path.parent.name}/{path.name}"
-                            for path in self.data_root_dir.glob("??/*")
-                            if not path.name.startswith("."))
+        candidates = sorted(_data_files(self.data_root_dir))
         removed = 0
         with self._database_errors():
             for start in range(0, len(candidates), 500):
@@ -595,6 +618,36 @@ class DjangoORMDataStore(AbstractDataStore):
                           self.allow_pickle))
 
 
+#: the name of a data file: the SHA-256 of its bytes and the codec's extension
+_DATA_FILE = re.compile(r"[0-9a-f]{64}\.[^./\\]+\Z")
+
+
+def _data_files(root: Path) -> Iterator[str]:
+    """The data files under ``root`` that a store wrote: ``<xx>/<sha256>.<ext>`` whose digest
+    starts with ``xx``, regular files (never a symbolic link, a folder, a file of another name:
+    a data folder shared with other files keeps them; nothing outside it is reached)."""
+    try:
+        folders = [d for d in os.scandir(root)
+                   if _HEX2.match(d.name) and d.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    for folder in folders:
+        try:
+            files = list(os.scandir(folder.path))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for f in files:
+            if f.name.startswith(folder.name) and _DATA_FILE.match(f.name) and \
+                    f.is_file(follow_symlinks=False):
+                yield f"{folder.name}/{f.name}"
+
+
+_HEX2 = re.compile(r"[0-9a-f]{2}\Z")
+
+
 def _reopen(cls: type[DjangoORMDataStore], database: str | dict[str, Any] | None,
             data_root_dir: str, allow_pickle: bool) -> DjangoORMDataStore:
+    if not os.path.isdir(data_root_dir):  # never a new, empty store in its place
+        raise StoreLocationError(f"cannot reopen the store: its data folder {data_root_dir} "
+                                 "is gone", data_root_dir)
     return cls(database, data_root_dir, allow_pickle=allow_pickle, migrate=False)
