@@ -177,11 +177,13 @@ def _function_type(func: Callable[..., Any]) -> str:
     return f"{module}.{func.__qualname__}"
 
 
-def _load(module: str, qualname: str) -> Any:
+def _rebuild(store: Any, module: str, qualname: str, ignore: frozenset[str], version: Any,
+             content_paths: frozenset[str]) -> CachedFunction:
     obj: Any = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
-    return obj
+    func = obj.func if isinstance(obj, CachedFunction) else obj
+    return CachedFunction(store, func, ignore, version, content_paths)
 
 
 class CachedFunction:
@@ -214,12 +216,13 @@ class CachedFunction:
         self._computed: set[str] = set()  # keys computed by this process
 
     def __reduce__(self) -> Any:
-        # workers (loky, multiprocessing) import the function's module: the decorated object
-        # there is this one, with its store (stores pickle as location and options)
+        # workers (loky, multiprocessing) import the function by its module and name and wrap
+        # it again around this store (stores pickle as their location and options)
         module = self.func.__module__
         if module == "__main__":
             module = main_module_name()
-        return _load, (module, self.func.__qualname__)
+        return _rebuild, (self.store, module, self.func.__qualname__, self.ignore,
+                          self._version, self.content_paths)
 
     # --- the call as a component ----------------------------------------------------------------
 
