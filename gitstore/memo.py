@@ -212,7 +212,7 @@ class CachedFunction:
                 f"(ignore= and content_paths= name arguments of the function)")
         self.full_type = _function_type(func)
         self.is_async = inspect.iscoroutinefunction(func)
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
         self._computed: set[str] = set()  # keys computed by this process
 
     def __reduce__(self) -> Any:
