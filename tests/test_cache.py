@@ -7,6 +7,8 @@ import asyncio
 import dataclasses
 import datetime
 import enum
+import hashlib
+import math
 import multiprocessing
 import os
 import pickle
@@ -27,6 +29,7 @@ import gitstore
 import memo_workers
 from gitstore import CachedFunction, GitDataStore, ShelveDataStore, code_identity
 from gitstore.errors import ParameterError, UnhashableParameterError
+from gitstore.keys import canonical_bytes
 from gitstore.memo import forget_digests
 
 
@@ -234,6 +237,19 @@ def test_arrays_are_hashed_once_per_object(store: GitDataStore) -> None:
     assert f.key(arr) == f.key(arr.copy())
 
 
+@pytest.mark.parametrize("arr", [
+    np.arange(10.0), np.arange(6, dtype="<i2").reshape(2, 3), np.zeros((0, 3)),
+    np.array([1 + 2j, math.nan]), np.array([np.inf, -np.inf]), np.array([1.0, math.nan]),
+    np.arange(4, dtype=">i4"), np.ones((3, 3), dtype="f4")[:, 1], np.array([True, False]),
+    np.array(3.5), np.array(["ab", "c"]), np.full(3, 60000, dtype="f2"),
+])
+def test_array_digest_is_the_digest_of_its_key_encoding(arr: np.ndarray) -> None:
+    from gitstore.memo import _array_digest
+
+    forget_digests()
+    assert _array_digest(arr) == hashlib.sha256(canonical_bytes(arr)).hexdigest()
+
+
 # --- 3. argument types ---------------------------------------------------------------------
 
 class Mode(enum.Enum):
@@ -279,8 +295,6 @@ def test_argument_types_hit(store: GitDataStore, value: Any) -> None:
 
 
 def test_argument_types_tell_apart() -> None:
-    from gitstore.keys import canonical_bytes
-
     pairs = [
         (datetime.date(2024, 1, 2), "2024-01-02"),
         (Mode.FAST, "fast"),
