@@ -39,7 +39,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from .codecs import decode_payload
-from .codeid import code_identity
+from .codeid import code_identity, head_commit
 from .component import main_module_name
 from .errors import CorruptEntryError, GitStoreError, ParameterError, UnhashableParameterError
 from .keys import KeyedBy, PinnedKey, canonical_bytes
@@ -194,6 +194,7 @@ class _Call:
         self.version = version
         self.parameters = parameters
         self.__gitstore_shown__ = shown
+        self.__gitstore_code__: dict[str, Any] | None = None
         self.input = [PinnedKey(k) for k in inputs] if inputs else None
 
 
@@ -240,7 +241,7 @@ class CachedFunction:
         self.full_type = _function_type(func)
         self.is_async = inspect.iscoroutinefunction(func)
         functools.update_wrapper(self, func)
-        self._computed: set[str] = set()  # keys computed by this process
+        self._busy: dict[str, threading.Lock] = {}  # one computation per key in a process
 
     def __reduce__(self) -> Any:
         # workers (loky, multiprocessing) import the function by its module and name and wrap
@@ -284,6 +285,14 @@ class CachedFunction:
             keyed[name], shown[name] = prepared.value(value, name)
         return _Call(self.full_type, self.version, keyed, shown, prepared.inputs)
 
+    def _provenance(self, call: _Call) -> _Call:
+        """Records the files the version was computed from (as for components), to store."""
+        if self._version is None:
+            identity = code_identity(self.func)
+            call.__gitstore_code__ = {"head": head_commit(identity.root),
+                                      "files": identity.as_mapping()}
+        return call
+
     def key(self, *args: Any, **kwargs: Any) -> str:
         """The key of this call (``k1-sha256:…``)."""
         return str(self.store.key_of(self.component(*args, **kwargs)))
@@ -304,8 +313,7 @@ class CachedFunction:
         return True, value, key
 
     def _keep(self, call: _Call, key: str, value: Any) -> Any:
-        self.store.store(call, RESULT, value)
-        self._computed.add(key)
+        self.store.store(self._provenance(call), RESULT, value)
         _remember(_RESULTS, value, key)
         return value
 
@@ -317,7 +325,18 @@ class CachedFunction:
         if hit:
             _remember(_RESULTS, value, key)
             return value
-        return self._keep(call, key, self.func(*args, **kwargs))
+        with _lock:
+            busy = self._busy.setdefault(key, threading.Lock())
+        with busy:  # threads of this process asking for one call: one computes, others hit
+            hit, value, key = self._lookup(call)
+            if hit:
+                _remember(_RESULTS, value, key)
+                return value
+            try:
+                return self._keep(call, key, self.func(*args, **kwargs))
+            finally:
+                with _lock:
+                    self._busy.pop(key, None)
 
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any], force: bool) -> Any:
         import asyncio
@@ -331,8 +350,7 @@ class CachedFunction:
         else:
             key = self.store.key_of(call)
         value = await self.func(*args, **kwargs)
-        await asyncio.to_thread(self.store.store, call, RESULT, value)
-        self._computed.add(key)
+        await asyncio.to_thread(self.store.store, self._provenance(call), RESULT, value)
         _remember(_RESULTS, value, key)
         return value
 

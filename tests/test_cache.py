@@ -15,6 +15,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from decimal import Decimal
 from fractions import Fraction
@@ -113,6 +114,7 @@ def test_component_type_version_and_parameters(store: GitDataStore) -> None:
     assert entry.type == f"{__name__}.test_component_type_version_and_parameters.<locals>.f"
     assert entry.version == code_identity(f.func).version
     assert entry.component["parameters"] == {"x": 5, "y": "a"}
+    assert entry.component["code"]["files"] == code_identity(f.func).as_mapping()
 
     @store.cache(version="2.0")
     def g(x: int) -> int:
@@ -176,6 +178,30 @@ def test_any_backend_has_cache(tmp_path: Path) -> None:
             seen.calls.append(x)
 
         assert f(1) is None and f(1) is None and seen.calls == [1]
+
+
+def test_threads_of_one_process_compute_once(store: GitDataStore) -> None:
+    import threading
+
+    seen = Counting()
+    gate = threading.Barrier(4)
+
+    @store.cache
+    def slow(x: int) -> int:
+        seen.calls.append(x)
+        time.sleep(0.05)  # widens the race: without the per-key lock, every thread computes
+        return x
+
+    def run() -> None:
+        gate.wait()
+        assert slow(1) == 1
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen.calls == [1]
 
 
 # --- 2. lineage -----------------------------------------------------------------------------
