@@ -166,8 +166,7 @@ class _Prepared:
             digest = _array_digest(value)
             return KeyedBy("array", digest), f"<array {value.dtype} {list(value.shape)} " \
                 f"sha256:{digest[:16]}>"
-        canonical_bytes(value, path)  # refuse now, naming the argument
-        return value, _shown(value)
+        return value, _shown(value)  # the key refuses what it cannot encode, naming it
 
 
 def _shown(value: Any) -> Any:
