@@ -19,16 +19,19 @@ from .codeid import code_identity
 from .component import full_type, set_version_policy, source_version
 from .copy import copy_entries
 from .keys import KEY_SCHEME, key_of
+from .memo import CachedFunction, cache
 from .params import ParameterSet
 
 __all__ = [
     "KEY_SCHEME",
     "AbstractDataStore",
+    "CachedFunction",
     "DjangoORMDataStore",
     "Entry",
     "GitDataStore",
     "ParameterSet",
     "ShelveDataStore",
+    "cache",
     "code_identity",
     "copy_entries",
     "errors",

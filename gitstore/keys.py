@@ -26,13 +26,25 @@ A ``parameters.ParameterRange`` or ``ParameterDist`` (a sweep, not one value) is
 :class:`~gitstore.errors.SweepParameterError`: key each point of
 :func:`gitstore.params.points` instead.
 
+Added with memoized functions (issue 14), each with its own tag so no pinned key moved:
+``datetime``/``date`` (ISO text), ``pathlib`` paths (POSIX text), ``Enum`` members (type and
+value), dataclasses and ``NamedTuple``s (type and fields), ``Decimal`` and ``Fraction`` (their
+text: ``Decimal("1.0")`` and ``Decimal("1.00")`` differ), and :class:`KeyedBy` (a value keyed by
+a digest of its content, or an input's position).
+
 Changing anything here changes keys: ``tests/data/golden_keys.yaml`` pins them. A new encoding
 must come with a new scheme name.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
 import hashlib
+import pathlib
 import struct
 import sys
 from collections.abc import Iterator, Mapping
@@ -46,8 +58,8 @@ from .errors import (
     UnhashableParameterError,
 )
 
-__all__ = ["KEY_SCHEME", "MAX_DEPTH", "PinnedKey", "canonical_bytes", "expand_dotted", "key_hex",
-           "key_of", "split_key", "sweep_kind"]
+__all__ = ["KEY_SCHEME", "MAX_DEPTH", "KeyedBy", "PinnedKey", "canonical_bytes", "expand_dotted",
+           "key_hex", "key_of", "split_key", "sweep_kind"]
 
 KEY_SCHEME = "k1-sha256"
 #: how deeply values may nest (lists, mappings, sets); deeper is refused, never a RecursionError
@@ -123,7 +135,65 @@ def _encode(value: Any, path: str, out: list[bytes], depth: int = 0) -> None:
     elif _is_numpy(value):
         _encode_numpy(value, path, out)
     else:
+        _encode_more(value, path, out, depth)
+
+
+def _type_name(t: type) -> str:
+    module = t.__module__
+    if module == "__main__":
+        from .component import main_module_name
+
+        module = main_module_name()
+    return f"{module}.{t.__qualname__}"
+
+
+def _encode_more(value: Any, path: str, out: list[bytes], depth: int) -> None:
+    """Tags added with issue 14 (memoized functions' arguments); no pinned key moves."""
+    t = type(value)
+    if t is datetime.datetime:
+        out.append(b"D")
+        _encode(value.isoformat(), path, out, depth + 1)
+    elif t is datetime.date:
+        out.append(b"Y")
+        _encode(value.isoformat(), path, out, depth + 1)
+    elif isinstance(value, pathlib.PurePath):
+        out.append(b"P")
+        _encode(value.as_posix(), path, out, depth + 1)
+    elif isinstance(value, enum.Enum):
+        out.append(b"E")
+        _encode(_type_name(t), path, out, depth + 1)
+        _encode(value.value, f"{path}.value" if path else "value", out, depth + 1)
+    elif t is decimal.Decimal:
+        out.append(b"M")
+        _encode(str(value), path, out, depth + 1)
+    elif t is fractions.Fraction:
+        out.append(b"Q")
+        _encode(str(value), path, out, depth + 1)
+    elif isinstance(value, KeyedBy):
+        out.append(b"H")
+        _encode(value.kind, path, out, depth + 1)
+        _encode(value.digest, path, out, depth + 1)
+    elif isinstance(value, tuple) and hasattr(t, "_fields"):
+        out.append(b"U")
+        _encode(_type_name(t), path, out, depth + 1)
+        _encode(dict(zip(t._fields, value, strict=True)), path, out, depth + 1)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out.append(b"C")
+        _encode(_type_name(t), path, out, depth + 1)
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        _encode(fields, path, out, depth + 1)
+    else:
         _refuse(value, path)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyedBy:
+    """A value keyed by something else than its own encoding: an input of a memoized call
+    (``kind="input"``, ``digest`` its position), an array or a file by the SHA-256 of its
+    content (``"array"``, ``"file"``)."""
+
+    kind: str
+    digest: str | int
 
 
 def sweep_kind(value: Any) -> str | None:

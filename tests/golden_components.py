@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
 import math
-from typing import Any
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any, NamedTuple
 
 import numpy as np
 from components import MultiInput, Typed
 
 from gitstore import ParameterSet
+from gitstore.keys import KeyedBy
+
+
+class Colour(enum.Enum):  # added with issue 14: argument types of memoized functions
+    RED = 1
+    GREEN = "g"
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: float
+    y: int = 0
+
+
+class Pair(NamedTuple):
+    left: int
+    right: str
 
 
 def T(params: Any, input: Any = None, version: Any = "v1", t: str = "golden.Component") -> Typed:
@@ -74,6 +97,22 @@ def build() -> dict[str, Any]:
         "version_tuple": T({"a": 1}, version=(1, 0)),
         "version_dict": T({"a": 1}, version={"major": 1, "minor": 0}),
     }
+    # added with issue 14 (memoized functions' arguments): new tags, nothing above moved
+    out.update({
+        "datetime": T({"a": datetime.datetime(2024, 5, 17, 13, 45, 30, 123456)}),
+        "datetime_utc": T({"a": datetime.datetime(2024, 5, 17, 13, 45,
+                                                  tzinfo=datetime.timezone.utc)}),
+        "date": T({"a": datetime.date(2024, 5, 17)}),
+        "path": T({"a": PurePosixPath("data/run 1/spikes.npy")}),
+        "path_windows": T({"a": PureWindowsPath("data\\run 1\\spikes.npy")}),
+        "enum": T({"a": Colour.RED, "b": Colour.GREEN}),
+        "dataclass": T({"a": Point(1.5, 2)}),
+        "namedtuple": T({"a": Pair(1, "x")}),
+        "decimal": T({"a": Decimal("1.10")}),
+        "fraction": T({"a": Fraction(2, 6)}),
+        "keyed_input": T({"a": KeyedBy("input", 0)}),
+        "keyed_array": T({"a": KeyedBy("array", "ab" * 32)}),
+    })
     out["list_input"].full_type = "golden.Multi"
     out["diamond"].full_type = "golden.Multi"
     out["empty_list_input"].full_type = "golden.Multi"

@@ -7,7 +7,7 @@ the public methods on *components* (key derivation, name checks, codecs) are wri
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -146,7 +146,8 @@ def describe(component: Any, key: str, input_keys: list[str], is_list: bool) -> 
         "key_scheme": KEY_SCHEME,
         "type": full_type(component),
         "version": _yaml_safe(get_version(component)),
-        "parameters": _yaml_safe(dict(params)) if params else {},
+        "parameters": _yaml_safe(dict(getattr(component, "__gitstore_shown__", None) or params))
+        if params else {},
         "input": inputs,
     }
     code = code_provenance(component)
@@ -246,6 +247,14 @@ class AbstractDataStore(abc.ABC):
         if self.key_generator is not None:
             return self.key_generator(component)
         return key_of(component)
+
+    def cache(self, func: Callable[..., Any] | None = None, *, ignore: Iterable[str] = (),
+              version: Any = None, content_paths: Iterable[str] = ()) -> Any:
+        """Memoize a function in this store: ``@store.cache`` or ``@store.cache(ignore=[...])``
+        (see :mod:`gitstore.memo`)."""
+        from ..memo import decorator
+
+        return decorator(self, func, ignore=ignore, version=version, content_paths=content_paths)
 
     def close(self) -> None:  # noqa: B027 - optional: backends without handles keep it
         """Release files and handles; the store is unusable afterwards."""
