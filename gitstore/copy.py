@@ -96,7 +96,7 @@ def copy_entries(source: AbstractDataStore, destination: AbstractDataStore,
         for entry in entries:
             storage = _destination_key(destination, entry, known, built)
             for attribute in entry.attributes:
-                found = source._get(entry.storage_key or entry.key, attribute, entry.version)
+                found = source._get(entry.storage_key or entry.key, attribute, _version(entry))
                 if found is None:
                     continue
                 codec, payload = found
@@ -107,6 +107,13 @@ def copy_entries(source: AbstractDataStore, destination: AbstractDataStore,
     return copied
 
 
+def _version(entry: Entry) -> Any:
+    """The version as the component had it (``Entry.version`` is its text: a shelf tells
+    ``0.1`` from ``"0.1"``)."""
+    return entry.component.get("version", entry.version) if isinstance(entry.component, dict) \
+        else entry.version
+
+
 def _check_codecs(source: AbstractDataStore, destination: AbstractDataStore,
                   entries: list[Entry]) -> None:
     """Refuse, before copying anything, formats unknown here that the destination cannot file."""
@@ -115,9 +122,10 @@ def _check_codecs(source: AbstractDataStore, destination: AbstractDataStore,
     by_ext = isinstance(destination, GitDataStore)
     for entry in entries:
         for attribute in entry.attributes:
-            found = source._get(entry.storage_key or entry.key, attribute, entry.version)
-            if found is None:
-                continue
+            found = source._get(entry.storage_key or entry.key, attribute, _version(entry))
+            if found is None:  # listed, yet not there: never report a partial copy as done
+                raise StoreError(f"entry {entry.key} lists attribute {attribute!r} but it cannot "
+                                 "be read (deleted meanwhile?); nothing was copied")
             codec, payload = found
             if not isinstance(payload, (bytes, bytearray, memoryview)):
                 payload.close()

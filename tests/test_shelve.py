@@ -51,3 +51,21 @@ def test_large_parameter_set(tmp_path: Path) -> None:
     c = SimpleComponent({f"p{i}": float(i) for i in range(10_000)})
     s.store(c, "x", 1)
     assert s.retrieve(c, "x") == 1
+
+
+@pytest.mark.parametrize("version", [0.1, 1, "0.1", (1, 0)])
+def test_copy_out_of_a_shelf_keeps_every_entry_whatever_its_version(tmp_path, version):
+    """A shelf keys its states by the version as given (0.1 is not "0.1"): copy must ask for
+    the version the component had, not its text (it copied 0 of 2 entries, exit 0)."""
+    from gitstore import GitDataStore, ShelveDataStore, copy_entries
+    from components import SimpleComponent
+
+    shelf = ShelveDataStore(root_dir=str(tmp_path / "shelf"))
+    first = SimpleComponent({"a": 1}, version=version)
+    second = SimpleComponent({"c": 3}, input=first, version=version)
+    shelf.store(first, "data", list(range(10)))
+    shelf.store(second, "result", [0, 2, 4])
+    with GitDataStore(tmp_path / "copy.git") as git:
+        assert copy_entries(shelf, git) == 2
+        assert git.retrieve(first, "data") == list(range(10))
+        assert git.retrieve(second, "result") == [0, 2, 4]
