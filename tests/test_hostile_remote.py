@@ -776,3 +776,19 @@ def test_a_truncated_history_is_refused(ours: GitDataStore, theirs: Path) -> Non
     with pytest.raises(RemoteError, match="incomplete history"):
         ours.pull(str(theirs))
     assert_untouched(ours, before)
+
+
+@pytest.mark.parametrize("url", ["http://x\n[core]\n\tsshCommand = touch /tmp/x", "a\x00b",
+                                 "path\twith tab", ""])
+def test_remote_urls_with_control_characters_are_refused(tmp_path, url):
+    """A URL with a newline was written to the store's config (git reads it back as one
+    value holding a newline, which no transport can use): refused, the config unchanged."""
+    from gitstore import GitDataStore
+    from gitstore.errors import StoreError
+
+    with GitDataStore(tmp_path / "s.git") as store:
+        before = (tmp_path / "s.git" / "config").read_bytes()
+        with pytest.raises(StoreError, match="control characters"):
+            store.remote_add("origin", url)
+        assert (tmp_path / "s.git" / "config").read_bytes() == before
+        assert store.remotes() == {}

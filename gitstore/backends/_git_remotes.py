@@ -58,8 +58,13 @@ class RemotesMixin(GitCore):
         """Remember a remote (a git URL or path) under ``name``, in the store's git config.
 
         Raises:
-            StoreError: the name is not ``[A-Za-z0-9._-]+`` or is taken.
+            StoreError: the name is not ``[A-Za-z0-9._-]+`` or is taken; the URL is not a
+                string, is empty, or holds a control character (a newline, NUL...).
         """
+        if not isinstance(url, str) or not url or \
+                any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+            raise StoreError("a remote URL is a non-empty string without control characters "
+                             f"(newline, tab, NUL...): {redact(str(url))[:80]!r}")
         if not _REMOTE_NAME.match(name) or ref_name_problem(
                 f"{NAMESPACE}/remotes/{name}/versions") is not None:
             raise StoreError(f"remote names are letters, digits, '.', '_' and '-' (not "
