@@ -68,14 +68,41 @@ def members() -> Iterator[tuple[str, str]]:
             subprocess.run(["useradd", "-M", "-N", "-g", "users", "-G", GROUP, "-s",
                             "/bin/sh", user], check=True)
             made.append(user)
+    opened = _let_others_through()
     try:
         yield USERS
     finally:
+        for folder, mode in opened:
+            os.chmod(folder, mode)
         for user in USERS:
             if user in made:
                 subprocess.run(["userdel", user], check=False)
         if "group" in made:
             subprocess.run(["groupdel", GROUP], check=False)
+
+
+def _let_others_through() -> list[tuple[str, int]]:
+    """The members run this checkout's code with this Python: give "others" the right to pass
+    through (x, not to list) each folder above them that lacks it (a clone in `mktemp -d` is
+    0700). Returns the folders changed with their old modes, to put back."""
+    import gitstore
+
+    needed = {os.path.realpath(p) for p in (sys.executable, sys.prefix, Path(__file__).parent,
+                                            os.path.dirname(gitstore.__file__))}
+    needed |= {os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)}
+    changed: dict[str, int] = {}
+    for path in needed:
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        while True:
+            mode = os.stat(folder).st_mode & 0o7777
+            if not mode & 0o001 and folder not in changed:
+                changed[folder] = mode
+                os.chmod(folder, mode | 0o001)
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+    return list(changed.items())
 
 
 @pytest.fixture
