@@ -179,6 +179,9 @@ def _shown(value: Any) -> Any:
         return {k: _shown(v) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):
         return sorted((_shown(v) for v in value), key=repr)
+    if type(value).__name__ in ("DataFrame", "Series") and \
+            type(value).__module__.split(".")[0] == "pandas":
+        return f"<{type(value).__name__} shape {list(value.shape)}>"  # keyed by content
     if hasattr(value, "tolist") and type(value).__module__ == "numpy":
         return value.tolist()
     return repr(value)

@@ -471,3 +471,32 @@ def test_many_processes_same_call_one_entry(store: GitDataStore, tmp_path: Path)
     assert all(n == 1 for n in _pids(log).values())
     assert store.retrieve(cached.component(7), "result") == {"x": 7, "square": 49}
 
+
+
+# --- pandas in and out (issue 14, items 3 and 5) ----------------------------------------------
+
+def test_dataframes_are_keyed_by_content_and_stored_as_parquet(store: GitDataStore) -> None:
+    import pandas as pd
+
+    seen = Counting()
+
+    @store.cache
+    def summary(table: Any) -> Any:
+        seen.calls.append(1)
+        out = table.groupby("cell").mean()
+        out.attrs = {"from": "summary"}
+        return out
+
+    table = pd.DataFrame({"cell": ["a", "a", "b"], "rate": [1.0, 3.0, 5.0]})
+    first = summary(table)
+    again = summary(table.copy())  # another object, same content: a hit
+    assert len(seen.calls) == 1
+    pd.testing.assert_frame_equal(again, first, check_exact=True)
+    assert again.index.name == "cell" and again.attrs == {"from": "summary"}
+    changed = table.copy()
+    changed.loc[2, "rate"] = 6.0
+    summary(changed)
+    assert len(seen.calls) == 2
+    from gitstore.codecs import choose_codec
+
+    assert choose_codec(first).name == "parquet"  # never pickled
