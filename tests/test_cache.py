@@ -500,3 +500,36 @@ def test_dataframes_are_keyed_by_content_and_stored_as_parquet(store: GitDataSto
     from gitstore.codecs import choose_codec
 
     assert choose_codec(first).name == "parquet"  # never pickled
+
+
+def test_dask_distributed_local_cluster(store: GitDataStore, tmp_path: Path) -> None:
+    """Two worker processes of a dask LocalCluster call a cached function (pickled with its
+    store): every result is right, one entry per call, nothing lost."""
+    import warnings
+
+    distributed = pytest.importorskip("distributed")
+    cached = store.cache(ignore=["log"])(memo_workers.work)
+    log = tmp_path / "log"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dask's own notices (ports, tornado) are not ours
+        try:
+            cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1,
+                                               processes=True, dashboard_address=None,
+                                               scheduler_port=0, protocol="tcp://",
+                                               host="127.0.0.1", silence_logs=50)
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            pytest.skip(f"a dask LocalCluster cannot start here: {exc!r}")
+        try:
+            with distributed.Client(cluster) as client:
+                futures = [client.submit(memo_workers.call_many, cached, [1, 2, 3, 4], str(log),
+                                         pure=False) for _ in range(6)]
+                results = client.gather(futures)
+                workers = set(client.run(os.getpid).values())
+        finally:
+            cluster.close()
+    assert results == [[1, 4, 9, 16, 1, 4, 9, 16]] * 6
+    assert len(workers) == 2 and os.getpid() not in workers
+    assert sorted(e.component["parameters"]["x"] for e in store.entries()) == [1, 2, 3, 4]
+    assert {int(p) for p in _pids(log)} <= workers and max(_pids(log).values()) <= 4
+    before = len(log.read_text().split())
+    assert cached(3)["square"] == 9 and len(log.read_text().split()) == before  # a hit here
