@@ -1,8 +1,13 @@
-"""The demo pipeline: three chained components, computed once, then served from the store.
+"""The demo pipeline: three chained functions, cached with ``@store.cache``, computed once, then
+served from the store.
 
-A *Stimulus* (a noisy periodic drive), a *Population* of leaky integrate-and-fire neurons that
-it drives, and a *RateAnalysis* of the spikes. Each is a gitstore component: ``parameters`` (a
-ParameterSet read from YAML), ``input`` (the component upstream) and ``version``.
+``stimulus`` (a noisy periodic drive), ``population`` (leaky integrate-and-fire neurons that
+it drives) and ``rate_analysis`` (of the spikes). Each is a plain function wrapped with
+``store.cache``: its arguments (from a YAML parameter file) are its parameters, and a result
+passed as is from one cached call into the next (``drive``, ``spikes``) makes the upstream call
+an *input* of the downstream one, as ``gitstore show`` lists. ``progress`` is ``ignore``d (it does
+not change results). The demo pins ``version="1"`` so its keys are the same on every install
+(without it, the version is the code identity of this module).
 """
 
 from __future__ import annotations
@@ -25,119 +30,91 @@ PARAMS = Path(__file__).with_name("demo_params.yaml")
 Progress = Callable[[str, float], None]
 
 
-class Stimulus:
-    full_type = "demo.Stimulus"  # a stable type name, whatever module defines the class
-    version = "1"
-
-    def __init__(self, parameters: ParameterSet) -> None:
-        self.parameters = parameters
-        self.input = None
-
-    def compute(self, progress: Progress) -> Any:
-        p = self.parameters
-        steps = int(p.duration_ms / p.dt_ms)
-        rng = random.Random(p.seed)
-        drive = [p.amplitude * (0.5 + 0.5 * math.sin(2 * math.pi * p.rate_hz * i * p.dt_ms /
-                                                     1000.0)) + 0.1 * rng.gauss(0, 1)
-                 for i in range(steps)]
-        progress("stimulus", 1.0)
-        return np.array(drive) if np is not None else drive
+def _quiet(stage: str, fraction: float) -> None:
+    pass
 
 
-class Population:
-    full_type = "demo.Population"  # a stable type name, whatever module defines the class
-    version = "1"
+def stimulus(duration_ms: float, dt_ms: float, rate_hz: float, amplitude: float, seed: int,
+             progress: Progress = _quiet) -> Any:
+    steps = int(duration_ms / dt_ms)
+    rng = random.Random(seed)
+    drive = [amplitude * (0.5 + 0.5 * math.sin(2 * math.pi * rate_hz * i * dt_ms / 1000.0)) +
+             0.1 * rng.gauss(0, 1) for i in range(steps)]
+    progress("stimulus", 1.0)
+    return np.array(drive) if np is not None else drive
 
-    def __init__(self, parameters: ParameterSet, input: Stimulus) -> None:
-        self.parameters = parameters
-        self.input = input
 
-    def compute(self, drive: Any, dt: float, progress: Progress) -> Any:
-        p = self.parameters
-        n = p.n_neurons if np is not None else min(p.n_neurons, 40)
-        steps = len(drive)
-        if np is not None:
-            rng = np.random.default_rng(p.seed)
-            v = np.zeros(n)
-            spikes_t, spikes_i = [], []
-            decay = dt / p.tau_m_ms
-            for step in range(steps):
-                v += decay * (drive[step] - v) + p.noise * math.sqrt(decay) * \
-                    rng.standard_normal(n)
-                fired = np.nonzero(v >= p.v_threshold)[0]
-                if fired.size:
-                    v[fired] = p.v_reset
-                    spikes_t.append(np.full(fired.size, step * dt))
-                    spikes_i.append(fired)
-                if step % 500 == 0:
-                    progress("population", step / steps)
-            progress("population", 1.0)
-            return np.stack([np.concatenate(spikes_t), np.concatenate(spikes_i)])
-        rng2 = random.Random(p.seed)
-        vs = [0.0] * n
-        spikes: list[list[float]] = [[], []]
-        decay = dt / p.tau_m_ms
+def population(drive: Any, dt_ms: float, n_neurons: int, tau_m_ms: float, v_threshold: float,
+               v_reset: float, noise: float, seed: int, progress: Progress = _quiet) -> Any:
+    n = n_neurons if np is not None else min(n_neurons, 40)
+    steps = len(drive)
+    decay = dt_ms / tau_m_ms
+    if np is not None:
+        rng = np.random.default_rng(seed)
+        v = np.zeros(n)
+        spikes_t, spikes_i = [], []
         for step in range(steps):
-            for i in range(n):
-                vs[i] += decay * (drive[step] - vs[i]) + p.noise * math.sqrt(decay) * \
-                    rng2.gauss(0, 1)
-                if vs[i] >= p.v_threshold:
-                    vs[i] = p.v_reset
-                    spikes[0].append(step * dt)
-                    spikes[1].append(float(i))
+            v += decay * (drive[step] - v) + noise * math.sqrt(decay) * rng.standard_normal(n)
+            fired = np.nonzero(v >= v_threshold)[0]
+            if fired.size:
+                v[fired] = v_reset
+                spikes_t.append(np.full(fired.size, step * dt_ms))
+                spikes_i.append(fired)
             if step % 500 == 0:
                 progress("population", step / steps)
         progress("population", 1.0)
-        return spikes
+        return np.stack([np.concatenate(spikes_t), np.concatenate(spikes_i)])
+    rng2 = random.Random(seed)
+    vs = [0.0] * n
+    spikes: list[list[float]] = [[], []]
+    for step in range(steps):
+        for i in range(n):
+            vs[i] += decay * (drive[step] - vs[i]) + noise * math.sqrt(decay) * rng2.gauss(0, 1)
+            if vs[i] >= v_threshold:
+                vs[i] = v_reset
+                spikes[0].append(step * dt_ms)
+                spikes[1].append(float(i))
+        if step % 500 == 0:
+            progress("population", step / steps)
+    progress("population", 1.0)
+    return spikes
 
 
-class RateAnalysis:
-    full_type = "demo.RateAnalysis"  # a stable type name, whatever module defines the class
-    version = "1"
-
-    def __init__(self, parameters: ParameterSet, input: Population) -> None:
-        self.parameters = parameters
-        self.input = input
-
-    def compute(self, spikes: Any, duration: float, n: int, progress: Progress) -> Any:
-        bins = int(duration / self.parameters.bin_ms)
-        counts = [0] * bins
-        for t in spikes[0]:
-            counts[min(int(t / self.parameters.bin_ms), bins - 1)] += 1
-        progress("analysis", 1.0)
-        rates = [c / n / (self.parameters.bin_ms / 1000.0) for c in counts]
-        return {"bin_ms": self.parameters.bin_ms, "rates_hz": rates,
-                "mean_rate_hz": sum(rates) / len(rates)}
+def rate_analysis(spikes: Any, bin_ms: float, duration_ms: float, n: int,
+                  progress: Progress = _quiet) -> Any:
+    bins = int(duration_ms / bin_ms)
+    counts = [0] * bins
+    for t in spikes[0]:
+        counts[min(int(t / bin_ms), bins - 1)] += 1
+    progress("analysis", 1.0)
+    rates = [c / n / (bin_ms / 1000.0) for c in counts]
+    return {"bin_ms": bin_ms, "rates_hz": rates, "mean_rate_hz": sum(rates) / len(rates)}
 
 
-def build(params: ParameterSet) -> tuple[Stimulus, Population, RateAnalysis]:
-    stimulus = Stimulus(params.stimulus)
-    population = Population(params.population, stimulus)
-    return stimulus, population, RateAnalysis(params.analysis, population)
+_SHOWN = {"stimulus": "Stimulus", "population": "Population", "analysis": "RateAnalysis"}
 
 
 def run(store: GitDataStore, params: ParameterSet, progress: Progress) -> dict[str, Any]:
     """Run the pipeline, taking every result the store already has; report what was computed."""
-    stimulus, population, analysis = build(params)
+    cache = store.cache(version="1", ignore=["progress"])
+    cached_stimulus, cached_population, cached_analysis = (
+        cache(stimulus), cache(population), cache(rate_analysis))
     computed: list[str] = []
     t0 = time.perf_counter()
 
-    def cached(component: Any, attribute: str, compute: Callable[[], Any]) -> Any:
-        value = store.retrieve(component, attribute)
-        if value is None:
-            value = compute()
-            store.store(component, attribute, value)
-            computed.append(type(component).__name__)
-        else:
-            progress(type(component).__name__.lower(), 1.0)
-        return value
+    def report(stage: str, fraction: float) -> None:  # only a computing stage reports
+        if _SHOWN[stage] not in computed:
+            computed.append(_SHOWN[stage])
+        progress(stage, fraction)
 
-    drive = cached(stimulus, "drive", lambda: stimulus.compute(progress))
-    spikes = cached(population, "spikes",
-                    lambda: population.compute(drive, params.stimulus.dt_ms, progress))
-    n = params.population.n_neurons if np is not None else min(params.population.n_neurons, 40)
-    rates = cached(analysis, "rates", lambda: analysis.compute(
-        spikes, params.stimulus.duration_ms, n, progress))
+    s, p, a = params.stimulus, params.population, params.analysis
+    n = p.n_neurons if np is not None else min(p.n_neurons, 40)
+    drive = cached_stimulus(**s, progress=report)
+    spikes = cached_population(drive, s.dt_ms, **p, progress=report)
+    rates = cached_analysis(spikes, a.bin_ms, s.duration_ms, n, progress=report)
+    for stage in _SHOWN:
+        progress(stage, 1.0)
+    keys = [cached_stimulus.key(**s), cached_population.key(drive, s.dt_ms, **p),
+            cached_analysis.key(spikes, a.bin_ms, s.duration_ms, n)]
     return {"computed": computed, "seconds": time.perf_counter() - t0,
-            "mean_rate_hz": rates["mean_rate_hz"], "spikes": len(spikes[0]),
-            "keys": [store.key_of(c) for c in (stimulus, population, analysis)]}
+            "mean_rate_hz": rates["mean_rate_hz"], "spikes": len(spikes[0]), "keys": keys}

@@ -160,7 +160,7 @@ def ls(
 ) -> None:
     """List entries: key prefix, type, version, attributes, size, date.
 
-    Example: gitstore ls --type demo.Population --param n_neurons=4000
+    Example: gitstore ls --type gitstore_cli.demo.population --param n_neurons=4000
     Example: gitstore ls --rev HEAD~2
     """
     wanted = {}

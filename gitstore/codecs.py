@@ -12,6 +12,9 @@ bin        .bin     ``bytes``
 json       .json    plain data (None, bool, int, float, str, bytes, list, tuple, dict, set,
                     frozenset, range, numpy scalars and arrays, ParameterSet) as tagged JSON that
                     round-trips types exactly; ordinary JSON where the value is ordinary
+parquet    .parquet a pandas DataFrame with str column names, when pandas and pyarrow are
+                    installed (``gitstore[pandas]``): Apache Parquet written by pyarrow, index
+                    (with names), dtypes and ``attrs`` kept in pandas' metadata; never pickled
 pickle     .pkl     anything else, only with ``allow_pickle=True``
 =========  =======  ========================================================================
 
@@ -341,6 +344,49 @@ def npy_buffers(value: Any) -> list[Any]:
     return [header.getvalue(), memoryview(body).cast("B") if value.size else b""]
 
 
+# --- pandas (optional: pandas and pyarrow installed) -----------------------------------------
+
+def _is_frame(value: Any) -> bool:
+    """A DataFrame whose column names are all ``str`` (Parquet names columns by text), when
+    pyarrow is installed; pandas is never imported for this (a DataFrame means it is)."""
+    pd = sys.modules.get("pandas")
+    if pd is None or type(value) is not pd.DataFrame or not _has_pyarrow():
+        return False
+    columns = value.columns
+    return columns.nlevels == 1 and all(type(c) is str for c in columns)
+
+
+_PYARROW: list[bool] = []
+
+
+def _has_pyarrow() -> bool:
+    if not _PYARROW:
+        import importlib.util
+
+        _PYARROW.append(importlib.util.find_spec("pyarrow") is not None)
+    return _PYARROW[0]
+
+
+def _write_parquet(value: Any, fp: BinaryIO) -> None:
+    # pandas keeps the index (with its names), the dtypes and attrs in the file's metadata
+    try:
+        value.to_parquet(fp, engine="pyarrow", index=True)
+    except (TypeError, ValueError) as exc:  # attrs that are not JSON, mixed object columns
+        raise UnsupportedDataError(f"this DataFrame cannot be stored as Parquet: {exc}") from None
+
+
+def _read_parquet(fp: BinaryIO) -> Any:
+    try:
+        import pandas as pd
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UnknownCodecError(_unknown_message("'parquet' (install gitstore[pandas]: "
+                                                 "pandas and pyarrow)"), "parquet") from None
+    if not (hasattr(fp, "seek") and hasattr(fp, "seekable") and fp.seekable()):
+        fp = io.BytesIO(fp.read())  # Parquet's footer is at the end
+    return pd.read_parquet(fp, engine="pyarrow")
+
+
 # --- the rest --------------------------------------------------------------------------------
 
 def _write_txt(value: str, fp: BinaryIO) -> None:
@@ -370,6 +416,7 @@ _BUILTIN: list[Codec] = [
     Codec("txt", "txt", lambda v: type(v) is str, _write_txt,
           lambda fp: fp.read().decode("utf-8", "surrogatepass")),
     Codec("bin", "bin", lambda v: type(v) is bytes, _write_bin, lambda fp: fp.read()),
+    Codec("parquet", "parquet", _is_frame, _write_parquet, _read_parquet),
     Codec("json", "json", _is_plain, _write_json, _read_json),
 ]
 _JSON = _BUILTIN[-1]

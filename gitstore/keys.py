@@ -30,7 +30,10 @@ Added with memoized functions (issue 14), each with its own tag so no pinned key
 ``datetime``/``date`` (ISO text), ``pathlib`` paths (POSIX text), ``Enum`` members (type and
 value), dataclasses and ``NamedTuple``s (type and fields), ``Decimal`` and ``Fraction`` (their
 text: ``Decimal("1.0")`` and ``Decimal("1.00")`` differ), and :class:`KeyedBy` (a value keyed by
-a digest of its content, or an input's position).
+a digest of its content, or an input's position); pandas ``DataFrame`` and ``Series`` by
+content (index with its names, columns, each column's dtype and values; ``object`` and
+pandas' string columns both keyed as ``str`` and only when they hold ``str``; other extension
+dtypes, e.g. ``category`` or ``Int64``, are refused; ``attrs`` are not keyed).
 
 Changing anything here changes keys: ``tests/data/golden_keys.yaml`` pins them. A new encoding
 must come with a new scheme name.
@@ -134,6 +137,8 @@ def _encode(value: Any, path: str, out: list[bytes], depth: int = 0) -> None:
         out.extend(members)
     elif _is_numpy(value):
         _encode_numpy(value, path, out)
+    elif _is_pandas(value):
+        _encode_pandas(value, path, out, depth)
     else:
         _encode_more(value, path, out, depth)
 
@@ -218,6 +223,72 @@ def _refuse(value: Any, path: str) -> None:
         raise UnhashableParameterError(
             path, name, "a reference to another parameter: call replace_references() first")
     raise UnhashableParameterError(path, name)
+
+
+def _is_pandas(value: Any) -> bool:
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(value, (pd.DataFrame, pd.Series))
+
+
+def _pandas_dtype(pd: Any, dtype: Any, path: str) -> str:
+    """The dtype's text in a key: numpy dtypes by their descr; ``object`` and pandas' string
+    dtype both as ``"str"`` (pandas 3 gives strings its own dtype; the content is the same)."""
+    import numpy as np
+
+    if isinstance(dtype, pd.StringDtype) or dtype == np.dtype(object):
+        return "str"
+    if isinstance(dtype, np.dtype):
+        return str(np.lib.format.dtype_to_descr(dtype.newbyteorder("<")
+                                                if dtype.byteorder == ">" else dtype))
+    raise UnhashableParameterError(
+        path, f"pandas {dtype} column",
+        "only numpy dtypes and str columns have a key: convert it (e.g. .astype(...))")
+
+
+def _encode_pandas_values(pd: Any, values: Any, dtype: str, path: str, out: list[bytes],
+                          depth: int) -> None:
+    _encode(dtype, path, out, depth + 1)
+    if dtype != "str":
+        _encode_numpy(values.to_numpy(), path, out)
+        return
+    items = values.to_numpy(dtype=object).tolist()
+    for item in items:
+        if type(item) is not str:
+            raise UnhashableParameterError(
+                path, f"pandas column holding {type(item).__qualname__}",
+                "object columns are keyed only when they hold str (no missing values)")
+    _encode(items, path, out, depth + 1)
+
+
+def _encode_pandas_index(pd: Any, index: Any, path: str, out: list[bytes], depth: int) -> None:
+    out.append(b"X" + _u64(index.nlevels))
+    _encode(list(index.names), path, out, depth + 1)
+    for level in range(index.nlevels):
+        values = index.get_level_values(level)
+        _encode_pandas_values(pd, values, _pandas_dtype(pd, values.dtype, path), path, out, depth)
+
+
+def _encode_pandas(value: Any, path: str, out: list[bytes], depth: int) -> None:
+    """A DataFrame (tag ``G``) as its index, its columns (an index), then each column's dtype
+    and values; a Series (tag ``V``) as its name, index, dtype and values. ``attrs`` are not
+    keyed."""
+    import pandas as pd
+
+    if isinstance(value, pd.Series):
+        out.append(b"V")
+        _encode(value.name, f"{path}.name", out, depth + 1)
+        _encode_pandas_index(pd, value.index, f"{path}.index", out, depth)
+        _encode_pandas_values(pd, value, _pandas_dtype(pd, value.dtype, path), path, out, depth)
+        return
+    out.append(b"G")
+    _encode_pandas_index(pd, value.index, f"{path}.index", out, depth)
+    _encode_pandas_index(pd, value.columns, f"{path}.columns", out, depth)
+    out.append(_u64(value.shape[1]))
+    for i in range(value.shape[1]):
+        column = value.iloc[:, i]
+        where = f"{path}[{value.columns[i]!r}]"
+        _encode_pandas_values(pd, column, _pandas_dtype(pd, column.dtype, where), where, out,
+                              depth)
 
 
 def _is_numpy(value: Any) -> bool:

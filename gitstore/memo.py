@@ -5,7 +5,11 @@ A call of a cached function is a component:
 - ``full_type``: the function's importable module and qualified name (a function defined in a
   script run as ``python pipeline.py`` is ``pipeline.f``, as for classes);
 - ``version``: the function's code identity (:func:`gitstore.code_identity`: its module and the
-  project-local code that module imports), unless ``version=`` is given to the decorator;
+  project-local code that module imports), unless ``version=`` is given to the decorator; a
+  function with no source file (defined in a Jupyter notebook cell or a REPL) is
+  ``__main__.<name>`` with version ``cell-sha256:<SHA-256 of the function's own source text>``:
+  a fresh kernel running the same cell hits, an edited function misses; what the function
+  reads from other cells (globals, helpers defined elsewhere) is not part of its version;
 - ``parameters``: the bound arguments, defaults applied, ``*args`` as a tuple and ``**kwargs``
   as a mapping, minus the ``ignore``d names;
 - ``input``: the calls whose results were passed in as they were returned (lineage).
@@ -41,7 +45,13 @@ from typing import Any
 from .codecs import decode_payload
 from .codeid import code_identity, head_commit
 from .component import main_module_name
-from .errors import CorruptEntryError, GitStoreError, ParameterError, UnhashableParameterError
+from .errors import (
+    CorruptEntryError,
+    GitStoreError,
+    InvalidComponentError,
+    ParameterError,
+    UnhashableParameterError,
+)
 from .keys import KeyedBy, PinnedKey, canonical_bytes
 
 __all__ = ["CachedFunction", "cache", "forget_digests"]
@@ -179,6 +189,9 @@ def _shown(value: Any) -> Any:
         return {k: _shown(v) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):
         return sorted((_shown(v) for v in value), key=repr)
+    if type(value).__name__ in ("DataFrame", "Series") and \
+            type(value).__module__.split(".")[0] == "pandas":
+        return f"<{type(value).__name__} shape {list(value.shape)}>"  # keyed by content
     if hasattr(value, "tolist") and type(value).__module__ == "numpy":
         return value.tolist()
     return repr(value)
@@ -195,6 +208,17 @@ class _Call:
         self.__gitstore_shown__ = shown
         self.__gitstore_code__: dict[str, Any] | None = None
         self.input = [PinnedKey(k) for k in inputs] if inputs else None
+
+
+def _cell_version(func: Callable[..., Any]) -> str | None:
+    """The version of a function defined where there is no source file (a Jupyter cell, a
+    REPL): ``cell-sha256:`` and the SHA-256 of the function's own source text (its ``def``
+    and decorators, as IPython keeps it); None when even that text is unknown (``exec``)."""
+    try:
+        text = inspect.getsource(func)
+    except (OSError, TypeError):
+        return None
+    return "cell-sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _function_type(func: Callable[..., Any]) -> str:
@@ -241,6 +265,7 @@ class CachedFunction:
         self.is_async = inspect.iscoroutinefunction(func)
         functools.update_wrapper(self, func)
         self._busy: dict[str, threading.Lock] = {}  # one computation per key in a process
+        self._cell: str | None = None  # the version of a function with no source file
 
     def __reduce__(self) -> Any:
         # workers (loky, multiprocessing) import the function by its module and name and wrap
@@ -257,7 +282,15 @@ class CachedFunction:
     def version(self) -> Any:
         if self._version is not None:
             return self._version
-        return code_identity(self.func).version
+        if self._cell is not None:
+            return self._cell
+        try:
+            return code_identity(self.func).version
+        except InvalidComponentError:
+            self._cell = _cell_version(self.func)  # a notebook cell, a REPL: no file
+            if self._cell is None:
+                raise
+            return self._cell
 
     def component(self, *args: Any, **kwargs: Any) -> _Call:
         """The component a call with these arguments is."""
@@ -286,7 +319,7 @@ class CachedFunction:
 
     def _provenance(self, call: _Call) -> _Call:
         """Records the files the version was computed from (as for components), to store."""
-        if self._version is None:
+        if self._version is None and self._cell is None:
             identity = code_identity(self.func)
             call.__gitstore_code__ = {"head": head_commit(identity.root),
                                       "files": identity.as_mapping()}

@@ -113,6 +113,17 @@ def build() -> dict[str, Any]:
         "keyed_input": T({"a": KeyedBy("input", 0)}),
         "keyed_array": T({"a": KeyedBy("array", "ab" * 32)}),
     })
+    # added with issue 14 (pandas arguments, keyed by content): new tags, nothing above moved
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": np.array([1.5, math.nan], dtype="<f8"),
+                          "n": np.array([3, 4], dtype="<i8"), "s": ["a", "b"]},
+                         index=pd.Index(np.array([10, 20], dtype="<i8"), name="trial"))
+    out.update({
+        "pandas_frame": T({"a": frame}),
+        "pandas_series": T({"a": pd.Series(np.array([1, 2], dtype="<i4"), name="rate",
+                                           index=pd.Index(["p", "q"], dtype=object))}),
+    })
     out["list_input"].full_type = "golden.Multi"
     out["diamond"].full_type = "golden.Multi"
     out["empty_list_input"].full_type = "golden.Multi"

@@ -471,3 +471,65 @@ def test_many_processes_same_call_one_entry(store: GitDataStore, tmp_path: Path)
     assert all(n == 1 for n in _pids(log).values())
     assert store.retrieve(cached.component(7), "result") == {"x": 7, "square": 49}
 
+
+
+# --- pandas in and out (issue 14, items 3 and 5) ----------------------------------------------
+
+def test_dataframes_are_keyed_by_content_and_stored_as_parquet(store: GitDataStore) -> None:
+    import pandas as pd
+
+    seen = Counting()
+
+    @store.cache
+    def summary(table: Any) -> Any:
+        seen.calls.append(1)
+        out = table.groupby("cell").mean()
+        out.attrs = {"from": "summary"}
+        return out
+
+    table = pd.DataFrame({"cell": ["a", "a", "b"], "rate": [1.0, 3.0, 5.0]})
+    first = summary(table)
+    again = summary(table.copy())  # another object, same content: a hit
+    assert len(seen.calls) == 1
+    pd.testing.assert_frame_equal(again, first, check_exact=True)
+    assert again.index.name == "cell" and again.attrs == {"from": "summary"}
+    changed = table.copy()
+    changed.loc[2, "rate"] = 6.0
+    summary(changed)
+    assert len(seen.calls) == 2
+    from gitstore.codecs import choose_codec
+
+    assert choose_codec(first).name == "parquet"  # never pickled
+
+
+def test_dask_distributed_local_cluster(store: GitDataStore, tmp_path: Path) -> None:
+    """Two worker processes of a dask LocalCluster call a cached function (pickled with its
+    store): every result is right, one entry per call, nothing lost."""
+    import warnings
+
+    distributed = pytest.importorskip("distributed")
+    cached = store.cache(ignore=["log"])(memo_workers.work)
+    log = tmp_path / "log"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dask's own notices (ports, tornado) are not ours
+        try:
+            cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1,
+                                               processes=True, dashboard_address=None,
+                                               scheduler_port=0, protocol="tcp://",
+                                               host="127.0.0.1", silence_logs=50)
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            pytest.skip(f"a dask LocalCluster cannot start here: {exc!r}")
+        try:
+            with distributed.Client(cluster) as client:
+                futures = [client.submit(memo_workers.call_many, cached, [1, 2, 3, 4], str(log),
+                                         pure=False) for _ in range(6)]
+                results = client.gather(futures)
+                workers = set(client.run(os.getpid).values())
+        finally:
+            cluster.close()
+    assert results == [[1, 4, 9, 16, 1, 4, 9, 16]] * 6
+    assert len(workers) == 2 and os.getpid() not in workers
+    assert sorted(e.component["parameters"]["x"] for e in store.entries()) == [1, 2, 3, 4]
+    assert {int(p) for p in _pids(log)} <= workers and max(_pids(log).values()) <= 4
+    before = len(log.read_text().split())
+    assert cached(3)["square"] == 9 and len(log.read_text().split()) == before  # a hit here

@@ -181,8 +181,14 @@ def test_console_script_demo_ls_verify(tmp_path: Path) -> None:
     assert "run 1: served from the store" in again.stdout
     rows = json.loads(subprocess.run([console_script(), "ls", "--json"], cwd=tmp_path,
                                      capture_output=True, text=True, check=True).stdout)
-    assert sorted(r["type"] for r in rows) == ["demo.Population", "demo.RateAnalysis",
-                                               "demo.Stimulus"]
+    assert sorted(r["type"] for r in rows) == ["gitstore_cli.demo.population",
+                                               "gitstore_cli.demo.rate_analysis",
+                                               "gitstore_cli.demo.stimulus"]
+    # the demo's stages are @store.cache functions: the population's input is the stimulus
+    types = {r["type"]: r["key"] for r in rows}
+    shown = subprocess.run([console_script(), "show", types["gitstore_cli.demo.population"]],
+                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert f"input: [{types['gitstore_cli.demo.stimulus']}]" in shown
     verify = subprocess.run([sys.executable, "-m", "gitstore", "verify"], cwd=tmp_path,
                             capture_output=True, text=True)
     assert verify.returncode == 0 and "verified" in verify.stdout

@@ -206,3 +206,60 @@ def test_bad_components_write_nothing(store: Any) -> None:
     with pytest.raises(CyclicInputError):
         store.store(b, "x", 1)
     assert list(store.entries()) == []
+
+
+# --- pandas DataFrames as Parquet (issue 14; pandas and pyarrow are in the test extra) -------
+
+def _frames() -> list[Any]:
+    import pandas as pd
+
+    plain = pd.DataFrame({"x": np.array([1.5, np.nan, -0.0], dtype=np.float32),
+                          "n": np.array([1, 2, 3], dtype=np.int16),
+                          "s": ["a", "é", "漢"],
+                          "b": [True, False, True],
+                          "t": pd.to_datetime(["2024-01-01", "2024-05-17", "2026-11-26"])},
+                         index=pd.Index([10, 20, 30], name="trial"))
+    plain.attrs = {"units": {"x": "mV"}, "source": "rig 2"}
+    multi = pd.DataFrame({"rate": [1.0, 2.0, 3.0, 4.0]},
+                         index=pd.MultiIndex.from_product([["a", "b"], [1, 2]],
+                                                          names=["cell", "run"]))
+    extension = pd.DataFrame({"c": pd.Categorical(["x", "y", "x"]),
+                              "i": pd.array([1, None, 3], dtype="Int64")},
+                             index=pd.Index(["p", "q", "r"], name=None))
+    return [plain, multi, extension, pd.DataFrame()]
+
+
+@pytest.mark.parametrize("which", range(4))
+def test_dataframes_round_trip_exactly_as_parquet(store: Any, which: int) -> None:
+    import pandas as pd
+
+    frame = _frames()[which]
+    c = SimpleComponent({"a": which})
+    store.store(c, "table", frame)
+    got = store.retrieve(c, "table")
+    assert type(got) is pd.DataFrame
+    pd.testing.assert_frame_equal(got, frame, check_exact=True)  # dtypes, index, names, values
+    assert list(got.dtypes) == list(frame.dtypes)
+    assert got.index.names == frame.index.names and list(got.columns) == list(frame.columns)
+    assert got.attrs == frame.attrs
+    assert any(e.endswith(".parquet") or "parquet" in str(e) for e in _formats(store, c))
+
+
+def _formats(store: Any, c: Any) -> list[str]:
+    from gitstore.codecs import encode_bytes
+
+    codec, data = encode_bytes(store.retrieve(c, "table"))
+    assert data[:4] == b"PAR1"  # Apache Parquet: opens without gitstore
+    return [codec.ext]
+
+
+def test_dataframe_parquet_opens_without_gitstore(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from gitstore.codecs import encode_bytes
+
+    codec, data = encode_bytes(_frames()[0])
+    assert (codec.name, codec.ext) == ("parquet", "parquet")
+    (tmp_path / "t.parquet").write_bytes(data)
+    table = pq.read_table(tmp_path / "t.parquet")
+    assert table.column_names == ["x", "n", "s", "b", "t", "trial"]

@@ -291,3 +291,57 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     return bool(a == b)
+
+
+# --- pandas arguments, keyed by content (issue 14) -------------------------------------------
+
+def _frame() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({"x": [1.5, 2.5], "s": ["a", "b"]},
+                        index=pd.Index([10, 20], name="trial"))
+
+
+def test_pandas_frames_are_keyed_by_content() -> None:
+    import pandas as pd
+
+    base = key_of(Typed("t", {"a": _frame()}))
+    assert key_of(Typed("t", {"a": _frame()})) == base  # another object, same content
+    changes = []
+    f = _frame()
+    f.iloc[0, 0] = 1.25
+    changes.append(f)  # a value
+    changes.append(_frame().rename_axis("run"))  # the index's name
+    changes.append(_frame().rename(columns={"x": "y"}))  # a column's name
+    changes.append(_frame()[["s", "x"]])  # the columns' order
+    changes.append(_frame().astype({"x": "float32"}))  # a dtype
+    changes.append(_frame().set_axis([10, 21]))  # the index's values
+    keys = {key_of(Typed("t", {"a": c})) for c in changes}
+    assert base not in keys and len(keys) == len(changes)
+    series = _frame()["x"]
+    assert key_of(Typed("t", {"a": series})) != key_of(Typed("t", {"a": series.rename("z")}))
+    # strings are strings, whether pandas holds them as object or as its string dtype
+    obj = pd.DataFrame({"s": pd.Series(["a", "b"], dtype=object)})
+    string = pd.DataFrame({"s": pd.Series(["a", "b"], dtype="string")})
+    assert key_of(Typed("t", {"a": obj})) == key_of(Typed("t", {"a": string}))
+
+
+@pytest.mark.parametrize("column", [
+    [1, "a"],  # an object column of mixed values
+    ["a", None],  # a missing value
+])
+def test_pandas_object_columns_hold_str_only(column: list[Any]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"c": pd.Series(column, dtype=object)})
+    with pytest.raises(UnhashableParameterError, match="hold str") as info:
+        key_of(Typed("t", {"a": frame}))
+    assert info.value.path == "a['c']"  # the argument and the column
+
+
+def test_pandas_extension_dtypes_are_refused_naming_the_argument() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"c": pd.Categorical(["x", "y"])})
+    with pytest.raises(UnhashableParameterError, match="category"):
+        key_of(Typed("t", {"table": frame}))
