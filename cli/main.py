@@ -173,7 +173,7 @@ def ls(
         rows = []
         dates: dict[str, dict[str, float]] = {}
         valid = set(store.versions_for(rev, code_repo)) if rev is not None else None
-        for entry in store.entries(version=version, type=type_):
+        for entry, sizes in store.entries_sized(version=version, type=type_):
             if valid is not None and entry.version not in valid:
                 continue
             if wanted:
@@ -185,13 +185,12 @@ def ls(
                 err.print(f"gitstore: warning: {entry.problem}", markup=False)
             elif entry.version not in dates:
                 dates[entry.version] = store.entry_dates(entry.version)
-            sizes = store.attributes(entry.key) if entry.problem is None else {}
             rows.append({
                 "key": entry.key,
                 "type": entry.type if entry.problem is None else "(unreadable)",
                 "version": entry.version,
                 "attributes": list(entry.attributes),
-                "size": sum(a["size"] or 0 for a in sizes.values()),
+                "size": sum(size or 0 for size in sizes.values()),
                 "date": dates.get(entry.version, {}).get(key_hex(entry.key)),
                 **({"problem": entry.problem} if entry.problem is not None else {}),
             })
