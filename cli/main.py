@@ -225,7 +225,7 @@ def show(
     """
     with open_store() as store:
         entry = store.find(key)
-        attributes = store.attributes(entry.key)
+        attributes = store.attributes(entry)  # found once, not looked up again
         tree = _input_tree(store, entry.component)
     if as_json:
         emit_json({"key": entry.key, "component": entry.component, "attributes": attributes,

@@ -812,9 +812,10 @@ class GitCore(AbstractDataStore):
             raise AmbiguousKeyError(prefix, sorted(found))
         return self._entry(next(iter(found.values())))
 
-    def attributes(self, key: str) -> dict[str, dict[str, Any]]:
-        """``{attribute: {"file", "codec", "size", "id"}}`` of the entry with this key (prefix)."""
-        entry = self.find(key)
+    def attributes(self, key: str | Entry) -> dict[str, dict[str, Any]]:
+        """``{attribute: {"file", "codec", "size", "id"}}`` of the entry with this key (prefix),
+        or of an :class:`Entry` already found (not looked up again)."""
+        entry = key if isinstance(key, Entry) else self.find(key)
         listing = self._listing(entry.key, ref_for_version(entry.version), None)
         out = {}
         for name, sha in sorted(listing.items()):
