@@ -12,16 +12,30 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from gitstore import GitDataStore, ParameterSet
 from gitstore.errors import GitStoreError, InvalidArgumentError, StoreLocationError
-from gitstore.keys import key_hex
+
+if TYPE_CHECKING:
+    from gitstore import GitDataStore, ParameterSet
+
+# The store, YAML, dulwich and rich's tables and progress bars are imported where a command
+# uses them: ``gitstore --help`` does not pay for them.
+
+
+def key_hex(key: str) -> str:
+    from gitstore.keys import key_hex as hex_of
+
+    return hex_of(key)
+
+
+def _parameters(value: Any) -> ParameterSet:
+    from gitstore.params import ParameterSet
+
+    return ParameterSet(value)
 
 app = typer.Typer(
     help="Cache the results of long computations in a git repository.",
@@ -109,12 +123,16 @@ def open_store(create: bool = False) -> GitDataStore:
     if not create and not path.exists():
         raise StoreLocationError(f"no store at {path} (run 'gitstore init' or pass --store)",
                                  str(path))
+    from gitstore.backends.git import GitDataStore
+
     return GitDataStore(path, create=create)
 
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[float], None]]:
     """A rich progress bar on a terminal; nothing when output is not one."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task(label, total=1.0)
@@ -168,16 +186,16 @@ def ls(
         name, sep, value = item.partition("=")
         if not sep:
             raise InvalidArgumentError(f"--param takes NAME=VALUE, not {item!r}")
-        wanted[name] = ParameterSet(f"v: {value}")["v"] if value else None
+        wanted[name] = _parameters(f"v: {value}")["v"] if value else None
     with open_store() as store:
         rows = []
         dates: dict[str, dict[str, float]] = {}
         valid = set(store.versions_for(rev, code_repo)) if rev is not None else None
-        for entry in store.entries(version=version, type=type_):
+        for entry, sizes in store.entries_sized(version=version, type=type_):
             if valid is not None and entry.version not in valid:
                 continue
             if wanted:
-                flat = ParameterSet(entry.component.get("parameters") or {}).flatten() \
+                flat = _parameters(entry.component.get("parameters") or {}).flatten() \
                     if entry.problem is None else {}
                 if any(flat.get(k) != v for k, v in wanted.items()):
                     continue
@@ -185,19 +203,20 @@ def ls(
                 err.print(f"gitstore: warning: {entry.problem}", markup=False)
             elif entry.version not in dates:
                 dates[entry.version] = store.entry_dates(entry.version)
-            sizes = store.attributes(entry.key) if entry.problem is None else {}
             rows.append({
                 "key": entry.key,
                 "type": entry.type if entry.problem is None else "(unreadable)",
                 "version": entry.version,
                 "attributes": list(entry.attributes),
-                "size": sum(a["size"] or 0 for a in sizes.values()),
+                "size": sum(size or 0 for size in sizes.values()),
                 "date": dates.get(entry.version, {}).get(key_hex(entry.key)),
                 **({"problem": entry.problem} if entry.problem is not None else {}),
             })
     if as_json:
         emit_json(rows)
         return
+    from rich.table import Table
+
     table = Table(box=None)
     for column in ("key", "type", "version", "attributes", "size", "date"):
         table.add_column(column, justify="right" if column == "size" else "left")
@@ -226,7 +245,7 @@ def show(
     """
     with open_store() as store:
         entry = store.find(key)
-        attributes = store.attributes(entry.key)
+        attributes = store.attributes(entry)  # found once, not looked up again
         tree = _input_tree(store, entry.component)
     if as_json:
         emit_json({"key": entry.key, "component": entry.component, "attributes": attributes,
@@ -499,9 +518,11 @@ def demo(
 
     Example: gitstore demo --params my_params.yaml
     """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from gitstore_cli import demo as pipeline
 
-    parameters = ParameterSet(params or pipeline.PARAMS)
+    parameters = _parameters(params or pipeline.PARAMS)
     store = open_store(create=True)
     out.print(f"store: {store.path}  (parameters: {params or 'built-in demo_params.yaml'})")
     with store:
@@ -543,7 +564,7 @@ def explain(
     from gitstore.copy import DescribedComponent
     from gitstore.errors import ParameterFileError
 
-    data = ParameterSet(description).as_dict()
+    data = _parameters(description).as_dict()
     missing = [f for f in ("type", "version") if f not in data]
     if missing:
         raise ParameterFileError(str(description), None, f"missing {', '.join(missing)}")
