@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# no per-example deadline: machines here are noisy (a loaded CI run made one example of a
+# property test exceed hypothesis's default 200 ms), and a deadline is a wall-clock threshold
+settings.register_profile("gitstore", deadline=None)
+settings.load_profile("gitstore")
 
 sys.path.insert(0, os.path.dirname(__file__))
 
