@@ -499,25 +499,24 @@ def _all_codecs() -> list[Codec]:
 def codec_by_ext(ext: str) -> Codec:
     """The codec that owns a file extension; for one no codec here owns (once the installed
     plugins are loaded), a stand-in (:func:`unknown_codec`) that refuses to decode."""
-    for _attempt in range(2):
-        for codec in _all_codecs():
-            if codec.ext == ext:
-                return codec
-        if not _load_plugins_once():
-            break
-    return unknown_codec(ext=ext)
+    return _find(lambda codec: codec.ext == ext) or unknown_codec(ext=ext)
 
 
 def codec_by_name(name: str) -> Codec:
     """The codec with this name; for a name no codec here has (once the installed plugins are
     loaded), a stand-in (:func:`unknown_codec`) that refuses to decode."""
+    return _find(lambda codec: codec.name == name) or unknown_codec(name=name)
+
+
+def _find(matches: Callable[[Codec], bool]) -> Codec | None:
+    """The first codec that ``matches``, loading the installed plugins once if none does."""
     for _attempt in range(2):
         for codec in _all_codecs():
-            if codec.name == name:
+            if matches(codec):
                 return codec
         if not _load_plugins_once():
             break
-    return unknown_codec(name=name)
+    return None
 
 
 def unknown_codec(name: str = "", ext: str = "") -> Codec:

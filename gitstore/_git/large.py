@@ -373,6 +373,22 @@ class LooseReader:
         self.close()
 
 
+def pack_entry_header(head: bytes) -> tuple[int, int, int]:
+    """``(type, size, header length)`` of a pack entry from its first bytes (git's pack
+    format: type in bits 4-6 of the first byte, the size as a little-endian varint).
+
+    Raises:
+        IndexError: ``head`` ends inside the header.
+    """
+    type_num = (head[0] >> 4) & 7
+    size, shift, i = head[0] & 15, 4, 0
+    while head[i] & 0x80:
+        i += 1
+        size |= (head[i] & 0x7F) << shift
+        shift += 7
+    return type_num, size, i + 1
+
+
 def open_packed_blob(store: Any, sha: bytes) -> LooseReader | None:
     """A streaming reader for a large, undeltified blob in one of ``store``'s packs (after a
     ``git gc`` or a fetch), or None (not packed, small, or a delta: read it whole instead)."""
@@ -393,15 +409,10 @@ def open_packed_blob(store: Any, sha: bytes) -> LooseReader | None:
             return None
         if not head:
             return None
-        type_num = (head[0] >> 4) & 7
-        size, shift, i = head[0] & 15, 4, 0
-        while head[i] & 0x80:
-            i += 1
-            size |= (head[i] & 0x7F) << shift
-            shift += 7
+        type_num, size, header = pack_entry_header(head)
         if type_num != 3 or size < LARGE:
             return None
-        return LooseReader(path, sha, offset + i + 1, size)
+        return LooseReader(path, sha, offset + header, size)
     return None
 
 
@@ -417,13 +428,7 @@ def packed_size(store: Any, sha: bytes) -> int | None:
             with open(pack._data_path, "rb") as f:
                 f.seek(offset)
                 head = f.read(32)
-                type_num = (head[0] >> 4) & 7
-                size, shift, i = head[0] & 15, 4, 0
-                while head[i] & 0x80:
-                    i += 1
-                    size |= (head[i] & 0x7F) << shift
-                    shift += 7
-                i += 1
+                type_num, size, i = pack_entry_header(head)
                 if type_num not in (6, 7):
                     return size
                 if type_num == 7:  # REF_DELTA: the base's id comes first

@@ -30,7 +30,14 @@ from typing import Any, TypeVar
 import yaml
 
 from .. import _yaml
-from .._git.large import LARGE, LooseReader, open_packed_blob, packed_size, write_loose_blob
+from .._git.large import (
+    LARGE,
+    LooseReader,
+    open_packed_blob,
+    pack_entry_header,
+    packed_size,
+    write_loose_blob,
+)
 from .._git.layout import (
     VERSIONS,
     entry_path,
@@ -935,15 +942,9 @@ class _HeaderSizes:
             if f is None:
                 f = self._files[path] = open(path, "rb")
             f.seek(offset)
-            head = f.read(16)
-            if (head[0] >> 4) & 7 != BLOB:  # a delta, or not a blob: the careful way
-                return None
-            size, shift, i = head[0] & 15, 4, 0
-            while head[i] & 0x80:
-                i += 1
-                size |= (head[i] & 0x7F) << shift
-                shift += 7
-            return size
+            type_num, size, _header = pack_entry_header(f.read(16))
+            # a delta, or not a blob: the careful way
+            return size if type_num == BLOB else None
         except (OSError, IndexError):
             return None
 
