@@ -432,6 +432,68 @@ def diff(
 
 
 @command()
+def graph(
+    key: Annotated[str, typer.Argument(help="A key or any unique prefix.")],
+    format: Annotated[str | None, typer.Option(
+        "--format", help="dot (text, always), svg or png (drawn by Graphviz's dot); "
+                         "default: from -o's suffix, else dot.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Write the picture here (default: stdout).")] = None,
+) -> None:
+    """Draw the lineage of a result: its inputs, their inputs..., each with its type, short
+    key, the parameters that tell it from its siblings, and its attributes.
+
+    Example: gitstore graph 3fa2c1 -o lineage.svg
+    """
+    if format is None:
+        suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+        format = suffix if suffix in ("svg", "png") else "dot"
+    if format not in ("dot", "svg", "png"):
+        raise InvalidArgumentError(f"--format {format!r}: choose dot, svg or png")
+    with open_store() as store:
+        data = store.graph(key).render(format)
+    if output is None or str(output) == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    if output.is_dir():
+        raise StoreLocationError(f"{output} is a directory; -o takes a file name", str(output))
+    try:
+        write_output(output, data)
+    except OSError as exc:
+        raise StoreLocationError(f"cannot write {output}: {exc.strerror or exc}",
+                                 str(output)) from exc
+    err.print(f"wrote {format} ({len(data)} bytes) to {output}", markup=False)
+
+
+@command()
+def ui(
+    port: Annotated[int, typer.Option("--port", help="0: any free port.")] = 0,
+    host: Annotated[str, typer.Option(
+        "--host", help="Listen here (only this machine by default).")] = "127.0.0.1",
+    code_repo: Annotated[Path, typer.Option(
+        "--code-repo", help="The code's repository (to filter by code revision).")] = Path("."),
+) -> None:
+    """Browse the store in a web browser: entries, sweeps, plots, lineage, history, diffs.
+    Read only: it never changes the store. Prints its URL; Ctrl-C stops it.
+
+    Example: gitstore ui --port 8765
+    """
+    path = _State.store_path
+    if not path.exists():
+        raise StoreLocationError(f"no store at {path} (run 'gitstore init' or pass --store)",
+                                 str(path))
+    from gitstore.ui import serve
+
+    def ready(url: str) -> None:
+        out.print(f"gitstore ui: serving {path} at {url}  (Ctrl-C stops)", markup=False)
+        sys.stdout.flush()
+
+    serve(path, host=host, port=port, code_repo=code_repo, ready=ready)
+
+
+@command()
 def gc() -> None:
     """Repack the store into one pack and delete unreachable objects now (never a concurrent
     writer's: gc waits for writers in flight and holds new ones off while it runs).

@@ -16,6 +16,9 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
     │       └── ParameterNameError (NameError)      literal text naming an unknown name
     ├── InvalidAttributeNameError (ValueError)
     ├── InvalidArgumentError (ValueError)  an argument out of range (prune's bounds)
+    ├── MissingDependencyError (ImportError)  an optional extra is not installed (.extra)
+    ├── RenderError                  a picture could not be drawn (Graphviz failed)
+    │   └── GraphvizNotFoundError (FileNotFoundError)  no `dot` binary for svg/png
     ├── DataError
     │   ├── UnsupportedDataError (TypeError)   no safe codec, pickle not allowed
     │   ├── UntrustedDataError           a pickle, without allow_pickle=True
@@ -46,16 +49,19 @@ __all__ = [
     "DiskFullError",
     "EntryNotFoundError",
     "GitStoreError",
+    "GraphvizNotFoundError",
     "InvalidArgumentError",
     "InvalidAttributeNameError",
     "InvalidComponentError",
     "MergeConflictError",
+    "MissingDependencyError",
     "ParameterError",
     "ParameterFileError",
     "ParameterNameError",
     "ParameterSyntaxError",
     "ParameterTypeError",
     "RemoteError",
+    "RenderError",
     "StoreError",
     "StoreLocationError",
     "SweepParameterError",
@@ -142,6 +148,22 @@ class InvalidAttributeNameError(GitStoreError, ValueError):
 
 class InvalidArgumentError(GitStoreError, ValueError):
     """An argument is of the wrong kind or out of range (a negative bound, NaN)."""
+
+
+class MissingDependencyError(GitStoreError, ImportError):
+    """An optional dependency is not installed; ``.extra`` names the extra that installs it."""
+
+    def __init__(self, message: str, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+
+
+class RenderError(GitStoreError):
+    """A picture (a lineage graph) could not be drawn."""
+
+
+class GraphvizNotFoundError(RenderError, FileNotFoundError):
+    """Graphviz's ``dot`` binary is not installed: only DOT text can be produced."""
 
 
 class DataError(GitStoreError):

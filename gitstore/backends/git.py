@@ -13,12 +13,15 @@ The class is assembled from parts: storing, reading and history (:mod:`._git_cor
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._git_core import Commit, GitCore
 from ._git_maintenance import MaintenanceMixin
 from ._git_remotes import RemotesMixin
 from ._git_revisions import Explanation, RevisionsMixin, resolve_revision
+
+if TYPE_CHECKING:
+    from ..graph import LineageGraph
 
 __all__ = ["Commit", "Explanation", "GitDataStore", "resolve_revision"]
 
@@ -37,6 +40,18 @@ class GitDataStore(RemotesMixin, RevisionsMixin, MaintenanceMixin, GitCore):
         StoreLocationError: ``path`` is a file, a non-empty directory that is not a git
             repository, or cannot be created.
     """
+
+    def graph(self, component_or_key: Any) -> LineageGraph:
+        """The input graph of a result (:func:`gitstore.graph.lineage`): a key or unique
+        prefix, an :class:`Entry` or a component. ``.to_dot()`` gives DOT text,
+        ``.render("svg")`` a picture (with Graphviz); Jupyter shows it as SVG.
+
+        Raises:
+            EntryNotFoundError, AmbiguousKeyError: a key that names no entry, or several.
+        """
+        from ..graph import lineage
+
+        return lineage(self, component_or_key)
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as the store's location and options: a worker process (multiprocessing,
