@@ -2,7 +2,8 @@
 served from the store.
 
 ``stimulus`` (a noisy periodic drive), ``population`` (leaky integrate-and-fire neurons that
-it drives) and ``rate_analysis`` (of the spikes). Each is a plain function wrapped with
+it drives) and ``rate_analysis`` (of the spikes), then a small sweep: the analysis at the bin
+widths of ``sweep.bin_ms`` (a table in ``gitstore ui``). Each is a plain function wrapped with
 ``store.cache``: its arguments (from a YAML parameter file) are its parameters, and a result
 passed as is from one cached call into the next (``drive``, ``spikes``) makes the upstream call
 an *input* of the downstream one, as ``gitstore show`` lists. ``progress`` is ``ignore``d (it does
@@ -88,7 +89,8 @@ def rate_analysis(spikes: Any, bin_ms: float, duration_ms: float, n: int,
         counts[min(int(t / bin_ms), bins - 1)] += 1
     progress("analysis", 1.0)
     rates = [c / n / (bin_ms / 1000.0) for c in counts]
-    return {"bin_ms": bin_ms, "rates_hz": rates, "mean_rate_hz": sum(rates) / len(rates)}
+    return {"bin_ms": bin_ms, "rates_hz": rates, "mean_rate_hz": sum(rates) / len(rates),
+            "peak_rate_hz": max(rates)}
 
 
 _SHOWN = {"stimulus": "Stimulus", "population": "Population", "analysis": "RateAnalysis"}
@@ -112,9 +114,14 @@ def run(store: GitDataStore, params: ParameterSet, progress: Progress) -> dict[s
     drive = cached_stimulus(**s, progress=report)
     spikes = cached_population(drive, s.dt_ms, **p, progress=report)
     rates = cached_analysis(spikes, a.bin_ms, s.duration_ms, n, progress=report)
+    sweep = []  # a small sweep: the analysis again at other bin widths (a table in gitstore ui)
+    for bin_ms in params.get("sweep", {}).get("bin_ms", []):
+        swept = cached_analysis(spikes, float(bin_ms), s.duration_ms, n, progress=report)
+        sweep.append((float(bin_ms), swept["peak_rate_hz"]))
     for stage in _SHOWN:
         progress(stage, 1.0)
     keys = [cached_stimulus.key(**s), cached_population.key(drive, s.dt_ms, **p),
             cached_analysis.key(spikes, a.bin_ms, s.duration_ms, n)]
     return {"computed": computed, "seconds": time.perf_counter() - t0,
-            "mean_rate_hz": rates["mean_rate_hz"], "spikes": len(spikes[0]), "keys": keys}
+            "mean_rate_hz": rates["mean_rate_hz"], "spikes": len(spikes[0]), "keys": keys,
+            "sweep": sweep}

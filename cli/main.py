@@ -604,6 +604,10 @@ def demo(
                     else "served from the store")
             out.print(f"run {run}: {what} in {result['seconds']:.2f} s — "
                       f"{result['spikes']} spikes, mean rate {result['mean_rate_hz']:.2f} Hz")
+        if result["sweep"]:
+            out.print("sweep: rate_analysis at bin_ms " +
+                      ", ".join(f"{b:g}" for b, _ in result["sweep"]) + " — peak rate " +
+                      ", ".join(f"{p:.1f}" for _, p in result["sweep"]) + " Hz")
         out.print("\nkeys: " + ", ".join(key_hex(k)[:12] for k in result["keys"]))
         out.print("\nlog:")
         for c in store.log()[:6]:

@@ -55,6 +55,12 @@ class Entry:
         """The version's text (:func:`gitstore.component.version_text`)."""
         return version_text(self.component.get("version", ""))
 
+    def _repr_html_(self) -> str:
+        """The entry as an HTML table in Jupyter (values escaped)."""
+        from ..ui._repr import entry_html
+
+        return entry_html(self)
+
 
 def check_attribute_name(name: Any) -> str:
     """Check that an attribute name can be a file name in any backend.
