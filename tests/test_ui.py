@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 from gitstore import GitDataStore, key_of
 from gitstore_cli.main import app
 
-ROOT = Path(__file__).parent.parent
-DOCS = ROOT / "docs"
+# screenshots go to a temporary folder; GITSTORE_UI_SCREENSHOTS=docs refreshes the README's
+SHOTS = os.environ.get("GITSTORE_UI_SCREENSHOTS")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 needs_browser = pytest.mark.skipif(
@@ -69,12 +69,17 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     store = where / ".gitstore"
+    code = where / "code"  # a code repository for the code-revision filter
+    code.mkdir()
+    (code / "model.py").write_text("x = 1\n")
+    for args in (["init", "-q"], ["add", "model.py"], ["commit", "-qm", "model"]):
+        subprocess.run(["git", *args], cwd=code, check=True, capture_output=True)
     with GitDataStore(store) as s:
         s.store(Hostile(), "note", HOSTILE)
         s.store(Hostile(), HOSTILE.replace("/", "|").replace("<", "‹")[:60], [1, 2, 3])
         keys = {e.type: e.key.rpartition(":")[2] for e in s.entries()}
         sweep = sorted(e.key.rpartition(":")[2] for e in s.entries(type=SWEEP_TYPE))
-    return {"store": store, "keys": keys, "sweep": sweep,
+    return {"store": store, "code": code, "keys": keys, "sweep": sweep,
             "hostile": key_of(Hostile()).rpartition(":")[2], "files": snapshot(store)}
 
 
@@ -82,7 +87,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def server(demo: dict[str, Any]) -> Iterator[str]:
     """``gitstore ui --port 0`` on the demo's store, a real process; yields its URL."""
     with subprocess.Popen([console_script(), "--store", str(demo["store"]), "ui", "--port",
-                           "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           "0", "--code-repo", str(demo["code"])], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as proc:
         try:
             assert proc.stdout is not None
@@ -109,6 +114,13 @@ def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[st
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = Path(SHOTS) if SHOTS else tmp_path_factory.mktemp("screenshots")
+    where.mkdir(parents=True, exist_ok=True)
+    return where
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +176,7 @@ def test_listens_on_loopback_only(server: str) -> None:
 
 
 @needs_browser
-def test_sweep_table_renders_and_sorts(server: str, demo: dict[str, Any], browser: Any
+def test_sweep_table_renders_and_sorts(server: str, demo: dict[str, Any], browser: Any, shots: Path
                                        ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -191,15 +203,14 @@ def test_sweep_table_renders_and_sorts(server: str, demo: dict[str, Any], browse
     assert peaks == sorted(peaks) and len(set(peaks)) == 4
     browser.find_element(By.CSS_SELECTOR, "a[data-column='r:result.peak_rate_hz']").click()
     assert column("result.peak_rate_hz") == sorted(peaks, reverse=True)
-    DOCS.mkdir(exist_ok=True)
-    browser.find_element(By.TAG_NAME, "main").screenshot(str(DOCS / "ui-sweep.png"))
+    assert browser.find_element(By.TAG_NAME, "main").screenshot(str(shots / "ui-sweep.png"))
     # a parameter query narrows the sweep
     browser.get(f"{server}sweep?type={SWEEP_TYPE}&where=bin_ms%3D20.0")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#sweep tbody tr")) == 1
 
 
 @needs_browser
-def test_entry_pages_show_plots(server: str, demo: dict[str, Any], browser: Any) -> None:
+def test_entry_pages_show_plots(server: str, demo: dict[str, Any], browser: Any, shots: Path) -> None:
     from selenium.webdriver.common.by import By
 
     keys = demo["keys"]
@@ -218,7 +229,7 @@ def test_entry_pages_show_plots(server: str, demo: dict[str, Any], browser: Any)
     assert f"type: {SWEEP_TYPE}" in yaml_text and "input: [k1-sha256:" in yaml_text
     browser.execute_script("window.scrollTo(0, 0)")
     browser.set_window_size(1280, 1300)
-    browser.find_element(By.TAG_NAME, "main").screenshot(str(DOCS / "ui-entry.png"))
+    assert browser.find_element(By.TAG_NAME, "main").screenshot(str(shots / "ui-entry.png"))
     browser.set_window_size(1280, 900)
     # the download link gives the stored file's bytes
     link = browser.find_element(By.CSS_SELECTOR, ".attribute a[download]").get_attribute("href")
@@ -230,7 +241,7 @@ def test_entry_pages_show_plots(server: str, demo: dict[str, Any], browser: Any)
 
 @needs_browser
 def test_lineage_picture_of_the_three_stage_pipeline(server: str, demo: dict[str, Any],
-                                                     browser: Any) -> None:
+                                                     browser: Any, shots: Path) -> None:
     from selenium.webdriver.common.by import By
 
     key = demo["keys"][SWEEP_TYPE]  # the analysis at bin_ms 50: population, stimulus upstream
@@ -246,7 +257,7 @@ def test_lineage_picture_of_the_three_stage_pipeline(server: str, demo: dict[str
     links = [a.text for a in browser.find_elements(By.CSS_SELECTOR, ".nodes a")]
     assert links == [demo["keys"]["gitstore_cli.demo.population"][:12],
                      demo["keys"]["gitstore_cli.demo.stimulus"][:12]]
-    browser.find_element(By.ID, "lineage").screenshot(str(DOCS / "ui-lineage.png"))
+    assert browser.find_element(By.ID, "lineage").screenshot(str(shots / "ui-lineage.png"))
 
 
 @needs_browser
@@ -265,6 +276,11 @@ def test_listing_history_and_diff(server: str, demo: dict[str, Any], browser: An
     assert "parameter bin_ms" in differences and "result.peak_rate_hz" in differences
     browser.get(f"{server}?type={SWEEP_TYPE}&where=bin_ms%3D100.0")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#entries tbody tr")) == 1
+    # the demo's results are of version "1", valid for no code revision by their content
+    browser.get(f"{server}?rev=HEAD")
+    assert browser.find_element(By.CSS_SELECTOR, ".count").text.startswith("0 entries")
+    browser.get(f"{server}?rev=no-such-branch")
+    assert "'no-such-branch' names no commit" in browser.find_element(By.ID, "message").text
     browser.get(f"{server}history?version=1")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")) == 6
 
@@ -311,6 +327,17 @@ def test_bad_input_gets_an_escaped_error_page(server: str, demo: dict[str, Any],
 def test_ui_without_a_store_is_one_line(tmp_path: Path) -> None:
     done = CliRunner().invoke(app, ["--store", str(tmp_path / "none"), "ui"])
     assert done.exit_code == 1 and done.output.startswith("gitstore: error: no store at")
+
+
+def test_without_the_ui_extra_a_typed_error() -> None:
+    code = ("import sys; sys.modules['starlette'] = None\n"
+            "from gitstore.errors import MissingDependencyError\n"
+            "from gitstore.ui import create_app\n"
+            "try:\n    create_app('.')\nexcept MissingDependencyError as e:\n"
+            "    print(e.extra, e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.startswith("ui gitstore ui needs the 'ui' extra (missing starlette)")
 
 
 def test_entry_repr_html_escapes(tmp_path: Path) -> None:
