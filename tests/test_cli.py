@@ -181,9 +181,10 @@ def test_console_script_demo_ls_verify(tmp_path: Path) -> None:
     assert "run 1: served from the store" in again.stdout
     rows = json.loads(subprocess.run([console_script(), "ls", "--json"], cwd=tmp_path,
                                      capture_output=True, text=True, check=True).stdout)
-    assert sorted(r["type"] for r in rows) == ["gitstore_cli.demo.population",
-                                               "gitstore_cli.demo.rate_analysis",
-                                               "gitstore_cli.demo.stimulus"]
+    # the three stages, and the analysis at three more bin widths (the demo's small sweep)
+    assert sorted(r["type"] for r in rows) == ["gitstore_cli.demo.population"] + \
+        ["gitstore_cli.demo.rate_analysis"] * 4 + ["gitstore_cli.demo.stimulus"]
+    assert "sweep: rate_analysis at bin_ms 10, 20, 50, 100 — peak rate" in first.stdout
     # the demo's stages are @store.cache functions: the population's input is the stimulus
     types = {r["type"]: r["key"] for r in rows}
     shown = subprocess.run([console_script(), "show", types["gitstore_cli.demo.population"]],

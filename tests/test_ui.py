@@ -87,7 +87,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def server(demo: dict[str, Any]) -> Iterator[str]:
     """``gitstore ui --port 0`` on the demo's store, a real process; yields its URL."""
     with subprocess.Popen([console_script(), "--store", str(demo["store"]), "ui", "--port",
-                           "0", "--code-repo", str(demo["code"])], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           "0", "--code-repo", str(demo["code"])], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE,
                           text=True) as proc:
         try:
             assert proc.stdout is not None
@@ -210,7 +211,8 @@ def test_sweep_table_renders_and_sorts(server: str, demo: dict[str, Any], browse
 
 
 @needs_browser
-def test_entry_pages_show_plots(server: str, demo: dict[str, Any], browser: Any, shots: Path) -> None:
+def test_entry_pages_show_plots(server: str, demo: dict[str, Any], browser: Any, shots: Path
+                                ) -> None:
     from selenium.webdriver.common.by import By
 
     keys = demo["keys"]
@@ -317,7 +319,8 @@ def test_bad_input_gets_an_escaped_error_page(server: str, demo: dict[str, Any],
     assert "evil.<b>Thing</b>" in browser.find_element(By.TAG_NAME, "h1").text
     no_injection(browser)
     assert loaded(browser, "#lineage")[0] > 0
-    for page in ("", f"sweep?type=evil.%3Cb%3EThing%3C%2Fb%3E", "history?version=v%3Ci%3E1%3C%2Fi%3E"):
+    for page in ("", "sweep?type=evil.%3Cb%3EThing%3C%2Fb%3E",
+                 "history?version=v%3Ci%3E1%3C%2Fi%3E"):
         browser.get(server + page)
         assert "<b>Thing</b>" in browser.find_element(By.TAG_NAME, "main").text or \
             "v<i>1</i>" in browser.find_element(By.TAG_NAME, "main").text

@@ -194,7 +194,7 @@ def _numeric_list(value: Any) -> bool:
             all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
 
 
-# --- the app ---------------------------------------------------------------------------------------
+# --- the app --------------------------------------------------------------------------------------
 
 
 class Browser:
@@ -418,7 +418,7 @@ def url(path: str, **query: Any) -> str:
     return quote(path, safe="/:") + ("?" + urlencode(items) if items else "")
 
 
-# --- routes ------------------------------------------------------------------------------------------
+# --- routes ---------------------------------------------------------------------------------------
 
 
 def create_app(store_path: str | Path, code_repo: str | Path = ".",
