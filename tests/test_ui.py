@@ -355,3 +355,29 @@ def test_store_unchanged_by_browsing(server: str, demo: dict[str, Any]) -> None:
     """Last: everything above was served without a byte of the store changing."""
     fetch(server)
     assert snapshot(demo["store"]) == demo["files"]
+
+
+def test_plots_have_bounded_sizes_whatever_the_data() -> None:
+    import struct
+    import xml.etree.ElementTree as ET
+
+    import numpy as np
+
+    from gitstore.ui import plots
+
+    def png_size(data: bytes) -> tuple[int, int]:
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR"
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
+
+    for series in (np.arange(2.0), np.full(5, np.nan), np.ones(7),
+                   np.sin(np.arange(1_000_000.0)), [1, 2.5, -3]):
+        svg = plots.line_svg(series, "<b>title</b>")
+        root = ET.fromstring(svg)  # well-formed, the title escaped
+        points = root.find("{http://www.w3.org/2000/svg}polyline").get("points").split()
+        assert 1 <= len(points) <= 2 * plots.WIDTH
+    assert png_size(plots.image_png(np.ones((1, 1)))) == (64, 64)
+    assert png_size(plots.image_png(np.random.default_rng(0).random((3000, 1000)))) == (143, 429)
+    assert png_size(plots.image_png(np.full((4, 4), np.inf))) == (64, 64)
+    assert png_size(plots.scatter_png(np.arange(10**6), np.arange(10**6) % 7)) == \
+        (plots.WIDTH, plots.HEIGHT)
