@@ -22,6 +22,8 @@ import pytest
 from test_graph import svg_nodes
 from typer.testing import CliRunner
 
+from components import Typed
+
 from gitstore import GitDataStore, key_of
 from gitstore_cli.main import app
 
@@ -77,6 +79,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with GitDataStore(store) as s:
         s.store(Hostile(), "note", HOSTILE)
         s.store(Hostile(), HOSTILE.replace("/", "|").replace("<", "‹")[:60], [1, 2, 3])
+        import numpy as np
+
+        grid = np.outer(np.sin(np.linspace(0, 6, 90)), np.cos(np.linspace(0, 3, 120)))
+        s.store(Typed("lab.Map", {"size": [90, 120]}), "field", grid)
+        s.store(Typed("lab.Map", {"size": [90, 120]}), "blob", b"\x00" * 1000)
         keys = {e.type: e.key.rpartition(":")[2] for e in s.entries()}
         sweep = sorted(e.key.rpartition(":")[2] for e in s.entries(type=SWEEP_TYPE))
     return {"store": store, "code": code, "keys": keys, "sweep": sweep,
@@ -223,6 +230,11 @@ def test_entry_pages_show_plots(server: str, demo: dict[str, Any], browser: Any,
     browser.get(f"{server}entry/{keys['gitstore_cli.demo.population']}")
     assert "line" not in browser.find_element(By.TAG_NAME, "figcaption").text
     assert all(loaded(browser, "img.plot"))  # the spike raster, every spike a dot
+    browser.get(f"{server}entry/{keys['lab.Map']}")  # a 2-D array as an image
+    assert loaded(browser, "img.plot") == [120]
+    assert [f.text for f in browser.find_elements(By.TAG_NAME, "figcaption")] == ["image"]
+    assert "not previewed (only its size is shown)" in browser.find_element(
+        By.CSS_SELECTOR, ".attribute .summary").text  # the bytes attribute: its size only
     browser.get(f"{server}entry/{keys[SWEEP_TYPE]}")
     widths = loaded(browser, "img.plot")
     assert len(widths) == 1 and widths[0] > 0  # rates_hz of the analysis, a line
@@ -267,7 +279,7 @@ def test_listing_history_and_diff(server: str, demo: dict[str, Any], browser: An
     from selenium.webdriver.common.by import By
 
     browser.get(server)
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#entries tbody tr")) == 7
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#entries tbody tr")) == 8
     boxes = browser.find_elements(By.CSS_SELECTOR, "#entries input[type=checkbox]")
     ticked = sorted(demo["sweep"][:2])
     for box in boxes:
