@@ -294,6 +294,10 @@ def _is_array(value: Any) -> bool:
 def _write_npy(value: Any, fp: BinaryIO) -> None:
     import numpy as np
 
+    if value.flags.c_contiguous or value.flags.f_contiguous:
+        for part in npy_buffers(value):
+            fp.write(part)
+        return
     # write_array streams: the header, then the data in buffered chunks (never pickled)
     np.lib.format.write_array(fp, value, allow_pickle=False)
 
@@ -306,11 +310,7 @@ def _read_npy(fp: BinaryIO) -> Any:
         # read_array fills one preallocated array from the stream; allow_pickle=False
         # refuses object arrays, so a hostile .npy cannot run code
         return fmt.read_array(fp, allow_pickle=False)
-    version = fmt.read_magic(fp)
-    if version == (1, 0):
-        shape, fortran, dtype = fmt.read_array_header_1_0(fp)
-    else:
-        shape, fortran, dtype = fmt.read_array_header_2_0(fp)
+    shape, fortran, dtype = _npy_header(fp)
     if dtype.hasobject:
         raise ValueError("object arrays hold pickles; refusing to load one")
     # the header is untrusted: allocate only what the blob really holds (a stream knows how
@@ -332,23 +332,97 @@ def _read_npy(fp: BinaryIO) -> Any:
     return array
 
 
+#: parsed .npy headers by their text: numpy parses one with ast.literal_eval (tens of µs),
+#: and a warm cache reads arrays of few shapes over and over
+_NPY_HEADERS: dict[bytes, tuple[Any, bool, Any]] = {}
+
+
+def _npy_header(fp: BinaryIO) -> tuple[Any, bool, Any]:
+    """(shape, fortran_order, dtype) of the .npy file at ``fp``'s position; leaves ``fp`` at
+    the data. The header is parsed by numpy (which checks it) the first time it is seen."""
+    import struct
+
+    start = fp.read(10)
+    if len(start) == 10 and start[:6] == b"\x93NUMPY" and start[6] in (1, 2, 3):
+        if start[6] == 1:
+            size, = struct.unpack("<H", start[8:10])
+            lead = start
+        else:
+            more = fp.read(2)
+            size, = struct.unpack("<I", start[8:10] + more)
+            lead = start + more
+        if size <= 1 << 16:
+            text = fp.read(size)
+            whole = lead + text
+            known = _NPY_HEADERS.get(whole)
+            if known is not None:
+                return known
+            parsed = _parse_npy_header(io.BytesIO(whole))
+            if len(_NPY_HEADERS) >= 512:
+                _NPY_HEADERS.clear()
+            _NPY_HEADERS[whole] = parsed
+            return parsed
+        return _parse_npy_header(_Joined(lead, fp))
+    return _parse_npy_header(_Joined(start, fp))  # numpy says what is wrong with it
+
+
+def _parse_npy_header(fp: Any) -> tuple[Any, bool, Any]:
+    import numpy as np
+
+    fmt = np.lib.format
+    version = fmt.read_magic(fp)
+    if version == (1, 0):
+        parsed = fmt.read_array_header_1_0(fp)
+    else:
+        parsed = fmt.read_array_header_2_0(fp)
+    return parsed  # type: ignore[no-any-return]
+
+
+class _Joined:
+    """Bytes already read, then the rest of a stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self.head, self.rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.rest.read(n)
+        if n < 0:
+            data, self.head = self.head + self.rest.read(), b""
+            return data
+        data, self.head = self.head[:n], self.head[n:]
+        return data + (self.rest.read(n - len(data)) if len(data) < n else b"")
+
+
 def npy_buffers(value: Any) -> list[Any]:
     """The ``.npy`` file of an array as [header, the array's own memory]: no copy of the data
     (a non-contiguous array is copied once)."""
     import numpy as np
 
-    fmt = np.lib.format
     if not (value.flags.c_contiguous or value.flags.f_contiguous):
         value = np.ascontiguousarray(value)
-    header = io.BytesIO()
-    meta = fmt.header_data_from_array_1_0(value)
-    try:
-        fmt.write_array_header_1_0(header, meta)
-    except ValueError:  # a header over 64 KiB (a very structured dtype)
-        header = io.BytesIO()
-        fmt.write_array_header_2_0(header, meta)
-    body = value.T if meta["fortran_order"] else value
-    return [header.getvalue(), memoryview(body).cast("B") if value.size else b""]
+    fortran = not value.flags.c_contiguous  # as numpy's header_data_from_array_1_0 says
+    ident = (value.dtype, value.shape, fortran)
+    header = _NPY_WRITTEN.get(ident)
+    if header is None:
+        fmt = np.lib.format
+        buf = io.BytesIO()
+        meta = fmt.header_data_from_array_1_0(value)
+        try:
+            fmt.write_array_header_1_0(buf, meta)
+        except ValueError:  # a header over 64 KiB (a very structured dtype)
+            buf = io.BytesIO()
+            fmt.write_array_header_2_0(buf, meta)
+        header = buf.getvalue()
+        if len(_NPY_WRITTEN) >= 512:
+            _NPY_WRITTEN.clear()
+        _NPY_WRITTEN[ident] = header
+    body = value.T if fortran else value
+    return [header, memoryview(body).cast("B") if value.size else b""]
+
+
+#: .npy headers written, by (dtype, shape, Fortran order)
+_NPY_WRITTEN: dict[tuple[Any, ...], bytes] = {}
 
 
 # --- pandas (optional: pandas and pyarrow installed) -----------------------------------------
