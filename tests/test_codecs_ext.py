@@ -275,3 +275,18 @@ def test_import_gitstore_loads_no_science_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_plugin_scan_is_skipped_only_when_no_distribution_names_the_group(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitstore import codecs
+
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "missing"), str(tmp_path)])
+    assert codecs._may_have_plugins() is False
+    (tmp_path / "old.egg-info").write_text("Name: old\n")  # an egg-info file: no entry points
+    info = tmp_path / "other-1.0.dist-info"
+    info.mkdir()
+    (info / "entry_points.txt").write_text("[console_scripts]\nx = y:z\n")
+    assert codecs._may_have_plugins() is False
+    (info / "entry_points.txt").write_text("[gitstore.codecs]\npoint = p:register\n")
+    assert codecs._may_have_plugins() is True
