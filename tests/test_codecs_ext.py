@@ -281,7 +281,11 @@ def test_plugin_scan_is_skipped_only_when_no_distribution_names_the_group(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gitstore import codecs
 
+    import importlib.machinery
+
     monkeypatch.setattr(sys, "path", [str(tmp_path / "missing"), str(tmp_path)])
+    # only the standard finder of distributions (a test may have added others)
+    monkeypatch.setattr(sys, "meta_path", [importlib.machinery.PathFinder])
     assert codecs._may_have_plugins() is False
     (tmp_path / "old.egg-info").write_text("Name: old\n")  # an egg-info file: no entry points
     info = tmp_path / "other-1.0.dist-info"
