@@ -375,7 +375,7 @@ def _parse_npy_header(fp: Any) -> tuple[Any, bool, Any]:
         parsed = fmt.read_array_header_1_0(fp)
     else:
         parsed = fmt.read_array_header_2_0(fp)
-    return parsed  # type: ignore[no-any-return]
+    return parsed
 
 
 class _Joined:
