@@ -11,7 +11,8 @@ Each figure is the median of 3 runs of a new process (``--repeat``), imports inc
 
 - ``gitstore ls --json`` against ``git ls-tree -r --long`` of the same ref (target ≤ 2×);
 - ``gitstore show KEY`` (target ≤ 0.1 s); ``gitstore stats`` (target ≤ 1 s);
-- ``gitstore --help`` (target ≤ 0.15 s) against ``git --version``.
+- ``gitstore --help`` (target ≤ 0.15 s) against ``git --version``: the first run (typer
+  renders the text) and the later ones (served from the cache, see ``gitstore_cli.start``).
 """
 
 from __future__ import annotations
@@ -83,7 +84,13 @@ def main() -> None:
         t0 = time.perf_counter()
         key = build(path, n, args.batch)
         print(f"built {n} entries, {args.batch} per commit, in {time.perf_counter() - t0:.1f} s")
-        env = dict(os.environ, GITSTORE_DIR=str(path))
+        # --help is served from a cache after its first run (gitstore_cli.start): a fresh
+        # cache folder, the first run timed on its own, then the median of the cached ones
+        env = dict(os.environ, GITSTORE_DIR=str(path), XDG_CACHE_HOME=str(Path(tmp) / "cache"))
+        # as a user's installed package runs: byte code cached (an editable install writes
+        # its .pyc files at the first run, here one that is not counted)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        timed(gs + ["stats"], 1, env)
         ref = "refs/gitstore/versions/bench"
         git = ["git", f"--git-dir={path}"]
         subprocess.run(git + ["rev-parse", ref], check=True, stdout=subprocess.DEVNULL)
@@ -94,6 +101,7 @@ def main() -> None:
             "git_ls_tree_s": timed(git + ["ls-tree", "-r", "--long", ref], r, env),
             "show_s": timed(gs + ["show", key[len("k1-sha256:"):][:12]], r, env),
             "stats_s": timed(gs + ["stats"], r, env),
+            "help_first_s": timed(gs + ["--help"], 1, env),
             "help_s": timed(gs + ["--help"], r, env),
             "git_version_s": timed(["git", "--version"], r, env),
         }
@@ -105,6 +113,8 @@ def main() -> None:
         ("gitstore stats", res["stats_s"], "target <= 1 s", res["stats_s"] <= 1),
         ("gitstore --help", res["help_s"], f"git --version {res['git_version_s']:.3f} s; "
          "target <= 0.15 s", res["help_s"] <= 0.15),
+        ("  first --help", res["help_first_s"], "typer renders it; then cached",
+         res["help_first_s"] <= 0.15),
     ]
     print(f"{n} entries, medians of {r} new processes:")
     for name, secs, note, met in rows:

@@ -1,5 +1,5 @@
 """``python -m gitstore``: the command-line interface."""
 
-from gitstore_cli.main import main
+from gitstore_cli.start import main
 
 main()

@@ -12,9 +12,15 @@ bin        .bin     ``bytes``
 json       .json    plain data (None, bool, int, float, str, bytes, list, tuple, dict, set,
                     frozenset, range, numpy scalars and arrays, ParameterSet) as tagged JSON that
                     round-trips types exactly; ordinary JSON where the value is ordinary
-parquet    .parquet a pandas DataFrame with str column names, when pandas and pyarrow are
-                    installed (``gitstore[pandas]``): Apache Parquet written by pyarrow, index
-                    (with names), dtypes and ``attrs`` kept in pandas' metadata; never pickled
+parquet    .parquet a pandas DataFrame or Series, when pandas and pyarrow are installed
+                    (``gitstore[pandas]``): Apache Parquet written by pyarrow, index (with
+                    names), dtypes and ``attrs`` kept in pandas' metadata; a Series (its name)
+                    and column labels that are not text (ints, tuples, a MultiIndex, a
+                    RangeIndex) in the file's ``gitstore`` metadata; never pickled
+netcdf     .nc      an xarray Dataset or DataArray (``gitstore[xarray]``): netCDF-4 (see
+                    :mod:`gitstore.codecs_ext`)
+safetensors         a ``torch.Tensor`` (``gitstore[torch]``): safetensors (see
+ .safetensors       :mod:`gitstore.codecs_ext`)
 pickle     .pkl     anything else, only with ``allow_pickle=True``
 =========  =======  ========================================================================
 
@@ -51,6 +57,7 @@ try:  # optional speed-up: 5-10x faster than the json module on numbers (see REA
 except ImportError:  # pragma: no cover
     orjson = None  # type: ignore[assignment]
 
+from . import codecs_ext as _ext
 from .errors import (
     CorruptEntryError,
     DataError,
@@ -287,6 +294,10 @@ def _is_array(value: Any) -> bool:
 def _write_npy(value: Any, fp: BinaryIO) -> None:
     import numpy as np
 
+    if value.flags.c_contiguous or value.flags.f_contiguous:
+        for part in npy_buffers(value):
+            fp.write(part)
+        return
     # write_array streams: the header, then the data in buffered chunks (never pickled)
     np.lib.format.write_array(fp, value, allow_pickle=False)
 
@@ -299,11 +310,7 @@ def _read_npy(fp: BinaryIO) -> Any:
         # read_array fills one preallocated array from the stream; allow_pickle=False
         # refuses object arrays, so a hostile .npy cannot run code
         return fmt.read_array(fp, allow_pickle=False)
-    version = fmt.read_magic(fp)
-    if version == (1, 0):
-        shape, fortran, dtype = fmt.read_array_header_1_0(fp)
-    else:
-        shape, fortran, dtype = fmt.read_array_header_2_0(fp)
+    shape, fortran, dtype = _npy_header(fp)
     if dtype.hasobject:
         raise ValueError("object arrays hold pickles; refusing to load one")
     # the header is untrusted: allocate only what the blob really holds (a stream knows how
@@ -325,35 +332,106 @@ def _read_npy(fp: BinaryIO) -> Any:
     return array
 
 
+#: parsed .npy headers by their text: numpy parses one with ast.literal_eval (tens of µs),
+#: and a warm cache reads arrays of few shapes over and over
+_NPY_HEADERS: dict[bytes, tuple[Any, bool, Any]] = {}
+
+
+def _npy_header(fp: BinaryIO) -> tuple[Any, bool, Any]:
+    """(shape, fortran_order, dtype) of the .npy file at ``fp``'s position; leaves ``fp`` at
+    the data. The header is parsed by numpy (which checks it) the first time it is seen."""
+    import struct
+
+    start = fp.read(10)
+    if len(start) == 10 and start[:6] == b"\x93NUMPY" and start[6] in (1, 2, 3):
+        if start[6] == 1:
+            size, = struct.unpack("<H", start[8:10])
+            lead = start
+        else:
+            more = fp.read(2)
+            size, = struct.unpack("<I", start[8:10] + more)
+            lead = start + more
+        if size <= 1 << 16:
+            text = fp.read(size)
+            whole = lead + text
+            known = _NPY_HEADERS.get(whole)
+            if known is not None:
+                return known
+            parsed = _parse_npy_header(io.BytesIO(whole))
+            if len(_NPY_HEADERS) >= 512:
+                _NPY_HEADERS.clear()
+            _NPY_HEADERS[whole] = parsed
+            return parsed
+        return _parse_npy_header(_Joined(lead, fp))
+    return _parse_npy_header(_Joined(start, fp))  # numpy says what is wrong with it
+
+
+def _parse_npy_header(fp: Any) -> tuple[Any, bool, Any]:
+    import numpy as np
+
+    fmt = np.lib.format
+    version = fmt.read_magic(fp)
+    if version == (1, 0):
+        parsed = fmt.read_array_header_1_0(fp)
+    else:
+        parsed = fmt.read_array_header_2_0(fp)
+    return parsed
+
+
+class _Joined:
+    """Bytes already read, then the rest of a stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self.head, self.rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.rest.read(n)
+        if n < 0:
+            data, self.head = self.head + self.rest.read(), b""
+            return data
+        data, self.head = self.head[:n], self.head[n:]
+        return data + (self.rest.read(n - len(data)) if len(data) < n else b"")
+
+
 def npy_buffers(value: Any) -> list[Any]:
     """The ``.npy`` file of an array as [header, the array's own memory]: no copy of the data
     (a non-contiguous array is copied once)."""
     import numpy as np
 
-    fmt = np.lib.format
     if not (value.flags.c_contiguous or value.flags.f_contiguous):
         value = np.ascontiguousarray(value)
-    header = io.BytesIO()
-    meta = fmt.header_data_from_array_1_0(value)
-    try:
-        fmt.write_array_header_1_0(header, meta)
-    except ValueError:  # a header over 64 KiB (a very structured dtype)
-        header = io.BytesIO()
-        fmt.write_array_header_2_0(header, meta)
-    body = value.T if meta["fortran_order"] else value
-    return [header.getvalue(), memoryview(body).cast("B") if value.size else b""]
+    fortran = not value.flags.c_contiguous  # as numpy's header_data_from_array_1_0 says
+    ident = (value.dtype, value.shape, fortran)
+    header = _NPY_WRITTEN.get(ident)
+    if header is None:
+        fmt = np.lib.format
+        buf = io.BytesIO()
+        meta = fmt.header_data_from_array_1_0(value)
+        try:
+            fmt.write_array_header_1_0(buf, meta)
+        except ValueError:  # a header over 64 KiB (a very structured dtype)
+            buf = io.BytesIO()
+            fmt.write_array_header_2_0(buf, meta)
+        header = buf.getvalue()
+        if len(_NPY_WRITTEN) >= 512:
+            _NPY_WRITTEN.clear()
+        _NPY_WRITTEN[ident] = header
+    body = value.T if fortran else value
+    return [header, memoryview(body).cast("B") if value.size else b""]
+
+
+#: .npy headers written, by (dtype, shape, Fortran order)
+_NPY_WRITTEN: dict[tuple[Any, ...], bytes] = {}
 
 
 # --- pandas (optional: pandas and pyarrow installed) -----------------------------------------
 
 def _is_frame(value: Any) -> bool:
-    """A DataFrame whose column names are all ``str`` (Parquet names columns by text), when
-    pyarrow is installed; pandas is never imported for this (a DataFrame means it is)."""
+    """A DataFrame or a Series, when pyarrow is installed; pandas is never imported for this
+    (a DataFrame means it is)."""
     pd = sys.modules.get("pandas")
-    if pd is None or type(value) is not pd.DataFrame or not _has_pyarrow():
-        return False
-    columns = value.columns
-    return columns.nlevels == 1 and all(type(c) is str for c in columns)
+    return pd is not None and type(value) in (pd.DataFrame, pd.Series) and _has_pyarrow()
 
 
 _PYARROW: list[bool] = []
@@ -367,24 +445,166 @@ def _has_pyarrow() -> bool:
     return _PYARROW[0]
 
 
+#: the key, in a Parquet file's metadata, of what pandas' own metadata cannot say (JSON): a
+#: Series (``"series": true``, its ``"name"``), column labels that are not text (``"columns"``)
+_PANDAS_MARK = b"gitstore"
+
+
 def _write_parquet(value: Any, fp: BinaryIO) -> None:
-    # pandas keeps the index (with its names), the dtypes and attrs in the file's metadata
+    # pandas keeps the index (with its names; a RangeIndex as metadata), the dtypes and attrs
+    # in the file's metadata; what it cannot (a Series, column labels that are not text, an
+    # index's freq) goes under _PANDAS_MARK. What still would not come back exactly (checked by
+    # reading the file back) is refused.
+    from .errors import LossyDataError
+
+    data = _parquet_bytes(value)
+    problem = _pandas_difference(value, _read_parquet(io.BytesIO(data)))
+    if problem:
+        raise LossyDataError(f"this {type(value).__name__} would not come back exactly from "
+                             f"Parquet: {problem}", problem)
+    fp.write(data)
+
+
+def _parquet_bytes(value: Any) -> bytes:
+    import pandas as pd
+
+    mark: dict[str, Any] = {}
+    frame = value
+    if type(value) is pd.Series:
+        mark["series"] = True
+        mark["name"] = _to_tagged_label(value.name, "the Series' name")
+        frame = value.to_frame(name=value.name if type(value.name) is str else "values")
+    columns = frame.columns
+    if isinstance(columns, pd.RangeIndex) or not (
+            columns.nlevels == 1 and all(type(c) is str for c in columns)):
+        mark["columns"] = _column_labels(columns)
+        texts = [str(c) for c in columns]
+        if len(set(texts)) != len(texts):
+            texts = [f"column {i}" for i in range(len(texts))]
+        frame = frame.set_axis(texts, axis=1)
+    freq = getattr(frame.index, "freq", None)
+    if freq is not None:
+        mark["freq"] = frame.index.freqstr
     try:
-        value.to_parquet(fp, engine="pyarrow", index=True)
-    except (TypeError, ValueError) as exc:  # attrs that are not JSON, mixed object columns
-        raise UnsupportedDataError(f"this DataFrame cannot be stored as Parquet: {exc}") from None
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=None)
+        meta = dict(table.schema.metadata or {})
+        if value.attrs:  # where pandas' own to_parquet keeps them
+            meta[b"PANDAS_ATTRS"] = json.dumps(value.attrs).encode("utf-8")
+        if mark:
+            meta[_PANDAS_MARK] = json.dumps(mark).encode("utf-8")
+        buf = io.BytesIO()
+        pq.write_table(table.replace_schema_metadata(meta), buf)
+    except Exception as exc:  # noqa: BLE001 - attrs that are not JSON, mixed object columns,
+        # types Arrow has not (complex): nothing is stored
+        raise UnsupportedDataError(f"this {type(value).__name__} cannot be stored as Parquet: "
+                                   f"{type(exc).__name__}: {exc}") from None
+    return buf.getvalue()
+
+
+def _pandas_difference(a: Any, b: Any) -> str:
+    """What differs between a DataFrame or Series and what came back ('' when nothing)."""
+    import pandas as pd
+
+    if type(a) is not type(b):
+        return f"a {type(a).__name__} came back as a {type(b).__name__}"
+    check = pd.testing.assert_series_equal if type(a) is pd.Series else \
+        pd.testing.assert_frame_equal
+    try:
+        check(b, a, check_exact=True, check_index_type=True, check_freq=True,
+              check_flags=True, **({} if type(a) is pd.Series else {"check_column_type": True}))
+    except AssertionError as exc:
+        return " ".join(str(exc).split())[:300]
+    if a.attrs != b.attrs or _attrs_text(a.attrs) != _attrs_text(b.attrs):
+        return f"attrs {a.attrs!r} came back as {b.attrs!r}"
+    return ""
+
+
+def _attrs_text(attrs: Any) -> Any:
+    try:
+        return _json_bytes(attrs)
+    except UnsupportedDataError:
+        return repr(attrs)
+
+
+def _to_tagged_label(label: Any, what: str) -> Any:
+    try:
+        return to_tagged(label)
+    except UnsupportedDataError:
+        from .errors import LossyDataError
+
+        raise LossyDataError(f"{what} {label!r} ({type(label).__name__}) cannot be kept in "
+                             "Parquet: labels must be plain data (str, int, float, tuple...)",
+                             "label") from None
+
+
+def _column_labels(columns: Any) -> dict[str, Any]:
+    import pandas as pd
+
+    spec: dict[str, Any] = {
+        "names": [_to_tagged_label(n, "the column index name") for n in columns.names]}
+    if isinstance(columns, pd.RangeIndex):
+        spec["range"] = [columns.start, columns.stop, columns.step]
+        return spec
+    spec["labels"] = [_to_tagged_label(c, "the column label") for c in columns.tolist()]
+    if isinstance(columns, pd.MultiIndex):
+        spec["multi"] = True
+    else:
+        spec["dtype"] = str(columns.dtype)
+    return spec
+
+
+def _restore_columns(frame: Any, spec: dict[str, Any]) -> Any:
+    import pandas as pd
+
+    names = [from_tagged(n) for n in spec["names"]]
+    if "range" in spec:
+        columns = pd.RangeIndex(*spec["range"], name=names[0])
+    elif spec.get("multi"):
+        columns = pd.MultiIndex.from_tuples([from_tagged(c) for c in spec["labels"]],
+                                            names=names)
+    else:
+        columns = pd.Index([from_tagged(c) for c in spec["labels"]], dtype=spec["dtype"],
+                           name=names[0])
+    attrs = frame.attrs
+    frame = frame.set_axis(columns, axis=1)
+    frame.attrs = attrs
+    return frame
 
 
 def _read_parquet(fp: BinaryIO) -> Any:
     try:
         import pandas as pd
-        import pyarrow  # noqa: F401
+        import pyarrow.parquet as pq
     except ImportError:
         raise UnknownCodecError(_unknown_message("'parquet' (install gitstore[pandas]: "
                                                  "pandas and pyarrow)"), "parquet") from None
     if not (hasattr(fp, "seek") and hasattr(fp, "seekable") and fp.seekable()):
         fp = io.BytesIO(fp.read())  # Parquet's footer is at the end
-    return pd.read_parquet(fp, engine="pyarrow")
+    start = fp.tell()
+    meta = pq.read_schema(fp).metadata or {}
+    fp.seek(start)
+    frame = pd.read_parquet(fp, engine="pyarrow")
+    if _PANDAS_MARK not in meta:
+        return frame
+    mark = json.loads(meta[_PANDAS_MARK])
+    if not isinstance(mark, dict):
+        raise ValueError("the gitstore metadata of this Parquet file is not an object")
+    if "columns" in mark:
+        frame = _restore_columns(frame, mark["columns"])
+    if "freq" in mark:
+        attrs = frame.attrs
+        frame.index = type(frame.index)(frame.index, freq=mark["freq"])
+        frame.attrs = attrs
+    if mark.get("series"):
+        attrs = frame.attrs
+        series = frame.iloc[:, 0]
+        series.name = from_tagged(mark.get("name"))
+        series.attrs = attrs
+        return series
+    return frame
 
 
 # --- the rest --------------------------------------------------------------------------------
@@ -417,6 +637,9 @@ _BUILTIN: list[Codec] = [
           lambda fp: fp.read().decode("utf-8", "surrogatepass")),
     Codec("bin", "bin", lambda v: type(v) is bytes, _write_bin, lambda fp: fp.read()),
     Codec("parquet", "parquet", _is_frame, _write_parquet, _read_parquet),
+    Codec("netcdf", "nc", _ext.is_xarray, _ext.write_netcdf, _ext.read_netcdf),
+    Codec("safetensors", "safetensors", _ext.is_tensor, _ext.write_safetensors,
+          _ext.read_safetensors),
     Codec("json", "json", _is_plain, _write_json, _read_json),
 ]
 _JSON = _BUILTIN[-1]
@@ -553,9 +776,11 @@ def load_codec_plugins() -> list[str]:
     unknown); returns one line per failure.
     """
     global _plugins_tried
+    _plugins_tried = True
+    if not _may_have_plugins():
+        return []
     from importlib.metadata import entry_points
 
-    _plugins_tried = True
     problems = []
     for point in entry_points(group=PLUGIN_GROUP):
         ident = f"{point.name} = {point.value}"
@@ -571,6 +796,42 @@ def load_codec_plugins() -> list[str]:
             problems.append(f"codec plugin {point.name!r} ({point.value}) failed to load: "
                             f"{type(exc).__name__}: {exc}")
     return problems
+
+
+def _may_have_plugins() -> bool:
+    """Whether any installed distribution on ``sys.path`` may declare a codec plugin: its
+    ``entry_points.txt`` names the group. A quick look (no metadata parsed) that spares the
+    command line the full scan (tens of ms in a large environment) when none does; anything
+    it cannot look into (a zip on sys.path, an unreadable folder) counts as a maybe."""
+    import importlib.machinery
+    import os
+
+    for finder in sys.meta_path:  # a finder of distributions that are not folders
+        if hasattr(finder, "find_distributions") and \
+                finder is not importlib.machinery.PathFinder:
+            return True
+    needle = PLUGIN_GROUP.encode()
+    for entry in sys.path:
+        folder = entry or "."
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            continue
+        except OSError:  # a zip file, a folder we may not list
+            return True
+        for name in names:
+            if name.endswith((".dist-info", ".egg-info")):
+                try:
+                    with open(os.path.join(folder, name, "entry_points.txt"), "rb") as f:
+                        if needle in f.read():
+                            return True
+                except (FileNotFoundError, NotADirectoryError):  # none, or an egg-info file
+                    continue
+                except OSError:
+                    return True
+            elif name.endswith(".egg"):
+                return True
+    return False
 
 
 def _load_plugins_once() -> bool:

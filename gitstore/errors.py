@@ -21,6 +21,7 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
     │   └── GraphvizNotFoundError (FileNotFoundError)  no `dot` binary for svg/png
     ├── DataError
     │   ├── UnsupportedDataError (TypeError)   no safe codec, pickle not allowed
+    │   │   └── LossyDataError           its codec would not give it back exactly (.detail)
     │   ├── UntrustedDataError           a pickle, without allow_pickle=True
     │   ├── UnknownCodecError            no codec here reads the format (.codec): not corrupt
     │   └── CorruptEntryError            stored bytes do not match their id (.key, .expected, .got)
@@ -53,6 +54,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidAttributeNameError",
     "InvalidComponentError",
+    "LossyDataError",
     "MergeConflictError",
     "MissingDependencyError",
     "ParameterError",
@@ -172,6 +174,15 @@ class DataError(GitStoreError):
 
 class UnsupportedDataError(DataError, TypeError):
     """No safe codec handles this object, and pickle was not allowed."""
+
+
+class LossyDataError(UnsupportedDataError):
+    """The codec for this type would not give the value back exactly (a dtype, an attribute's
+    type, a name it cannot keep): refused rather than silently changed. ``detail`` says what."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class UntrustedDataError(DataError):

@@ -43,9 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import decimal
 import enum
-import fractions
 import hashlib
 import pathlib
 import struct
@@ -168,10 +166,10 @@ def _encode_more(value: Any, path: str, out: list[bytes], depth: int) -> None:
         out.append(b"E")
         _encode(_type_name(t), path, out, depth + 1)
         _encode(value.value, f"{path}.value" if path else "value", out, depth + 1)
-    elif t is decimal.Decimal:
+    elif t is getattr(sys.modules.get("decimal"), "Decimal", None):  # not imported: not one
         out.append(b"M")
         _encode(str(value), path, out, depth + 1)
-    elif t is fractions.Fraction:
+    elif t is getattr(sys.modules.get("fractions"), "Fraction", None):
         out.append(b"Q")
         _encode(str(value), path, out, depth + 1)
     elif isinstance(value, KeyedBy):

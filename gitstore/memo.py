@@ -57,6 +57,9 @@ from .keys import KeyedBy, PinnedKey, canonical_bytes
 __all__ = ["CachedFunction", "cache", "forget_digests"]
 
 RESULT = "result"  # the attribute a call's value is stored as
+_SCALARS = frozenset({int, float, str, bool, type(None), bytes})
+_MISSING = object()
+_STORED = [0]  # calls stored by this process (under _lock): a waiting thread re-checks
 
 # --- results of cached calls, by identity (lineage) ----------------------------------------------
 
@@ -266,6 +269,7 @@ class CachedFunction:
         functools.update_wrapper(self, func)
         self._busy: dict[str, threading.Lock] = {}  # one computation per key in a process
         self._cell: str | None = None  # the version of a function with no source file
+        self._keys: dict[tuple[Any, ...], str] = {}  # scalar arguments and version -> key
 
     def __reduce__(self) -> Any:
         # workers (loky, multiprocessing) import the function by its module and name and wrap
@@ -333,37 +337,86 @@ class CachedFunction:
 
     def _lookup(self, call: _Call) -> tuple[bool, Any, str]:
         key = self.store.key_of(call)
-        found = self.store._get(key, RESULT, call.version)
+        value = self._stored(key, call.version)
+        return (False, None, key) if value is _MISSING else (True, value, key)
+
+    def _stored(self, key: str, version: Any) -> Any:
+        """The stored value of a call, or _MISSING."""
+        found = self.store._get(key, RESULT, version)
         if found is None:
-            return False, None, key
+            return _MISSING
         codec, payload = found
         try:
-            value = decode_payload(codec, payload, self.store.allow_pickle)
+            return decode_payload(codec, payload, self.store.allow_pickle)
         except CorruptEntryError as exc:
             exc.key = exc.key or key
             raise
-        return True, value, key
 
     def _keep(self, call: _Call, key: str, value: Any) -> Any:
         self.store.store(self._provenance(call), RESULT, value)
+        with _lock:
+            _STORED[0] += 1
         _remember(_RESULTS, value, key)
         return value
+
+    def _quick_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]
+                   ) -> tuple[Any, str, _Call | None]:
+        """(version, key, the call if it was built) of a call whose arguments are all scalars
+        (int, float, str, bool, None, bytes), from a per-function table; ``(None, "", None)``
+        for other calls. Such arguments are keyed by their content (they cannot be results of
+        cached calls), and the version is checked on every call, so the table only saves
+        binding and encoding them again."""
+        if self.content_paths:
+            return None, "", None
+        ident: list[Any] = [len(args)]
+        for a in args:
+            t = type(a)
+            if t not in _SCALARS:
+                return None, "", None
+            ident.append(a.hex() if t is float else a)  # 0.0 and -0.0, 1 and True differ
+            ident.append(t)
+        for name, a in kwargs.items():
+            t = type(a)
+            if t not in _SCALARS:
+                return None, "", None
+            ident += (name, a.hex() if t is float else a, t)
+        version = self.version
+        if type(version) is not str:
+            return None, "", None
+        ident.append(version)
+        whole = tuple(ident)
+        key = self._keys.get(whole)
+        call = None
+        if key is None:
+            call = self.component(*args, **kwargs)
+            key = self.store.key_of(call)
+            if len(self._keys) >= 4096:
+                self._keys.clear()
+            self._keys[whole] = key
+        return version, key, call
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.is_async:
             return self._acall(args, kwargs, force=False)
-        call = self.component(*args, **kwargs)
-        hit, value, key = self._lookup(call)
-        if hit:
+        version, key, call = self._quick_key(args, kwargs)
+        if not key:
+            call = self.component(*args, **kwargs)
+            version, key = call.version, self.store.key_of(call)
+        seen = _STORED[0]
+        value = self._stored(key, version)
+        if value is not _MISSING:
             _remember(_RESULTS, value, key)
             return value
         with _lock:
             busy = self._busy.setdefault(key, threading.Lock())
         with busy:  # threads of this process asking for one call: one computes, others hit
-            hit, value, key = self._lookup(call)
-            if hit:
-                _remember(_RESULTS, value, key)
-                return value
+            if _STORED[0] != seen:  # something was stored meanwhile: perhaps this call
+                value = self._stored(key, version)
+                if value is not _MISSING:
+                    _remember(_RESULTS, value, key)
+                    return value
+            if call is None:
+                call = self.component(*args, **kwargs)
             try:
                 return self._keep(call, key, self.func(*args, **kwargs))
             finally:

@@ -16,15 +16,12 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy as _copy
-import http.client
 import itertools
 import math
 import os
 import re
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -126,6 +123,10 @@ def _fetch_url(url: str) -> tuple[str, str]:
             :data:`MAX_URL_BYTES` bytes, or text that is not UTF-8. The error names the URL
             (without its password).
     """
+    import http.client  # here, not at import: loading ssl and email costs tens of ms
+    import urllib.error
+    import urllib.request
+
     shown = _redact(url)
     try:
         parts = urllib.parse.urlsplit(url)
@@ -657,7 +658,9 @@ class ParameterSet(dict[str, Any]):
             if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
                 raise ParameterFileError(_redact(given), None, "save() writes local files "
                                          "only (a path or file:///path)")
-            target = Path(urllib.request.url2pathname(parts.path))
+            from urllib.request import url2pathname
+
+            target = Path(url2pathname(parts.path))
         else:
             target = Path(given)
         if target.suffix.lower() in (".yaml", ".yml"):

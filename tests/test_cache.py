@@ -533,3 +533,22 @@ def test_dask_distributed_local_cluster(store: GitDataStore, tmp_path: Path) -> 
     assert {int(p) for p in _pids(log)} <= workers and max(_pids(log).values()) <= 4
     before = len(log.read_text().split())
     assert cached(3)["square"] == 9 and len(log.read_text().split()) == before  # a hit here
+
+
+def test_scalar_arguments_that_compare_equal_are_distinct_calls(tmp_path: Path) -> None:
+    # the warm path keeps a table of keys by argument value: 1, True and 1.0 compare equal
+    # (and hash alike), 0.0 and -0.0 too, yet each is its own call, as the keys say
+    store = GitDataStore(tmp_path / "s", create=True)
+    seen: list[Any] = []
+
+    def f(x: Any, y: Any = None) -> Any:
+        seen.append(x)
+        return repr(x)
+
+    g = store.cache(f)
+    for x in (1, True, 1.0, 0.0, -0.0, "1", b"1", None):
+        assert g(x) == repr(x) and g(x) == repr(x)
+    assert [repr(x) for x in seen] == ["1", "True", "1.0", "0.0", "-0.0", "'1'", "b'1'", "None"]
+    assert g(1, y=2) == "1" and g(1, 2) == "1"  # one call, bound the same way
+    assert len(seen) == 9
+    store.close()

@@ -193,3 +193,35 @@ def test_console_script_demo_ls_verify(tmp_path: Path) -> None:
     verify = subprocess.run([sys.executable, "-m", "gitstore", "verify"], cwd=tmp_path,
                             capture_output=True, text=True)
     assert verify.returncode == 0 and "verified" in verify.stdout
+
+
+def test_help_is_served_from_a_cache_byte_for_byte(tmp_path: Path) -> None:
+    """``gitstore --help`` prints, from the second time on, what typer printed the first time,
+    without importing typer; another terminal width or other arguments are other entries."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "COLUMNS"))}
+    env.update(HOME=str(tmp_path), COLUMNS="100")
+    cache = tmp_path / ".cache" / "gitstore" / "help"
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([console_script(), *args], capture_output=True, text=True,
+                              env=dict(env, **extra), timeout=120)
+
+    typer_itself = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.argv[0] = 'gitstore'\n"
+         "from gitstore_cli.main import main; main()", "--help"],
+        capture_output=True, text=True, env=env, timeout=120)
+    first, second = run("--help"), run("--help")
+    assert first.returncode == second.returncode == typer_itself.returncode == 0
+    assert "Usage: gitstore" in first.stdout and "show" in first.stdout
+    assert first.stdout == second.stdout == typer_itself.stdout
+    assert len(list(cache.iterdir())) == 1
+    (entry,) = cache.iterdir()
+    entry.write_text("served from the cache\n")  # the second run read it: prove it
+    assert run("--help").stdout == "served from the cache\n"
+    wide = run("--help", COLUMNS="140")
+    assert wide.stdout != first.stdout and len(list(cache.iterdir())) == 2
+    show = run("show", "--help")
+    assert show.returncode == 0 and "Show an entry" in show.stdout and run("show", "--help").stdout == \
+        show.stdout and len(list(cache.iterdir())) == 3
+    assert run("--store", str(tmp_path), "--help").returncode == 0  # options: not cached
+    assert len(list(cache.iterdir())) == 3
