@@ -16,6 +16,7 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
     │       └── ParameterNameError (NameError)      literal text naming an unknown name
     ├── InvalidAttributeNameError (ValueError)
     ├── InvalidArgumentError (ValueError)  an argument out of range (prune's bounds)
+    │   └── QueryError                   a --where query that does not parse (.text, .position)
     ├── DataError
     │   ├── UnsupportedDataError (TypeError)   no safe codec, pickle not allowed
     │   ├── UntrustedDataError           a pickle, without allow_pickle=True
@@ -55,6 +56,7 @@ __all__ = [
     "ParameterNameError",
     "ParameterSyntaxError",
     "ParameterTypeError",
+    "QueryError",
     "RemoteError",
     "StoreError",
     "StoreLocationError",
@@ -142,6 +144,16 @@ class InvalidAttributeNameError(GitStoreError, ValueError):
 
 class InvalidArgumentError(GitStoreError, ValueError):
     """An argument is of the wrong kind or out of range (a negative bound, NaN)."""
+
+
+class QueryError(InvalidArgumentError):
+    """A parameter query (``ls --where``) that does not parse: ``.text`` is the query,
+    ``.position`` the 0-based offset where it stops making sense."""
+
+    def __init__(self, why: str, text: str, position: int) -> None:
+        shown = text if len(text) <= 120 else text[:120] + "..."
+        super().__init__(f"bad query at position {position}: {why} (in {shown!r})")
+        self.why, self.text, self.position = why, text, position
 
 
 class DataError(GitStoreError):
