@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import QueryError
 
@@ -153,6 +153,7 @@ class _Parser:
             if m is None:
                 self.fail("unexpected character", pos)
             kind = m.lastgroup or ""
+            value: Any
             raw = m.group()
             if kind == "name" and raw.lower() in _WORDS:
                 kind, value = "word", raw.lower()
@@ -197,7 +198,7 @@ class _Parser:
                 j += 1
         return "".join(out)
 
-    def fail(self, why: str, pos: int | None = None) -> Any:
+    def fail(self, why: str, pos: int | None = None) -> NoReturn:
         if pos is None:
             pos = self.peek()[2]
         raise QueryError(why, self.text, pos)

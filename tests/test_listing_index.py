@@ -189,3 +189,60 @@ def test_cli_ls_uses_the_index(path: Path) -> None:
     assert first.exit_code == second.exit_code == 0
     assert json.loads(first.stdout) == json.loads(second.stdout)
     assert len(json.loads(first.stdout)) == 21
+
+
+def _with_recorded_sizes(path: Path, tmp_path: Path, recorded: str) -> str:
+    """Rewrite the one entry's component.yaml with an ``attributes`` mapping (as helper
+    'partial' records it at store time, or as a hostile remote may write it), with git."""
+    ref = "refs/gitstore/versions/v1"
+    env = {"GIT_DIR": str(path), "GIT_INDEX_FILE": str(tmp_path / "index"), "HOME": str(tmp_path),
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@e"}
+
+    def git(*args: str, data: bytes | None = None) -> str:
+        return subprocess.run(["git", *args], env=env, input=data, capture_output=True,
+                              check=True).stdout.decode().strip()
+
+    git("read-tree", ref)
+    name = next(line.split("\t")[1] for line in git("ls-files", "-s").splitlines()
+                if line.endswith("component.yaml"))
+    text = git("cat-file", "blob", f"{ref}:{name}") + "\n" + recorded
+    blob = git("hash-object", "-w", "--stdin", data=text.encode())
+    git("update-index", "--cacheinfo", f"100644,{blob},{name}")
+    tree = git("write-tree")
+    commit = git("commit-tree", tree, "-p", ref, "-m", "recorded sizes")
+    git("update-ref", ref, commit)
+    return name
+
+
+@pytest.mark.parametrize("recorded, expected", [
+    ("attributes:\n  x:\n    size: 123456\n    codec: json\n", 123456),
+    ("attributes:\n  x:\n    size: -5\n", None),
+    ("attributes:\n  x:\n    size: true\n", None),
+    ("attributes:\n  x:\n    size: '99'\n", None),
+    ("attributes:\n  x:\n    size: 1.0e+30\n", None),
+    ("attributes:\n  x: [1, 2]\n", None),
+    ("attributes: hello\n", None),
+])
+def test_sizes_recorded_in_the_description_are_used_when_well_typed(
+        tmp_path: Path, recorded: str, expected: int | None) -> None:
+    path = tmp_path / "s.git"
+    with GitDataStore(path) as s:
+        s.store(SimpleComponent({"n": 1}, version="v1"), "x", list(range(100)))
+        actual = len(s.read(next(iter(s.entries())).key, "x", raw=True))
+    _with_recorded_sizes(path, tmp_path, recorded)
+    for use_index in (True, False):
+        with GitDataStore(path) as s:
+            s.use_listing_index = use_index
+            (row,) = list(s.listing())
+            assert row.problem is None
+            assert row.sizes == {"x": expected if expected is not None else actual}
+
+
+def test_show_uses_recorded_sizes(tmp_path: Path) -> None:
+    path = tmp_path / "s.git"
+    with GitDataStore(path) as s:
+        s.store(SimpleComponent({"n": 1}, version="v1"), "x", list(range(100)))
+    _with_recorded_sizes(path, tmp_path, "attributes:\n  x:\n    size: 123456\n")
+    with GitDataStore(path) as s:
+        assert s.attributes(next(iter(s.entries())).key)["x"]["size"] == 123456

@@ -912,16 +912,20 @@ class GitCore(AbstractDataStore):
         or of an :class:`Entry` already found (not looked up again)."""
         entry = key if isinstance(key, Entry) else self.find(key)
         listing = self._listing(entry.key, ref_for_version(entry.version), None)
+        recorded = entry.component.get("attributes")
         out = {}
         for name, sha in sorted(listing.items()):
             if name == _COMPONENT:
                 continue
             attribute, _, ext = name.decode().rpartition(".")
             codec = codec_by_ext(ext)  # None: a format no codec here reads
-            try:
-                size: int | None = self._blob_size(sha)
-            except CorruptEntryError:
-                size = None  # missing or damaged: verify names it; the others are listed
+            info = recorded.get(attribute) if isinstance(recorded, dict) else None
+            size: int | None = info.get("size") if isinstance(info, dict) else None
+            if type(size) is not int or size < 0:  # recorded at store time, display only
+                try:
+                    size = self._blob_size(sha)
+                except CorruptEntryError:
+                    size = None  # missing or damaged: verify names it; the others are listed
             out[attribute] = {"file": name.decode(),
                               "codec": codec.name if codec.known else None,
                               "size": size, "id": sha.decode()}

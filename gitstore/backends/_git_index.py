@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency
     def _dumps(value: Any) -> bytes:
         return json.dumps(value, allow_nan=False).encode()
 
-    _loads = json.loads
+    _loads = json.loads  # type: ignore[assignment]
 
 __all__ = ["ListedEntry", "ListingIndex", "index_enabled"]
 
@@ -105,7 +105,7 @@ def _exact_json(value: Any, depth: int = 0) -> bool:
     if value is None or t is bool or t is str:
         return True
     if t is int:
-        return -_INT64 <= value < _INT64
+        return bool(-_INT64 <= value < _INT64)
     if t is float:
         return math.isfinite(value)
     if t is list:
@@ -423,10 +423,10 @@ class ListingIndex:
             changed, dated = self._since(ref, tip, found[0].encode(), found[1].encode(), root)
         if changed is None:  # first time, or a rewritten history: from the trees
             entries: dict[str, bytes] = {}
-            for hexkey, tree, problem in core._scan(ref):
+            for hexkey, entry_tree, problem in core._scan(ref):
                 if problem is not None:
                     return False
-                entries[hexkey] = tree
+                entries[hexkey] = entry_tree
             dated = core._dates_of(ref, set(entries))
             conn.execute("DELETE FROM entries WHERE ref = ?", (ref,))
             changed = dict(entries)
