@@ -226,14 +226,15 @@ def ls(
         _emit_rows(rows)
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None)
     for column in ("key", "type", "version", "attributes", "size", "date"):
         table.add_column(column, justify="right" if column == "size" else "left")
-    for row_out in rows:
-        table.add_row(key_hex(row_out["key"])[:12], row_out["type"], row_out["version"],
-                      ",".join(row_out["attributes"]), _size(row_out["size"]),
-                      when(row_out["date"]))
+    for row_out in rows:  # Text: names from other people's stores are never rich markup
+        table.add_row(Text(key_hex(row_out["key"])[:12]), Text(row_out["type"]),
+                      Text(row_out["version"]), Text(",".join(row_out["attributes"])),
+                      _size(row_out["size"]), when(row_out["date"]))
     out.print(table)
 
 

@@ -108,14 +108,19 @@ def test_hostile_rows_are_not_believed(path: Path) -> None:
         shown(s)
     conn = sqlite3.connect(path / INDEX)
     with conn:
-        conn.execute("UPDATE trees SET key = 'k1-sha256:' || substr(key, 12) || 'x', "
+        conn.execute("UPDATE entries SET key = 'k1-sha256:' || substr(key, 12) || 'x', "
                      "attrs = '[[\"x\", -1]]' WHERE substr(tree, 1, 1) < '8'")
-        conn.execute("UPDATE trees SET attrs = '[[\"x\", \"<b>huge</b>\"]]'")
+        conn.execute("UPDATE entries SET attrs = '[[\"x\", \"<b>huge</b>\"]]' "
+                     "WHERE substr(tree, 1, 1) >= '8' AND substr(tree, 1, 1) < 'c'")
+        conn.execute("UPDATE entries SET tree = '../../../../etc/passwd' "
+                     "WHERE substr(tree, 1, 1) >= 'c'")
         conn.execute("UPDATE descriptions SET data = X'6a7b7d'")  # "j{}": no key in it
-        conn.execute("INSERT INTO entries VALUES ('refs/gitstore/versions/v1', 'zz', 'qq', 1)")
+        conn.execute("INSERT INTO entries VALUES ('refs/gitstore/versions/v1', 'zz', 'qq', 1, "
+                     "'k1-sha256:zz', 't', 'v1', '[]')")
     conn.close()
     with GitDataStore(path) as s:
         assert shown(s) == want
+        assert shown(s) == want  # rebuilt
 
 
 def test_rewritten_history_rebuilds(path: Path) -> None:
@@ -246,3 +251,16 @@ def test_show_uses_recorded_sizes(tmp_path: Path) -> None:
     _with_recorded_sizes(path, tmp_path, "attributes:\n  x:\n    size: 123456\n")
     with GitDataStore(path) as s:
         assert s.attributes(next(iter(s.entries())).key)["x"]["size"] == 123456
+
+
+def test_ls_table_shows_markup_in_names_as_text(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gitstore_cli.main import app
+
+    path = tmp_path / "s.git"
+    with GitDataStore(path) as s:
+        s.store(SimpleComponent({"n": 1}, version="[/]v1[bold]"), "[red]x", 1)
+    result = CliRunner().invoke(app, ["--store", str(path), "ls"])
+    assert result.exit_code == 0, result.output
+    assert "[/]v1[bold]" in result.stdout and "[red]x" in result.stdout

@@ -51,11 +51,10 @@ except ImportError:  # pragma: no cover - orjson is a dependency
 
 __all__ = ["ListedEntry", "ListingIndex", "index_enabled"]
 
-SCHEMA = 2
+SCHEMA = 3
 _FILE = "listing.sqlite"
 _INT64 = 1 << 63
-_HEX64 = re.compile("[0-9a-f]{64}").fullmatch
-_HEX40 = re.compile("[0-9a-f]{40}").fullmatch
+_HEX104 = re.compile("[0-9a-f]{104}").fullmatch  # an entry's digest and its tree id
 
 
 class ListedEntry:
@@ -138,19 +137,38 @@ def decode_fields(hexkey: str, key: Any, type_: Any, version: Any, attrs: Any
     if not (isinstance(key, str) and key.endswith(":" + hexkey) and isinstance(type_, str)
             and isinstance(version, str) and isinstance(attrs, str)):
         return None
+    sizes = _attrs(attrs)
+    if sizes is None:
+        return None
+    return (key, type_, version, tuple(sizes)), dict(sizes)
+
+
+_SEEN: dict[str, dict[str, int | None] | None] = {}
+
+
+def _attrs(text: str) -> dict[str, int | None] | None:
+    """``{attribute: size}`` from an index row's JSON, checked (remembered by text: a sweep's
+    entries often share it)."""
+    if text in _SEEN:
+        return _SEEN[text]
+    sizes: dict[str, int | None] | None = {}
     try:
-        pairs = _loads(attrs)
+        pairs = _loads(text)
     except ValueError:
-        return None
+        pairs = None
     if not isinstance(pairs, list):
-        return None
-    sizes: dict[str, int | None] = {}
-    for pair in pairs:
-        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
-                and type(pair[1]) is int and pair[1] >= 0):
-            return None
-        sizes[pair[0]] = pair[1]
-    return (key, type_, version, tuple(sizes)), sizes
+        sizes = None
+    else:
+        for pair in pairs:
+            if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
+                    and type(pair[1]) is int and pair[1] >= 0):
+                sizes = None
+                break
+            sizes[pair[0]] = pair[1]  # type: ignore[index]
+    if len(_SEEN) > 100_000:
+        _SEEN.clear()
+    _SEEN[text] = sizes
+    return sizes
 
 
 def decode_description(raw: Any, key: str) -> dict[str, Any] | None:
@@ -209,7 +227,9 @@ class ListingIndex:
                 except BaseException:
                     conn.close()
                     raise
-            except sqlite3.DatabaseError:
+            except sqlite3.OperationalError:
+                return None  # locked too long, read-only, out of space: list from the trees
+            except sqlite3.DatabaseError:  # not a database, or a damaged one: made anew
                 if attempt == 0 and not self._remove():
                     return None
             except OSError:
@@ -224,13 +244,13 @@ class ListingIndex:
                 conn.execute(f'DROP TABLE IF EXISTS "{name.replace(chr(34), "")}"')
             conn.execute("CREATE TABLE refs(ref TEXT PRIMARY KEY, tip TEXT NOT NULL, "
                          "root TEXT NOT NULL) WITHOUT ROWID")
+            # what a listing shows, in the entry's row (one range scan, no join); the
+            # descriptions apart, by tree id: a listing reads the small rows only
             conn.execute("CREATE TABLE entries(ref TEXT NOT NULL, hexkey TEXT NOT NULL, "
-                         "tree TEXT NOT NULL, date REAL, PRIMARY KEY(ref, hexkey)) "
-                         "WITHOUT ROWID")
-            # the descriptions apart: a listing reads the small rows only
-            conn.execute("CREATE TABLE trees(tree TEXT PRIMARY KEY, key TEXT, type TEXT, "
-                         "version TEXT, attrs TEXT) WITHOUT ROWID")
-            conn.execute("CREATE TABLE descriptions(tree TEXT PRIMARY KEY, data BLOB)")
+                         "tree TEXT NOT NULL, date REAL, key TEXT, type TEXT, version TEXT, "
+                         "attrs TEXT, PRIMARY KEY(ref, hexkey)) WITHOUT ROWID")
+            conn.execute("CREATE TABLE descriptions(tree TEXT PRIMARY KEY, key TEXT, "
+                         "type TEXT, version TEXT, attrs TEXT, data BLOB)")
             conn.execute(f"PRAGMA user_version={SCHEMA}")
             conn.execute("COMMIT")
         except BaseException:
@@ -262,9 +282,15 @@ class ListingIndex:
                 if not self._update(conn, ref):
                     return None
                 rows = conn.execute(
-                    "SELECT e.hexkey, e.tree, e.date, t.key, t.type, t.version, t.attrs "
-                    "FROM entries e LEFT JOIN trees t ON t.tree = e.tree WHERE e.ref = ? "
-                    "ORDER BY e.hexkey", (ref,)).fetchall()
+                    "SELECT hexkey, tree, date, key, type, version, attrs FROM entries "
+                    "WHERE ref = ? ORDER BY hexkey", (ref,)).fetchall()
+                if not all(type(h) is str and type(t) is str and _HEX104(h + t)
+                           for h, t, *_rest in rows):
+                    # not what we write: rebuilt at the next listing, this one from the trees
+                    conn.execute("DELETE FROM refs WHERE ref = ?", (ref,))
+                    return None
+            except sqlite3.OperationalError:
+                return None  # locked too long, read-only (another user's): from the trees
             except sqlite3.DatabaseError:
                 conn.close()
                 self._remove()  # damaged or hostile: the next listing rebuilds it
@@ -290,6 +316,8 @@ class ListingIndex:
             found = conn.execute("SELECT count(*) FROM entries WHERE ref = ?",
                                  (ref,)).fetchone()
             return int(found[0])
+        except sqlite3.OperationalError:
+            return None
         except sqlite3.DatabaseError:
             conn.close()
             self._remove()
@@ -303,10 +331,8 @@ class ListingIndex:
         sizes: _HeaderSizes | None = None
         try:
             for hexkey, tree, date, key, type_, version, attrs in rows:
-                if not (isinstance(hexkey, str) and isinstance(tree, str)
-                        and _HEX64(hexkey) and _HEX40(tree)):
-                    continue  # hostile: every entry of the ref is in the trees anyway
-                when = float(date) if dates and isinstance(date, (int, float)) else None
+                when = float(date) if dates and type(date) in (int, float) and \
+                    0 <= date < 1e11 else None  # NaN, or a hostile date: none
                 fields = decode_fields(hexkey, key, type_, version, attrs)
                 if fields is not None:
                     yield ListedEntry(None, fields[1], when, tree.encode(), fields[0],
@@ -333,8 +359,8 @@ class ListingIndex:
         conn = self._connect()
         if conn is not None:
             try:
-                found = conn.execute("SELECT d.data, t.attrs FROM trees t JOIN descriptions d "
-                                     "ON d.tree = t.tree WHERE t.tree = ?", (tree,)).fetchone()
+                found = conn.execute("SELECT data, attrs FROM descriptions WHERE tree = ?",
+                                     (tree,)).fetchone()
                 raw = found if found is not None else None
             except sqlite3.DatabaseError:
                 raw = None
@@ -434,33 +460,40 @@ class ListingIndex:
 
         sizes = _HeaderSizes(core)
         try:
-            known = {row[0] for row in conn.execute("SELECT tree FROM trees")} \
-                if len(changed) > 1000 else set()
+            known: dict[str, tuple[Any, ...]] = {
+                row[0]: row[1:] for row in conn.execute(
+                    "SELECT tree, key, type, version, attrs FROM descriptions")} \
+                if len(changed) > 1000 else {}
             for hexkey, tree in changed.items():
                 if tree is None:
                     conn.execute("DELETE FROM entries WHERE ref = ? AND hexkey = ?",
                                  (ref, hexkey))
                     continue
                 text = tree.decode()
-                conn.execute("INSERT OR REPLACE INTO entries(ref, hexkey, tree, date) "
-                             "VALUES (?, ?, ?, ?)", (ref, hexkey, text, dated.get(hexkey)))
-                if text in known or conn.execute("SELECT 1 FROM trees WHERE tree = ?",
-                                                 (text,)).fetchone() is not None:
-                    continue
-                entry, got, raw = core._entry_row(tree, hexkey.encode(), ref, sizes)
-                data = encode_row(entry, got, raw) if raw is not None else None
-                if data is not None:
-                    conn.execute("INSERT OR REPLACE INTO trees(tree, key, type, version, attrs) "
-                                 "VALUES (?, ?, ?, ?, ?)", (text, *data[:4]))
-                    conn.execute("INSERT OR REPLACE INTO descriptions(tree, data) VALUES (?, ?)",
-                                 (text, data[4]))
+                fields = known.get(text)
+                if fields is None and len(changed) <= 1000:
+                    fields = conn.execute("SELECT key, type, version, attrs FROM descriptions "
+                                          "WHERE tree = ?", (text,)).fetchone()
+                if fields is None:
+                    entry, got, raw = core._entry_row(tree, hexkey.encode(), ref, sizes)
+                    data = encode_row(entry, got, raw) if raw is not None else None
+                    if data is not None:
+                        conn.execute("INSERT OR REPLACE INTO descriptions(tree, key, type, "
+                                     "version, attrs, data) VALUES (?, ?, ?, ?, ?, ?)",
+                                     (text, *data))
+                        fields = data[:4]
+                    else:
+                        fields = (None, None, None, None)  # computed at each listing
+                conn.execute("INSERT OR REPLACE INTO entries(ref, hexkey, tree, date, key, "
+                             "type, version, attrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             (ref, hexkey, text, dated.get(hexkey), *fields))
         finally:
             sizes.close()
         conn.execute("INSERT OR REPLACE INTO refs(ref, tip, root) VALUES (?, ?, ?)",
                      (ref, tip.decode(), root.decode()))
         if len(changed) > 1000:  # entries that changed leave rows no ref points at
-            conn.execute("DELETE FROM trees WHERE tree NOT IN (SELECT tree FROM entries)")
-            conn.execute("DELETE FROM descriptions WHERE tree NOT IN (SELECT tree FROM trees)")
+            conn.execute("DELETE FROM descriptions WHERE tree NOT IN "
+                         "(SELECT tree FROM entries)")
         return True
 
     def _since(self, ref: str, tip: bytes, old_tip: bytes, old_root: bytes, root: bytes
