@@ -167,8 +167,13 @@ def ls(
     type_: Annotated[str | None, typer.Option("--type", help="Only this component type.")] = None,
     version: Annotated[str | None, typer.Option("--version", help="Only this version.")] = None,
     param: Annotated[list[str] | None, typer.Option(
-        "--param", help="Only entries whose parameter NAME (dotted) equals VALUE (YAML).",
-        metavar="NAME=VALUE")] = None,
+        "--param", help="Only entries whose parameter NAME (dotted) equals VALUE (YAML), "
+        "type and value (1 is not 1.0 nor true).", metavar="NAME=VALUE")] = None,
+    where: Annotated[str | None, typer.Option(
+        "--where", help="Only entries whose parameters match QUERY: comparisons (==, !=, <, "
+        "<=, >, >=, in [..], exists NAME) joined by and, or, not, parentheses; dotted names, "
+        "quoted strings; 20 does not match 20.0, true does not match 1.",
+        metavar="QUERY")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     rev: Annotated[str | None, typer.Option(
         "--rev", help="Only results valid for this code revision (HEAD, a tag, a commit).")
@@ -178,52 +183,71 @@ def ls(
 ) -> None:
     """List entries: key prefix, type, version, attributes, size, date.
 
-    Example: gitstore ls --type gitstore_cli.demo.population --param n_neurons=4000
+    Example: gitstore ls --type gitstore_cli.demo.population --where "tau >= 10 and n == 3"
     Example: gitstore ls --rev HEAD~2
     """
+    import gc
+
+    from gitstore.query import parse_where, same_value
+
+    gc.disable()  # a short-lived process building 100k small rows: no collection passes
     wanted = {}
     for item in param or []:
         name, sep, value = item.partition("=")
         if not sep:
             raise InvalidArgumentError(f"--param takes NAME=VALUE, not {item!r}")
         wanted[name] = _parameters(f"v: {value}")["v"] if value else None
+    query = parse_where(where) if where is not None else None
+
+    def matches(flat: Any) -> bool:
+        if any(k not in flat or not same_value(flat[k], v) for k, v in wanted.items()):
+            return False
+        return query is None or query(flat)
+
     with open_store() as store:
         rows = []
-        dates: dict[str, dict[str, float]] = {}
         valid = set(store.versions_for(rev, code_repo)) if rev is not None else None
-        for entry, sizes in store.entries_sized(version=version, type=type_):
-            if valid is not None and entry.version not in valid:
+        for row in store.listing(version=version, type=type_,
+                                 where=matches if (wanted or query) else None):
+            if valid is not None and row.version not in valid:
                 continue
-            if wanted:
-                flat = _parameters(entry.component.get("parameters") or {}).flatten() \
-                    if entry.problem is None else {}
-                if any(flat.get(k) != v for k, v in wanted.items()):
-                    continue
-            if entry.problem is not None:  # listed as damaged; it never stops the listing
-                err.print(f"gitstore: warning: {entry.problem}", markup=False)
-            elif entry.version not in dates:
-                dates[entry.version] = store.entry_dates(entry.version)
+            if row.problem is not None:  # listed as damaged; it never stops the listing
+                err.print(f"gitstore: warning: {row.problem}", markup=False)
             rows.append({
-                "key": entry.key,
-                "type": entry.type if entry.problem is None else "(unreadable)",
-                "version": entry.version,
-                "attributes": list(entry.attributes),
-                "size": sum(size or 0 for size in sizes.values()),
-                "date": dates.get(entry.version, {}).get(key_hex(entry.key)),
-                **({"problem": entry.problem} if entry.problem is not None else {}),
+                "key": row.key,
+                "type": row.type if row.problem is None else "(unreadable)",
+                "version": row.version,
+                "attributes": list(row.attributes),
+                "size": row.size,
+                "date": row.date,
+                **({"problem": row.problem} if row.problem is not None else {}),
             })
     if as_json:
-        emit_json(rows)
+        _emit_rows(rows)
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None)
     for column in ("key", "type", "version", "attributes", "size", "date"):
         table.add_column(column, justify="right" if column == "size" else "left")
-    for row in rows:
-        table.add_row(key_hex(row["key"])[:12], row["type"], row["version"],
-                      ",".join(row["attributes"]), _size(row["size"]), when(row["date"]))
+    for row_out in rows:  # Text: names from other people's stores are never rich markup
+        table.add_row(Text(key_hex(row_out["key"])[:12]), Text(row_out["type"]),
+                      Text(row_out["version"]), Text(",".join(row_out["attributes"])),
+                      _size(row_out["size"]), when(row_out["date"]))
     out.print(table)
+
+
+def _emit_rows(rows: list[dict[str, Any]]) -> None:
+    """JSON as :func:`emit_json` writes it, through orjson (100k rows: ~0.1 s, not ~1 s)."""
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - a dependency
+        emit_json(rows)
+        return
+    sys.stdout.flush()
+    sys.stdout.buffer.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2, default=str) + b"\n")
+    sys.stdout.buffer.flush()
 
 
 def _size(n: int) -> str:

@@ -19,6 +19,7 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
     ├── MissingDependencyError (ImportError)  an optional extra is not installed (.extra)
     ├── RenderError                  a picture could not be drawn (Graphviz failed)
     │   └── GraphvizNotFoundError (FileNotFoundError)  no `dot` binary for svg/png
+    │   └── QueryError                   a --where query that does not parse (.text, .position)
     ├── DataError
     │   ├── UnsupportedDataError (TypeError)   no safe codec, pickle not allowed
     │   │   └── LossyDataError           its codec would not give it back exactly (.detail)
@@ -62,6 +63,7 @@ __all__ = [
     "ParameterNameError",
     "ParameterSyntaxError",
     "ParameterTypeError",
+    "QueryError",
     "RemoteError",
     "RenderError",
     "StoreError",
@@ -166,6 +168,14 @@ class RenderError(GitStoreError):
 
 class GraphvizNotFoundError(RenderError, FileNotFoundError):
     """Graphviz's ``dot`` binary is not installed: only DOT text can be produced."""
+class QueryError(InvalidArgumentError):
+    """A parameter query (``ls --where``) that does not parse: ``.text`` is the query,
+    ``.position`` the 0-based offset where it stops making sense."""
+
+    def __init__(self, why: str, text: str, position: int) -> None:
+        shown = text if len(text) <= 120 else text[:120] + "..."
+        super().__init__(f"bad query at position {position}: {why} (in {shown!r})")
+        self.why, self.text, self.position = why, text, position
 
 
 class DataError(GitStoreError):

@@ -34,7 +34,8 @@ def T(params: Any, version: Any = "v1", type_name: str = "red.Component") -> Typ
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*")) if not p.name.endswith(".lock")}
+            for p in sorted(folder.rglob("*")) if not p.name.endswith(".lock")
+            and not p.name.startswith("listing.sqlite")}  # the derived listing index
 
 
 def console_script() -> str:

@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,9 +68,10 @@ from ..errors import (
 )
 from ..keys import KEY_SCHEME, key_hex, key_of
 from ..params import MISSING, ParameterSet
+from ._git_index import ListedEntry, ListingIndex, index_enabled
 from .base import COMPONENT_FILE, AbstractDataStore, Entry, check_attribute_name
 
-__all__ = ["Commit", "GitCore", "show_value"]
+__all__ = ["Commit", "GitCore", "ListedEntry", "show_value"]
 
 _DIR = 0o40000
 _FILE = 0o100644
@@ -143,6 +144,9 @@ class GitCore(AbstractDataStore):
     """
 
     supports_history = True
+    #: list through the derived index in ``<gitdir>/gitstore/listing.sqlite`` (see
+    #: :mod:`._git_index`; ``GITSTORE_LISTING_INDEX=0`` turns it off too)
+    use_listing_index = True
 
     def __init__(
         self,
@@ -479,46 +483,130 @@ class GitCore(AbstractDataStore):
             if found is not None and found[0] == _DIR:
                 yield self._entry(found[1])
 
-    def _listed(self, version: Any = None, sizes: _HeaderSizes | None = None
-                ) -> Iterator[tuple[Entry, bytes]]:
-        """Every entry (of one version, or all) with its tree id (b"" for a damaged part):
-        one walk of each tree, each description parsed once."""
-        if sizes is None:
-            sizes = _HeaderSizes(self)
-            try:
-                yield from self._listed(version, sizes)
-            finally:
-                sizes.close()
-            return
+    def _listed(self, version: Any = None) -> Iterator[tuple[Entry, bytes]]:
+        """Every entry (of one version, or all) with its tree id (b"" for a damaged part)."""
+        for row in self._listed_rows(version, None, None, False, describe=True):
+            yield row.entry, row.tree
+
+    def listing(self, version: Any = None, type: str | None = None,
+                where: str | Callable[[Mapping[str, Any]], bool] | None = None,
+                dates: bool = True) -> Iterator[ListedEntry]:
+        """Every entry (of one version, or all; of one type; whose parameters match ``where``)
+        with its attributes' sizes and, with ``dates``, when it last changed: what ``ls``
+        shows, in one pass. Read from the listing index (``<gitdir>/gitstore/listing.sqlite``,
+        brought up to date from the refs first, see :mod:`._git_index`) or, where it cannot be
+        used, from the trees: each tree walked once, each ``component.yaml`` parsed once,
+        sizes from the ``attributes`` sizes it records or from object headers (no attribute
+        is inflated). Damaged entries are listed with their ``problem`` (none match a
+        ``where``).
+
+        Args:
+            where: a query (:func:`gitstore.query.parse_where`), or a predicate over the
+                flattened parameters.
+
+        Raises:
+            QueryError: ``where`` does not parse.
+        """
+        return self._listed_rows(version, type, where, dates, describe=False)
+
+    def table(self, type: str | None = None,
+              where: str | Callable[[Mapping[str, Any]], bool] | None = None,
+              version: Any = None, pandas: bool | None = None) -> Any:
+        """One row per entry: key, type, version, date (when it last changed), size (bytes),
+        each parameter as a dotted column (``model.tau``), and ``size:<attribute>`` per
+        attribute (see :func:`gitstore.table.rows_of`); damaged entries are left out.
+        Attribute values are not read (that would inflate every blob): ``retrieve`` them.
+
+        Returns:
+            a pandas ``DataFrame`` when pandas is installed (or ``pandas=True``), else a
+            :class:`gitstore.table.Table` (``_repr_html_`` for notebooks, values escaped).
+
+        Raises:
+            QueryError: ``where`` does not parse.
+        """
+        from ..table import Table, rows_of
+
+        rows, columns = rows_of(self._listed_rows(version, type, where, True, describe=True))
+        out = Table(rows, columns)
+        if pandas is False:
+            return out
+        try:
+            return out.to_pandas()
+        except ImportError:
+            if pandas:
+                raise
+            return out
+
+    def _listed_rows(self, version: Any, type: str | None,
+                 where: str | Callable[[Mapping[str, Any]], bool] | None, dates: bool,
+                 describe: bool) -> Iterator[ListedEntry]:
+        """:meth:`listing`; with ``describe``, each row's ``entry`` decoded up front (in bulk)."""
+        from ..query import flatten, parse_where
+
+        predicate = parse_where(where) if isinstance(where, str) else where
         refs = [ref_for_version(version)] if version is not None else self._version_refs()
         for ref in refs:
-            for hexkey, tree, problem in self._scan(ref):
+            rows = [row for row in self._ref_listing(ref, dates)
+                    if type is None or (row.problem is None and row.type == type)]
+            if predicate is not None or describe:
+                ListingIndex(self).descriptions(rows)
+            for row in rows:
+                if predicate is not None and (row.problem is not None or row.entry.problem
+                                              is not None or not predicate(flatten(
+                                                  row.entry.component.get("parameters")
+                                                  or {}))):
+                    continue
+                yield row
+
+    def _ref_listing(self, ref: str, dates: bool) -> Iterator[ListedEntry]:
+        if self.use_listing_index and index_enabled():
+            listed = ListingIndex(self).listed(ref, dates)
+            if listed is not None:
+                yield from listed
+                return
+        scanned = list(self._scan(ref))
+        found = self._dates_of(ref, {h for h, _t, p in scanned if p is None}) if dates else {}
+        sizes = _HeaderSizes(self)
+        try:
+            for hexkey, tree, problem in scanned:
                 if problem is None:
-                    yield self._listed_entry(tree, hexkey.encode(), ref, sizes), tree
+                    entry, got, _raw = self._entry_row(tree, hexkey.encode(), ref, sizes)
+                    yield ListedEntry(entry, got, found.get(hexkey), tree)
                 else:
                     key_text = f"{KEY_SCHEME}:{hexkey}"
-                    yield Entry(key_text, (), {"key": key_text, "version": version_of_ref(ref)},
-                                problem=problem), b""
+                    yield ListedEntry(Entry(key_text, (), {"key": key_text,
+                                                           "version": version_of_ref(ref)},
+                                            problem=problem), {}, None, b"")
+        finally:
+            sizes.close()
+
+    def _entry_row(self, tree: bytes, name: bytes, ref: str, sizes: _HeaderSizes
+                   ) -> tuple[Entry, dict[str, int | None], bytes | None]:
+        """The entry in ``tree`` (see :meth:`_listed_entry`), its attributes' sizes and its
+        ``component.yaml`` text (None for a damaged entry)."""
+        entry = self._listed_entry(tree, name, ref, sizes)
+        got: dict[str, int | None] = {}
+        if entry.problem is not None:
+            return entry, got, None
+        names = self._db().tree(tree)
+        recorded = entry.component.get("attributes")
+        for file_name, (_mode, sha) in sorted(names.items()):
+            if file_name == _COMPONENT:
+                continue
+            attribute = file_name.decode().rpartition(".")[0]
+            info = recorded.get(attribute) if isinstance(recorded, dict) else None
+            size = info.get("size") if isinstance(info, dict) else None
+            # recorded at store time; from a remote, so display only: well-typed or ignored
+            got[attribute] = size if type(size) is int and size >= 0 else sizes.size(sha)
+        return entry, got, self._read_blob(names[_COMPONENT][1])
 
     def entries_sized(self, version: Any = None, type: str | None = None
                       ) -> Iterator[tuple[Entry, dict[str, int | None]]]:
         """Entries as :meth:`entries` gives them, each with its attributes' sizes
         (``{attribute: bytes}``, None where the object is missing or damaged; empty for a
-        damaged entry), in one pass: each tree walked once, each ``component.yaml`` parsed
-        once, sizes read from object headers (no attribute is inflated)."""
-        sizes = _HeaderSizes(self)
-        try:
-            for entry, tree in self._listed(version, sizes):
-                if type is not None and entry.type != type:
-                    continue
-                out: dict[str, int | None] = {}
-                if entry.problem is None and tree:
-                    for name, (_mode, sha) in sorted(self._db().tree(tree).items()):
-                        if name != _COMPONENT:
-                            out[name.decode().rpartition(".")[0]] = sizes.size(sha)
-                yield entry, out
-        finally:
-            sizes.close()
+        damaged entry), in one pass (see :meth:`listing`)."""
+        for row in self._listed_rows(version, type, None, False, describe=True):
+            yield row.entry, row.sizes
 
     def _listed_entry(self, tree: bytes, name: bytes, ref: str,
                       sizes: _HeaderSizes | None = None) -> Entry:
@@ -824,16 +912,20 @@ class GitCore(AbstractDataStore):
         or of an :class:`Entry` already found (not looked up again)."""
         entry = key if isinstance(key, Entry) else self.find(key)
         listing = self._listing(entry.key, ref_for_version(entry.version), None)
+        recorded = entry.component.get("attributes")
         out = {}
         for name, sha in sorted(listing.items()):
             if name == _COMPONENT:
                 continue
             attribute, _, ext = name.decode().rpartition(".")
             codec = codec_by_ext(ext)  # None: a format no codec here reads
-            try:
-                size: int | None = self._blob_size(sha)
-            except CorruptEntryError:
-                size = None  # missing or damaged: verify names it; the others are listed
+            info = recorded.get(attribute) if isinstance(recorded, dict) else None
+            size: int | None = info.get("size") if isinstance(info, dict) else None
+            if type(size) is not int or size < 0:  # recorded at store time, display only
+                try:
+                    size = self._blob_size(sha)
+                except CorruptEntryError:
+                    size = None  # missing or damaged: verify names it; the others are listed
             out[attribute] = {"file": name.decode(),
                               "codec": codec.name if codec.known else None,
                               "size": size, "id": sha.decode()}
@@ -877,9 +969,16 @@ class GitCore(AbstractDataStore):
 
     def entry_dates(self, version: Any) -> dict[str, float]:
         """When each entry of a version last changed: ``{hex digest: unix time}``."""
+        return {key_hex(row.key): row.date for row in self.listing(version)
+                if row.date is not None and row.problem is None}
+
+    def _dates_of(self, ref: str, wanted: set[str] | None) -> dict[str, float]:
+        """When each entry of ``ref`` (or each of ``wanted``) last changed, from its
+        first-parent history: one tree diff per commit, newest first, until all are dated."""
         db = self._db()
-        ref = ref_for_version(version)
-        remaining = {hexkey for hexkey, _tree in self._walk(ref)}
+        remaining = wanted if wanted is not None else \
+            {hexkey for hexkey, _tree in self._walk(ref)}
+        remaining = set(remaining)
         dates: dict[str, float] = {}
         try:
             for sha, info in self._commits(ref):
@@ -894,6 +993,15 @@ class GitCore(AbstractDataStore):
         except CorruptEntryError:
             pass  # a damaged or truncated history: the entries below it have no date
         return dates
+
+    def count_entries(self) -> int:
+        """How many entries the store holds (every version; damaged parts not counted)."""
+        total = 0
+        for ref in self._version_refs():
+            counted = ListingIndex(self).count(ref) \
+                if self.use_listing_index and index_enabled() else None
+            total += counted if counted is not None else sum(1 for _ in self._walk(ref))
+        return total
 
     # --- maintenance ---------------------------------------------------------------------------
 
@@ -963,9 +1071,11 @@ def _shown(name: bytes) -> str:
     return name[:80].decode("utf-8", "replace").encode("unicode_escape").decode("ascii")
 
 
-def _changed_entries(db: ObjectDB, tree: bytes, before: bytes | None) -> Iterator[str]:
-    """Hex digests of entries that differ between two root trees (walking only what differs)."""
-    def walk(a: bytes | None, b: bytes | None, depth: int) -> Iterator[str]:
+def _changed_entries(db: ObjectDB, tree: bytes, before: bytes | None,
+                     with_trees: bool = False) -> Iterator[Any]:
+    """Hex digests of entries that differ between two root trees (walking only what differs);
+    with ``with_trees``, ``(hex digest, entry tree id in tree, or None if gone)``."""
+    def walk(a: bytes | None, b: bytes | None, depth: int) -> Iterator[Any]:
         ta = db.tree(a) if a is not None else {}
         tb = db.tree(b) if b is not None else {}
         for name in ta.keys() | tb.keys():
@@ -973,12 +1083,15 @@ def _changed_entries(db: ObjectDB, tree: bytes, before: bytes | None) -> Iterato
             if ea == eb:
                 continue
             if depth == 2:
-                yield name.decode()
+                if not with_trees:
+                    yield name.decode()
+                else:
+                    yield name.decode("ascii", "replace"), \
+                        (ea[1] if ea is not None and ea[0] == _DIR else None)
             else:
-                yield from walk(ea[1] if ea else None, eb[1] if eb else None, depth + 1)
+                yield from walk(ea[1] if ea and ea[0] == _DIR else None,
+                                eb[1] if eb and eb[0] == _DIR else None, depth + 1)
     return walk(tree, before, 0)
-
-
 
 
 def show_value(value: Any) -> Any:

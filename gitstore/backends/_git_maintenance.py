@@ -103,7 +103,7 @@ class MaintenanceMixin(GitCore):
         return {
             "path": str(self.path),
             "versions": len(versions),
-            "entries": sum(1 for ref in self._version_refs() for _ in self._walk(ref)),
+            "entries": self.count_entries(),
             "bytes": total,
             "loose_objects": len(loose),
             "packed_objects": packed,
