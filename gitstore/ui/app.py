@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from ..query import parse_where
 from ..errors import (
     AmbiguousKeyError,
     DataError,
@@ -79,52 +80,15 @@ def _require() -> None:
             "pip install 'gitstore[ui]'", "ui") from None
 
 
-# --- the parameter query (to be replaced by gitstore.query.parse_where) ---------------------------
-
-
-def _parse_where(text: str) -> Callable[[dict[str, Any]], bool]:
-    """A predicate over an entry's flattened parameters (``{dotted name: value}``).
-
-    A stand-in with the contract of ``gitstore.query.parse_where`` (being built): here only
-    ``NAME=VALUE`` clauses joined by ``and`` or ``,``, each true when the parameter equals VALUE
-    read as YAML (as ``gitstore ls --param``).
-
-    Raises:
-        InvalidArgumentError: a clause that is not NAME=VALUE, or a VALUE that is not YAML.
-    """
-    import yaml
-
-    from .. import _yaml
-
-    clauses: list[tuple[str, Any]] = []
-    for part in re.split(r"\s+and\s+|,", text.strip()):
-        if not part.strip():
-            continue
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip():
-            raise InvalidArgumentError(
-                f"a parameter query is NAME=VALUE clauses joined by 'and': {part.strip()!r}")
-        try:
-            wanted = _yaml.load(value.strip()) if value.strip() else None
-        except (yaml.YAMLError, ValueError) as exc:
-            raise InvalidArgumentError(f"{value.strip()!r} is not a value: {exc}") from None
-        clauses.append((name.strip(), wanted))
-    return lambda flat: all(k in flat and flat[k] == v for k, v in clauses)
+# --- the parameter query: gitstore.query, as `gitstore ls --where` ---------------------------------
 
 
 def _flat_parameters(entry: Entry) -> dict[str, Any]:
     """``{dotted name: value}`` of an entry's parameters ({} for one that cannot be read)."""
-    from ..params import ParameterSet
+    from ..query import flatten
 
     params = entry.component.get("parameters") if entry.problem is None else None
-    if not isinstance(params, dict):
-        return {}
-    try:
-        return dict(ParameterSet(params).flatten())
-    except (GitStoreError, RecursionError, TypeError, ValueError):  # hostile names
-        from ..graph import _flatten
-
-        return dict(_flatten(params))
+    return flatten(params) if isinstance(params, dict) else {}
 
 
 # --- values as text ------------------------------------------------------------------------------
@@ -245,7 +209,7 @@ class Browser:
         what the filter form offers (every type and version)."""
         type_, version = query.get("type", ""), query.get("version", "")
         rev, where = query.get("rev", "").strip(), query.get("where", "").strip()
-        keep = _parse_where(where) if where else None
+        keep = parse_where(where) if where else None
         valid = None
         if rev:
             if len(rev) > 200 or any(ord(c) < 0x20 for c in rev):
