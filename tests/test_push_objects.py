@@ -1,4 +1,5 @@
-"""What a network push sends: every object the remote lacks, once, and nothing it holds.
+"""What a network push sends (every object the remote lacks, once, nothing it holds) and what
+a pull receives (what is new, not the whole history again).
 
 Stores are built one commit per store (the common case), with removed entries, entries stored
 again, values changed, a second version and merges. The pack git daemon receives is kept
@@ -213,3 +214,57 @@ def test_path_push_of_a_one_commit_per_store_history_is_complete(tmp_path: Path)
     a.push(str(remote))
     check_remote(remote, tmp_path, expect)
     assert os.listdir(remote / "refs")  # plain git sees the refs
+
+
+def test_pull_over_git_receives_only_what_is_new(tmp_path: Path,
+                                                 served: tuple[Path, str]) -> None:
+    """The fetch offers the store's own refs as common commits: the remote sends the new
+    entries' objects, not the whole history again."""
+    remote, url = served
+    a, b = GitDataStore(tmp_path / "a"), GitDataStore(tmp_path / "b")
+    for i in range(30):
+        a.store(C(i), "value", [i, "old"])
+    a.push(url)
+    b.pull(url)
+    old_tip = remote_tips(remote)
+    for i in range(30, 33):
+        a.store(C(i), "value", [i, "new"])
+    a.push(url)
+    before = packs(Path(b.gitdir))
+    b.pull(url)
+    received = pack_objects(Path(b.gitdir), packs(Path(b.gitdir)) - before)
+    expected = lacking(a, remote_tips(remote), old_tip)
+    assert expected <= set(received)
+    # a thin pack's bases may be added to complete it; the old history is not sent again
+    assert len(received) <= 2 * len(expected), (len(received), len(expected))
+    assert [b.retrieve(C(i), "value") for i in range(33)] == \
+        [[i, "old"] for i in range(30)] + [[i, "new"] for i in range(30, 33)]
+
+
+def test_incremental_pull_without_the_git_binary(tmp_path: Path) -> None:
+    """Without git, dulwich completes the (thin) pack of what is new from the store's own
+    objects."""
+    import sys
+
+    from test_remotes import FETCH_WITHOUT_GIT
+
+    base = tmp_path / "served"
+    base.mkdir()
+    a = GitDataStore(base / "r.git")
+    for i in range(5):
+        a.store(C(i), "value", [i] * 30)
+    script = tmp_path / "fetch.py"
+    script.write_text(FETCH_WITHOUT_GIT.format(tests=str(Path(__file__).parent)))
+    env = {"PATH": os.path.dirname(sys.executable), "HOME": str(tmp_path)}
+    with git_daemon(base) as prefix:
+        first = subprocess.run([sys.executable, str(script), str(tmp_path / "b"),
+                                prefix + "r.git"], env=env, capture_output=True, text=True)
+        assert first.returncode == 0, first.stderr
+        a.store(C(4), "value", [4] * 31)  # a near copy: a delta against what b has
+        for i in range(5, 8):
+            a.store(C(i), "value", [i] * 30)
+        second = subprocess.run([sys.executable, str(script), str(tmp_path / "b"),
+                                 prefix + "r.git"], env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines() == ["{'v1': 'fast-forward'}", str([4] * 31)]
+    git("--git-dir", str(tmp_path / "b"), "fsck", "--strict", "--no-dangling")
