@@ -362,7 +362,7 @@ def _graph_walker(repo: Any) -> Any:
     heads = [sha for sha in refs.values() if sha in repo.object_store]
     budget = [_MAX_HAVES]
 
-    def parents(sha: bytes) -> list[bytes]:
+    def parents(sha: Any) -> Any:
         if budget[0] <= 0:
             return []
         budget[0] -= 1
