@@ -268,3 +268,36 @@ def test_incremental_pull_without_the_git_binary(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert second.stdout.splitlines() == ["{'v1': 'fast-forward'}", str([4] * 31)]
     git("--git-dir", str(tmp_path / "b"), "fsck", "--strict", "--no-dangling")
+
+
+@pytest.mark.parametrize("ofs_delta", [True, False])
+def test_the_pack_a_push_builds_is_indexed_and_checked_by_git(tmp_path: Path,
+                                                              ofs_delta: bool) -> None:
+    """Trees go as deltas against their parent's (OFS_DELTA, or REF_DELTA to a base in the same
+    pack when the remote does not take those), in chains of at most 50 as git's pack.depth."""
+    from dulwich.object_format import DEFAULT_OBJECT_FORMAT
+    from dulwich.pack import PackChunkGenerator
+
+    from gitstore._git.packgen import generate_pack_data
+
+    a = GitDataStore(tmp_path / "a")
+    for i in range(120):
+        a.store(C(i), "value", [i])
+    tips = {line.encode() for line in remote_tips(Path(a.gitdir))}
+    count, records = generate_pack_data(a._db())(set(), tips, ofs_delta=ofs_delta)
+    pack = b"".join(PackChunkGenerator(num_records=count, records=records,
+                                       object_format=DEFAULT_OBJECT_FORMAT))
+    bare = tmp_path / "r.git"
+    git("init", "-q", "--bare", str(bare))
+    subprocess.run(["git", "--git-dir", str(bare), "index-pack", "--stdin", "--strict"],
+                   input=pack, check=True, capture_output=True)
+    (idx,) = (bare / "objects" / "pack").glob("*.idx")
+    rows = [line.split() for line in git("verify-pack", "-v", str(idx)).splitlines()
+            if len(line.split()) in (5, 7) and len(line.split()[0]) == 40]
+    assert len(rows) == count == len(lacking(a, sorted(t.decode() for t in tips), []))
+    depths = [int(row[5]) for row in rows if len(row) == 7]
+    assert depths and max(depths) <= 50
+    for ref in git("--git-dir", str(a.gitdir), "for-each-ref", "--format=%(refname) %(objectname)",
+                   "refs/gitstore/").splitlines():
+        git("--git-dir", str(bare), "update-ref", *ref.split())
+    git("--git-dir", str(bare), "fsck", "--strict", "--no-dangling")

@@ -55,8 +55,61 @@ _DIRECT = 16 << 20
 _TREES_KEPT = 1024  # a fan-out tree of 256 entries takes ~40 KB parsed
 #: copied bytes written to the socket at a time
 _GROUP = 256 << 10
+#: the longest chain of deltas sent (git's pack.depth)
+_DEPTH = 50
 
 Tree = dict[bytes, bytes]  # b"<mode> <name>" -> raw id
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _copy(offset: int, size: int) -> bytes:
+    """A delta's copy instruction (git's ``Documentation/gitformat-pack.txt``)."""
+    cmd, out = 0x80, bytearray()
+    for i in range(4):
+        if (offset >> 8 * i) & 0xFF:
+            cmd |= 1 << i
+            out.append((offset >> 8 * i) & 0xFF)
+    for i in range(3):
+        if (size >> 8 * i) & 0xFF:
+            cmd |= 0x10 << i
+            out.append((size >> 8 * i) & 0xFF)
+    return bytes([cmd]) + out
+
+
+def _delta(old: bytes, new: bytes) -> bytes | None:
+    """A git delta making ``new`` from ``old``: their common prefix and suffix copied, what
+    lies between inserted; None unless it saves most of ``new`` (a commit changes few entries
+    of a tree, so its tree and its parent's share nearly all their bytes). The common ends
+    are found by XOR of the bytes as integers (C speed)."""
+    n_old, n_new = len(old), len(new)
+    m = min(n_old, n_new)
+    if m < 256 or max(n_old, n_new) >= 1 << 24:
+        return None
+    x = int.from_bytes(old[:m], "big") ^ int.from_bytes(new[:m], "big")
+    prefix = m - (x.bit_length() + 7) // 8
+    y = int.from_bytes(old[n_old - m:], "big") ^ int.from_bytes(new[n_new - m:], "big")
+    suffix = m if not y else ((y & -y).bit_length() - 1) // 8
+    suffix = min(suffix, m - prefix)
+    if 2 * (prefix + suffix) < n_new:
+        return None
+    out = [_varint(n_old), _varint(n_new)]
+    if prefix:
+        out.append(_copy(0, prefix))
+    middle = new[prefix:n_new - suffix]
+    for at in range(0, len(middle), 127):
+        piece = middle[at:at + 127]
+        out.append(bytes([len(piece)]) + piece)
+    if suffix:
+        out.append(_copy(n_old - suffix, suffix))
+    return b"".join(out)
 
 
 class _Pack:
@@ -147,6 +200,9 @@ class _Objects:
         # tree id -> (entries, raw content, width of every entry or 0)
         self._trees: dict[bytes, tuple[Tree, bytes, int]] = {}
         self.commits: dict[bytes, tuple[int, bytes, list[bytes]]] = {}
+        #: tree id -> (base tree id, git delta from the base): a tree against its first
+        #: parent's at the same place (sent as a delta when that base is sent before it)
+        self.deltas: dict[bytes, tuple[bytes, bytes]] = {}
 
     def close(self) -> None:
         for pack in self.packs:
@@ -271,6 +327,9 @@ class _Objects:
         if found is not None:
             return found[0], found[0].items() - old_entries.items()
         data = self.read(raw, TREE)
+        delta = _delta(old_data, data)
+        if delta is not None:
+            self.deltas[raw] = (base, delta)
         size = len(data)
         if width and size == len(old_data):
             x = int.from_bytes(data, "big") ^ int.from_bytes(old_data, "big")
@@ -502,11 +561,42 @@ def _record(objects: _Objects, type_num: int, raw: bytes) -> UnpackedObject:
     return UnpackedObject(type_num, sha=raw, decomp_chunks=[data], decomp_len=len(data))
 
 
-def _grouped(records: Iterator[UnpackedObject]) -> Iterator[UnpackedObject]:
-    """The records, with the copied bytes of up to :data:`_GROUP` bytes of consecutive ones
-    carried by the first of them (the others carry none): dulwich writes each record's chunks
-    to the socket as they come, one system call each, which cost more than finding the objects
-    (a few hundred bytes an object). The pack's bytes are the same, in the same order."""
+def _ofs(distance: int) -> bytes:
+    """An OFS_DELTA's distance back to its base (git's big-endian varint, each continuation
+    adding one)."""
+    out = bytearray([distance & 0x7F])
+    distance >>= 7
+    while distance:
+        distance -= 1
+        out.insert(0, 0x80 | (distance & 0x7F))
+        distance >>= 7
+    return bytes(out)
+
+
+class _Counted:
+    """A streamed entry's chunks, counting the bytes that went by."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.size += len(chunk)
+            yield chunk
+
+
+def _entries(objects: _Objects, found: list[tuple[int, bytes]], ofs_delta: bool
+             ) -> Iterator[UnpackedObject]:
+    """The records of the pack, in order. A tree whose delta base (its first parent's tree at
+    the same place) went before it goes as a delta (at most :data:`_DEPTH` deep, as git's
+    ``pack.depth``): an OFS_DELTA when the remote takes them, else a REF_DELTA naming a base
+    in the same pack (never a thin pack). The copied bytes of up to :data:`_GROUP` bytes of
+    consecutive records ride on the first of them (the others carry none): dulwich writes each
+    record's chunks to the socket as they come, one system call each, which cost more than
+    finding the objects. The pack's bytes are the same, in the same order."""
+    at = 12  # after the pack's header
+    placed: dict[bytes, tuple[int, int]] = {}  # id -> (offset in this pack, delta depth)
     held: list[UnpackedObject] = []
     size = 0
 
@@ -521,16 +611,38 @@ def _grouped(records: Iterator[UnpackedObject]) -> Iterator[UnpackedObject]:
             held.clear()
             size = 0
 
-    for record in records:
+    for type_num, raw in found:
+        depth = 0
+        delta = objects.deltas.pop(raw, None) if type_num == TREE else None
+        base = placed.get(delta[0]) if delta is not None else None
+        if delta is not None and base is not None and base[1] < _DEPTH:
+            record = UnpackedObject(type_num, sha=raw, decomp_chunks=[])
+            head = _pack_header(6, len(delta[1])) + _ofs(at - base[0]) if ofs_delta else \
+                _pack_header(7, len(delta[1])) + delta[0]
+            record.comp_chunks = [head + zlib.compress(delta[1], 1)]
+            depth = base[1] + 1
+        else:
+            record = _record(objects, type_num, raw)
+        placed[raw] = (at, depth)
         chunks = record.comp_chunks
-        if isinstance(chunks, list) and len(chunks) == 1:  # bytes copied from a pack
+        if isinstance(chunks, list) and len(chunks) == 1:  # bytes in hand
+            at += len(chunks[0])
             held.append(record)
             size += len(chunks[0])
             if size >= _GROUP:
                 yield from flush()
-        else:  # re-deflated by dulwich, or streamed: after what is held, on its own
-            yield from flush()
+            continue
+        yield from flush()  # what is held goes first
+        if chunks is None:  # re-deflated by dulwich: deflate it here, to know its length
+            data = b"".join(record.decomp_chunks)
+            record.comp_chunks = [_pack_header(type_num, len(data)) + zlib.compress(data, 1)]
+            at += len(record.comp_chunks[0])
             yield record
+        else:  # streamed
+            counted = _Counted(iter(chunks))
+            record.comp_chunks = counted  # type: ignore[assignment]
+            yield record  # dulwich reads all its chunks before asking for the next record
+            at += counted.size
     yield from flush()
 
 
@@ -548,7 +660,7 @@ def generate_pack_data(db: ObjectDB) -> Any:
 
         def records() -> Iterator[UnpackedObject]:
             try:
-                yield from _grouped(_record(objects, t, raw) for t, raw in found)
+                yield from _entries(objects, found, ofs_delta)
             finally:
                 objects.close()
 
