@@ -301,3 +301,41 @@ def test_the_pack_a_push_builds_is_indexed_and_checked_by_git(tmp_path: Path,
                    "refs/gitstore/").splitlines():
         git("--git-dir", str(bare), "update-ref", *ref.split())
     git("--git-dir", str(bare), "fsck", "--strict", "--no-dangling")
+
+
+def test_commits_of_one_second_the_remote_holds_are_not_sent_again(tmp_path: Path) -> None:
+    """Every commit made in the same second (a store's usual case): the walk cannot order them
+    by date, and must still find that the new history joins the remote's below a long run of
+    the remote's own commits."""
+    from gitstore._git.packgen import missing_objects
+
+    store = GitDataStore(tmp_path / "s")
+    gitdir = str(store.gitdir)
+    env = dict(os.environ, GIT_AUTHOR_DATE="1700000000 +0000",
+               GIT_COMMITTER_DATE="1700000000 +0000", GIT_AUTHOR_NAME="t",
+               GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+
+    def commit(name: str, *parents: str) -> str:
+        blob = subprocess.run(["git", "--git-dir", gitdir, "hash-object", "-w", "--stdin"],
+                              input=name, capture_output=True, text=True, check=True,
+                              env=env).stdout.strip()
+        tree = subprocess.run(["git", "--git-dir", gitdir, "mktree"],
+                              input=f"100644 blob {blob}\t{name}\n", capture_output=True,
+                              text=True, check=True, env=env).stdout.strip()
+        args = [a for p in parents for a in ("-p", p)]
+        return subprocess.run(["git", "--git-dir", gitdir, "commit-tree", tree, *args,
+                               "-m", name], capture_output=True, text=True, check=True,
+                              env=env).stdout.strip()
+
+    base = [commit("a0")]
+    for i in range(1, 6):
+        base.append(commit(f"a{i}", base[-1]))
+    theirs = [base[-1]]
+    for i in range(10):  # the remote's long run since the common history
+        theirs.append(commit(f"r{i}", theirs[-1]))
+    ours = commit("w1", base[-1])
+    merge = commit("m", ours, theirs[-1])
+    sent = {sha.decode() for _t, sha in missing_objects(store._db(), {merge.encode()},
+                                                         {theirs[-1].encode()})}
+    assert sent == lacking(store, [merge], [theirs[-1]])
+    assert not set(base) & sent

@@ -84,21 +84,24 @@ def _copy(offset: int, size: int) -> bytes:
     return bytes([cmd]) + out
 
 
-def _delta(old: bytes, new: bytes) -> bytes | None:
-    """A git delta making ``new`` from ``old``: their common prefix and suffix copied, what
-    lies between inserted; None unless it saves most of ``new`` (a commit changes few entries
-    of a tree, so its tree and its parent's share nearly all their bytes). The common ends
-    are found by XOR of the bytes as integers (C speed)."""
+def _common_ends(old: bytes, new: bytes) -> tuple[int, int]:
+    """The lengths of the common prefix and (not overlapping it) suffix of two byte strings,
+    by XOR of their bytes as integers (C speed)."""
     n_old, n_new = len(old), len(new)
     m = min(n_old, n_new)
-    if m < 256 or max(n_old, n_new) >= 1 << 24:
-        return None
     x = int.from_bytes(old[:m], "big") ^ int.from_bytes(new[:m], "big")
     prefix = m - (x.bit_length() + 7) // 8
     y = int.from_bytes(old[n_old - m:], "big") ^ int.from_bytes(new[n_new - m:], "big")
     suffix = m if not y else ((y & -y).bit_length() - 1) // 8
-    suffix = min(suffix, m - prefix)
-    if 2 * (prefix + suffix) < n_new:
+    return prefix, min(suffix, m - prefix)
+
+
+def _delta(old: bytes, new: bytes, prefix: int, suffix: int) -> bytes | None:
+    """A git delta making ``new`` from ``old``: their common ``prefix`` and ``suffix`` copied,
+    what lies between inserted; None unless it saves most of ``new`` (a commit changes few
+    entries of a tree, so its tree and its parent's share nearly all their bytes)."""
+    n_old, n_new = len(old), len(new)
+    if 2 * (prefix + suffix) < n_new or max(n_old, n_new) >= 1 << 24:
         return None
     out = [_varint(n_old), _varint(n_new)]
     if prefix:
@@ -327,14 +330,18 @@ class _Objects:
         if found is not None:
             return found[0], found[0].items() - old_entries.items()
         data = self.read(raw, TREE)
-        delta = _delta(old_data, data)
-        if delta is not None:
-            self.deltas[raw] = (base, delta)
         size = len(data)
-        if width and size == len(old_data):
+        if size == len(old_data):
             x = int.from_bytes(data, "big") ^ int.from_bytes(old_data, "big")
             first = size - (x.bit_length() + 7) // 8  # the first byte that differs
             last = size - 1 - ((x & -x).bit_length() - 1) // 8  # the last one
+            ends = (first, size - 1 - last) if x else (size, 0)
+        else:
+            ends = _common_ends(old_data, data) if min(size, len(old_data)) >= 256 else (0, 0)
+        delta = _delta(old_data, data, *ends) if size >= 256 else None
+        if delta is not None:
+            self.deltas[raw] = (base, delta)
+        if width and size == len(old_data):
             start, stop = first - first % width, last - last % width + width
             window = _ENTRY.findall(data, start, stop)
             if x and len(window) * width == stop - start and \
@@ -353,24 +360,34 @@ class _Objects:
 
 def _paint(objects: _Objects, want: set[bytes], have: set[bytes]) -> set[bytes]:
     """The commits reachable from ``want`` and not from ``have``: a walk in date order (as
-    git's) that ends once no commit reachable only from ``want`` is left to look at. Clock
-    skew can only leave a commit the remote holds counted as new (sent again), never the
-    reverse."""
+    git's). It goes on while a commit reachable from ``have`` is as recent as the oldest
+    commit found new so far (it could still reach it: commits made in the same second, a
+    store's usual case, are in no reliable order). Clock skew can only leave a commit the
+    remote holds counted as new (sent again), never the reverse."""
     interesting, uninteresting = 1, 2
     flag: dict[bytes, int] = {}
     heap: list[tuple[int, int, bytes]] = []
     counter = itertools.count()
     waiting: set[bytes] = set()  # interesting commits in the heap
     done: set[tuple[bytes, int]] = set()
+    oldest = 1 << 62  # the time of the oldest commit flagged interesting
+
+    def push(sha: bytes, when: int, state: int) -> None:
+        nonlocal oldest
+        flag[sha] = state
+        if state == interesting:
+            waiting.add(sha)
+            oldest = min(oldest, when)
+        else:
+            waiting.discard(sha)
+        heapq.heappush(heap, (-when, next(counter), sha))
+
     for sha in have:
-        flag[sha] = uninteresting
-        heapq.heappush(heap, (-objects.commit(sha)[0], next(counter), sha))
+        push(sha, objects.commit(sha)[0], uninteresting)
     for sha in want:
         if sha not in flag:
-            flag[sha] = interesting
-            waiting.add(sha)
-            heapq.heappush(heap, (-objects.commit(sha)[0], next(counter), sha))
-    while waiting and heap:
+            push(sha, objects.commit(sha)[0], interesting)
+    while heap and (waiting or -heap[0][0] >= oldest):
         _when, _n, sha = heapq.heappop(heap)
         state = flag[sha]
         if (sha, state) in done:
@@ -388,15 +405,11 @@ def _paint(objects: _Objects, want: set[bytes], have: set[bytes]) -> set[bytes]:
                         when = objects.commit(parent)[0]
                     except CorruptEntryError:
                         continue
-                    flag[parent] = uninteresting
-                    waiting.discard(parent)
-                    heapq.heappush(heap, (-when, next(counter), parent))
+                    push(parent, when, uninteresting)
         else:
             for parent in objects.commit(sha)[2]:
                 if parent not in flag:
-                    flag[parent] = interesting
-                    waiting.add(parent)
-                    heapq.heappush(heap, (-objects.commit(parent)[0], next(counter), parent))
+                    push(parent, objects.commit(parent)[0], interesting)
     return {sha for sha, state in flag.items() if state == interesting}
 
 
