@@ -8,11 +8,14 @@ Trees are compared as sets of raw entries, each tree parsed once by one regular 
 speed) into ``{b"<mode> <name>": raw id}``: a store built one commit per store changes one path
 a commit, so each commit costs a few set differences of small trees, not a walk of every root.
 
-How to send it: objects that sit undeltified in gitstore's packs are found through the packs'
-indexes (their fan-out, then a search of the sorted names, the pack that answered last asked
-first) and sent as their compressed bytes, checked against the index's CRC-32: nothing is
-inflated or deflated again. Deltas (after ``git repack``) are resolved through dulwich and sent
-whole (no thin packs); large loose blobs are streamed.
+How to send it: a tree goes as a delta against its first parent's tree at the same place when
+that tree went earlier in the pack (the common prefix and suffix copied, the changed entries
+inserted: a few dozen bytes where a fan-out tree holds ~7 KB; chains of at most 50, as git's
+``pack.depth``). Other objects that sit undeltified in gitstore's packs are found through the
+packs' indexes (their fan-out, then a search of the sorted names, the pack that answered last
+asked first) and sent as their compressed bytes, checked against the index's CRC-32: nothing is
+inflated or deflated again. Deltas of the store's own (after ``git repack``) are resolved
+through dulwich and sent whole; large loose blobs are streamed. No thin packs.
 
 An object the remote holds only at another place (the same value stored under another key) is
 sent again if no edge holds it at the same place; git's receive-pack keeps one copy.
@@ -556,7 +559,7 @@ def _record(objects: _Objects, type_num: int, raw: bytes) -> UnpackedObject:
         pack, i = found
         start = pack.offset(i)
         end = pack.end(start)
-        if (pack.data[start] >> 4) & 7 == type_num:  # not a delta
+        if start < end <= len(pack.data) and (pack.data[start] >> 4) & 7 == type_num:
             record = UnpackedObject(type_num, sha=raw, decomp_chunks=[])
             if end - start > _PIECE:
                 record.comp_chunks = _pieces(pack, start, end, pack.crc(i), sha)  # type: ignore
