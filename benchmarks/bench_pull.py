@@ -5,13 +5,16 @@
 A remote store of N entries (one commit each); a fresh store pulls it in full, then pulls
 10 new entries; over a path (packs linked) and over git daemon (packs indexed). The yardstick,
 measured in the same run: the git CLI fetching the same refs into a fresh bare repository
-(``git fetch`` over the same path or git:// URL, which also checks connectivity). Prints the best
-of ``--repeat`` runs in ms and gitstore / git.
+(``git fetch`` over the same path or git:// URL, which also checks connectivity). Prints, under a
+header naming the command and the machine, the range (min–max) of ``--repeat`` runs in ms and
+the range of gitstore / git, run by run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -82,12 +85,18 @@ def main() -> None:
                              "+refs/gitstore/*:refs/gitstore/*"], check=True))
                         results.setdefault(f"git CLI {kind} {label}", []).append(elapsed)
         src.close()
+        command = ("python benchmarks/bench_pull.py --entries "
+                   f"{args.entries} --repeat {args.repeat}")
+        print(f"command: {command}    machine: {platform.machine()}, {os.cpu_count()} cores, "
+              f"{platform.system()}, Python {platform.python_version()}")
         for name, runs in results.items():
             if name.startswith("git CLI"):
                 continue
-            ours, git = min(runs), min(results[f"git CLI {name}"])
-            print(f"pull {name:9s} best {ours * 1000:8.1f} ms   git fetch {git * 1000:8.1f} ms"
-                  f"   ratio {ours / git:5.2f}   runs {[round(r * 1000) for r in runs]}")
+            theirs = results[f"git CLI {name}"]
+            ratios = [a / b for a, b in zip(runs, theirs)]
+            print(f"pull {name:9s} {min(runs) * 1000:7.1f}–{max(runs) * 1000:<7.1f} ms   "
+                  f"git fetch {min(theirs) * 1000:7.1f}–{max(theirs) * 1000:<7.1f} ms   "
+                  f"ratio {min(ratios):.2f}–{max(ratios):.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

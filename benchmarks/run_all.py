@@ -4,8 +4,17 @@ pickle / np.save files (the floor) and the git command line.
     python benchmarks/run_all.py            # the full record (~15-25 minutes)
     python benchmarks/run_all.py --quick    # a smoke run under two minutes (CI runs it)
 
-Prints medians and ratios, writes benchmarks/results/run_all.json and, if matplotlib is
+Prints, for each row, the range over runs (min–max) and the ratio to the yardstick measured in
+the same run, under a header naming the command and the machine; writes
+benchmarks/results/run_all.json (each row with its command and machine) and, if matplotlib is
 installed, benchmarks/results/run_all.png.
+
+Reads are measured twice and reported apart: the *first* read of each entry (what a user meets:
+the entry's trees and blobs come from the packs) and a *repeat* read of the same entries, which
+the store serves from its in-process caches of parsed trees. Stores are built one commit per
+store (the common case) and in batches. Sharing on one machine is compared with
+``git clone --local`` (which links objects, as gitstore does), over ``git://`` with ``git push``
+and ``git fetch``.
 """
 
 from __future__ import annotations
@@ -166,20 +175,22 @@ def per_op(fn: Callable[[int], Any], ids: list[int]) -> float:
 
 # --- small results ----------------------------------------------------------------------------
 
-def small(tmp: Path, n: int, rounds: int) -> dict[str, dict[str, float]]:
-    """Store, cold retrieve (a new process's view), warm retrieve; medians of rounds."""
+def small(tmp: Path, n: int, rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Per round: store (one commit each), first reads of those entries in a new store object
+    (a new process's view, imports excluded), the same reads repeated (served from in-process
+    caches); joblib's two passes are its first and second cache hits. Rounds alternate between
+    contenders, so that drift in the machine's load hits all alike."""
     out: dict[str, dict[str, list[float]]] = {}
     contenders = [cls(tmp / f"small-{cls.__name__}") for cls in CONTENDERS]
     data = {i: payload(i) for i in range(n * rounds)}
-    for r in range(rounds):  # rounds alternate between contenders: load drift hits all alike
+    for r in range(rounds):
         ids = list(range(r * n, (r + 1) * n))
         for c in contenders:
-            figures = out.setdefault(c.name, {"store": [], "retrieve_cold": [],
-                                              "retrieve_warm": []})
+            figures = out.setdefault(c.name, {"store": [], "first_read": [], "repeat_read": []})
             figures["store"].append(per_op(lambda i: c.store(i, data[i]), ids))
             c.reopen()
-            figures["retrieve_cold"].append(per_op(c.load, ids))
-            figures["retrieve_warm"].append(per_op(c.load, ids))
+            figures["first_read"].append(per_op(c.load, ids))
+            figures["repeat_read"].append(per_op(c.load, ids))
     git = contenders[0]
     assert isinstance(git, GitContender)
     batch = []
@@ -193,7 +204,7 @@ def small(tmp: Path, n: int, rounds: int) -> dict[str, dict[str, float]]:
     out[git.name]["store_batch"] = batch
     for c in contenders:
         c.close()
-    return {name: {k: statistics.median(v) for k, v in figs.items()} for name, figs in out.items()}
+    return out
 
 
 # --- scaling ----------------------------------------------------------------------------------
@@ -223,8 +234,8 @@ def scaling(tmp: Path, sizes: list[int], big_sizes_for: set[str], probes: int
             old = [rng.randrange(size) for _ in range(probes)]
             out.setdefault(name, {})[str(size)] = {
                 "store": per_op(lambda i: c.store(i, {"i": i}), new),
-                "retrieve_cold": per_op(c.load, old),
-                "retrieve_warm": per_op(c.load, old),
+                "first_read": per_op(c.load, old),
+                "repeat_read": per_op(c.load, old),
             }
         c.close()
     return out
@@ -279,69 +290,90 @@ def large(tmp: Path, sizes_mb: list[int]) -> dict[str, dict[str, dict[str, float
 
 # --- sharing ----------------------------------------------------------------------------------
 
-def sharing(tmp: Path, n: int) -> dict[str, float]:
-    src = GitDataStore(tmp / "share-src")
-    for start in range(0, n, 1000):
-        with src.batch():
-            for i in range(start, min(start + 1000, n)):
-                src.store(Result(i), "data", payload(i))
-    git = shutil.which("git") or "git"
+def build_source(path: Path, n: int, one_commit_each: bool) -> GitDataStore:
+    store = GitDataStore(path)
+    if one_commit_each:
+        for i in range(n):
+            store.store(Result(i), "data", payload(i))
+    else:
+        for start in range(0, n, 1000):
+            with store.batch():
+                for i in range(start, min(start + 1000, n)):
+                    store.store(Result(i), "data", payload(i))
+    return store
 
-    def bare(name: str) -> Path:
-        path = tmp / name
-        subprocess.run([git, "init", "-q", "--bare", str(path)], check=True)
-        return path
 
-    figures = {}
-    dest = bare("share-dst1")
-    t0 = time.perf_counter()
-    src.push(str(dest))
-    figures["gitstore push"] = time.perf_counter() - t0
-    dest2 = bare("share-dst2")
-    t0 = time.perf_counter()
-    subprocess.run([git, "--git-dir", str(tmp / "share-src"), "push", "-q", str(dest2),
-                    "refs/gitstore/*:refs/gitstore/*"], check=True)
-    figures["git push"] = time.perf_counter() - t0
-    fetcher = GitDataStore(tmp / "share-fetch1")
-    t0 = time.perf_counter()
-    fetcher.fetch(str(dest))
-    figures["gitstore fetch"] = time.perf_counter() - t0
-    bare("share-fetch2")
-    t0 = time.perf_counter()
-    subprocess.run([git, "--git-dir", str(tmp / "share-fetch2"), "fetch", "-q", str(dest),
-                    "refs/gitstore/*:refs/gitstore/*"], check=True)
-    figures["git fetch"] = time.perf_counter() - t0
-    assert fetcher.retrieve(Result(n - 1), "data") is None  # fetched, not merged
-    fetcher.pull(str(dest))
-    assert fetcher.retrieve(Result(n - 1), "data") == payload(n - 1)
-    # over the network protocol: git daemon on 127.0.0.1 (dulwich's client, no shortcuts)
+def sharing(tmp: Path, n: int, runs: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds per run, for a source store of ``n`` entries built one commit per store and in
+    batches of 1,000: gitstore's push and fetch against the git command line, in the same run.
+    On one machine the yardstick is ``git clone --mirror --local`` (it links the objects, as
+    gitstore links packs; ``git push`` to a path would re-pack); over ``git://`` (git daemon on
+    127.0.0.1, dulwich's client) it is ``git push`` and ``git fetch``."""
     from gitservers import git_daemon
 
-    served = tmp / "served"
-    served.mkdir()
-    for name in ("net1.git", "net2.git"):
-        subprocess.run([git, "init", "-q", "--bare", str(served / name)], check=True)
-    with git_daemon(served) as prefix:
+    git = shutil.which("git") or "git"
+
+    def run(*args: str) -> None:
+        subprocess.run([git, *args], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    def timed(fn: Callable[[], object]) -> float:
         t0 = time.perf_counter()
-        src.push(prefix + "net1.git")
-        figures["gitstore push (git://)"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        subprocess.run([git, "--git-dir", str(tmp / "share-src"), "push", "-q",
-                        prefix + "net2.git", "refs/gitstore/*:refs/gitstore/*"], check=True)
-        figures["git push (git://)"] = time.perf_counter() - t0
-        net_fetcher = GitDataStore(tmp / "share-fetch3")
-        t0 = time.perf_counter()
-        net_fetcher.fetch(prefix + "net1.git")
-        figures["gitstore fetch (git://)"] = time.perf_counter() - t0
-        bare("share-fetch4")
-        t0 = time.perf_counter()
-        subprocess.run([git, "--git-dir", str(tmp / "share-fetch4"), "fetch", "-q",
-                        prefix + "net1.git", "refs/gitstore/*:refs/gitstore/*"], check=True)
-        figures["git fetch (git://)"] = time.perf_counter() - t0
-        net_fetcher.close()
-    src.close()
-    fetcher.close()
-    return figures
+        fn()
+        return time.perf_counter() - t0
+
+    out: dict[str, dict[str, list[float]]] = {}
+    for built, one_each in (("one commit per store", True), ("batches of 1,000", False)):
+        name = "one" if one_each else "batch"
+        src_path = tmp / f"share-src-{name}"
+        src = build_source(src_path, n, one_each)
+        served = tmp / f"served-{name}"
+        served.mkdir()
+        rows = out.setdefault(built, {})
+
+        def add(row: str, seconds: float) -> None:
+            rows.setdefault(row, []).append(seconds)
+
+        with git_daemon(served) as prefix:
+            for r in range(runs):  # alternating: load drift hits both sides alike
+                dest = tmp / f"share-{name}-dst{r}.git"
+                run("init", "-q", "--bare", str(dest))
+                add("gitstore push, local path", timed(lambda: src.push(str(dest))))
+                clone = tmp / f"share-{name}-clone{r}.git"
+                add("git clone --mirror --local",
+                    timed(lambda: run("clone", "-q", "--mirror", "--local", str(src_path),
+                                      str(clone))))
+                fetcher = GitDataStore(tmp / f"share-{name}-fetch{r}")
+                add("gitstore fetch, local path", timed(lambda: fetcher.fetch(str(dest))))
+                fetcher.pull(str(dest))
+                assert fetcher.retrieve(Result(n - 1), "data") == payload(n - 1)
+                fetcher.close()
+                for side in ("gitstore", "git"):
+                    run("init", "-q", "--bare", str(served / f"{side}{r}.git"))
+                add("gitstore push (git://)", timed(lambda: src.push(f"{prefix}gitstore{r}.git")))
+                add("git push (git://)", timed(lambda: run(
+                    "--git-dir", str(src_path), "push", "-q", f"{prefix}git{r}.git",
+                    "refs/gitstore/*:refs/gitstore/*")))
+                net = GitDataStore(tmp / f"share-{name}-net{r}")
+                add("gitstore fetch (git://)", timed(lambda: net.fetch(f"{prefix}gitstore{r}.git")))
+                net.close()
+                bare = tmp / f"share-{name}-gitfetch{r}.git"
+                run("init", "-q", "--bare", str(bare))
+                add("git fetch (git://)", timed(lambda: run(
+                    "--git-dir", str(bare), "fetch", "-q", f"{prefix}gitstore{r}.git",
+                    "refs/gitstore/*:refs/gitstore/*")))
+            run("--git-dir", str(served / "gitstore0.git"), "fsck", "--strict", "--no-dangling")
+        src.close()
+    return out
+
+
+#: (gitstore row, yardstick row, label) of the sharing table
+SHARING_ROWS = [
+    ("gitstore push, local path", "git clone --mirror --local", "push, local path"),
+    ("gitstore fetch, local path", "git clone --mirror --local", "fetch, local path"),
+    ("gitstore push (git://)", "git push (git://)", "push over git://"),
+    ("gitstore fetch (git://)", "git fetch (git://)", "fetch over git://"),
+]
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -359,60 +391,93 @@ def main() -> None:
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}, "
                        f"Python {platform.python_version()}",
             "quick": quick,
+            "command": "python benchmarks/run_all.py" + (" --quick" if quick else ""),
             "small": small(tmp, 100 if quick else 500, 3 if quick else 5),
             "scaling": scaling(tmp, [1000, 10_000] if quick else [1000, 10_000, 100_000],
                                {"gitstore (git)", "joblib.Memory", "pickle / np.save files"},
                                100 if quick else 500),
             "large": large(tmp, [50] if quick else [100, 1024]),
-            "sharing": sharing(tmp, 1000 if quick else 10_000),
+            "sharing": sharing(tmp, 1000 if quick else 10_000, 2 if quick else 3),
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["seconds"] = time.time() - started
-    report(results)
+    results["rows"] = report(results)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     plot(results, Path(args.out).with_suffix(".png"))
     print(f"\nwrote {args.out} ({results['seconds']:.0f} s)")
 
 
-def report(r: dict[str, Any]) -> None:
-    print(f"machine: {r['machine']}{'  (quick run)' if r['quick'] else ''}\n")
+def span(values: list[float], fmt: str = "{:.0f}") -> str:
+    """``min–max`` of the runs (one value when they agree at this precision)."""
+    low, high = fmt.format(min(values)), fmt.format(max(values))
+    return low if low == high else f"{low}–{high}"
+
+
+def report(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Print every table; return its rows (with command and machine) for the JSON."""
+    rows: list[dict[str, Any]] = []
+    where = f"command: {r['command']}    machine: {r['machine']}"
+
+    def row(table: str, name: str, values: list[float], unit: str,
+            ratios: list[float] | None = None, yardstick: str = "") -> None:
+        rows.append({"table": table, "row": name, "unit": unit, "min": min(values),
+                     "max": max(values), "runs": len(values),
+                     "ratio_min": min(ratios) if ratios else None,
+                     "ratio_max": max(ratios) if ratios else None, "yardstick": yardstick,
+                     "command": r["command"], "machine": r["machine"]})
+
     small_r = r["small"]
     joblib_r = small_r["joblib.Memory"]
-    print("small result (a dict of 100 floats), µs per operation; ratio to joblib.Memory")
-    print(f"{'':28}{'store':>16}{'retrieve cold':>18}{'retrieve warm':>18}")
+    rounds = len(joblib_r["store"])
+    table = "small result (a dict of 100 floats)"
+    print(f"{table}: µs per operation, min–max of {rounds} rounds; ratio to joblib.Memory "
+          f"in the same round\n  {where}")
+    print(f"{'':28}{'store (1 commit)':>24}{'first read':>24}{'repeat read':>24}")
     for name, f in small_r.items():
-        cells = [f"{f[k]:8.0f} ({f[k] / joblib_r[j]:4.2f}x)" for k, j in
-                 (("store", "store"), ("retrieve_cold", "retrieve_warm"),
-                  ("retrieve_warm", "retrieve_warm"))]
-        print(f"{name:28}" + "".join(f"{c:>18}" for c in cells))
+        cells = []
+        for key in ("store", "first_read", "repeat_read"):
+            ratios = [a / b for a, b in zip(f[key], joblib_r[key])]
+            cells.append(f"{span(f[key])} ({span(ratios, '{:.2f}')}x)")
+            row(table, f"{name} {key.replace('_', ' ')}", f[key], "µs", ratios,
+                f"joblib.Memory {key.replace('_', ' ')}")
+        print(f"{name:28}" + "".join(f"{c:>24}" for c in cells))
         if "store_batch" in f:
-            print(f"{'  store in a batch of ' + str(100):28}{f['store_batch']:8.0f} "
-                  f"({f['store_batch'] / joblib_r['store']:4.2f}x)")
-    print("  (joblib's retrieve is its cache hit; its store is its first, missing call)\n")
-    print("scaling: µs per operation at each number of entries")
+            ratios = [a / b for a, b in zip(f["store_batch"], joblib_r["store"])]
+            print(f"{'  store in a batch of 100':28}{span(f['store_batch']) + ' (' + span(ratios, '{:.2f}') + 'x)':>24}")
+            row(table, f"{name} store in a batch of 100", f["store_batch"], "µs", ratios,
+                "joblib.Memory store")
+    print("  (joblib: store is its first, missing call; first read its first hit, repeat read "
+          "its second;\n   gitstore's repeat reads are served from its in-process caches)\n")
+    print(f"scaling: µs per operation at each number of entries (stores built in batches; "
+          f"one run)\n  {where}")
     for name, sizes in r["scaling"].items():
-        line = "  ".join(f"{s}: store {f['store']:.0f} cold {f['retrieve_cold']:.0f} "
-                         f"warm {f['retrieve_warm']:.0f}" for s, f in sizes.items())
+        line = "  ".join(f"{s}: store {f['store']:.0f} first {f['first_read']:.0f} "
+                         f"repeat {f['repeat_read']:.0f}" for s, f in sizes.items())
         keys = list(sizes)
         growth = (f"  [store x{sizes[keys[-1]]['store'] / sizes[keys[0]]['store']:.2f}, "
-                  f"warm x{sizes[keys[-1]]['retrieve_warm'] / sizes[keys[0]]['retrieve_warm']:.2f}]"
+                  f"first read x{sizes[keys[-1]]['first_read'] / sizes[keys[0]]['first_read']:.2f}]"
                   if len(keys) > 1 else "")
         print(f"  {name:26} {line}{growth}")
-    print("\nlarge float64 arrays: MB/s and peak memory (x the array)")
+    print(f"\nlarge float64 arrays: MB/s and peak memory (x the array; one run)\n  {where}")
     for name, sizes in r["large"].items():
         for size, f in sizes.items():
             print(f"  {name:26} {size:>8}: store {f['store_MBps']:6.0f} MB/s "
                   f"(peak {f['store_peak_x']:.2f}x)  load {f['load_MBps']:6.0f} MB/s "
                   f"(peak {f['load_peak_x']:.2f}x)")
-    s = r["sharing"]
-    print("\nsharing a store with a bare repository (seconds; ratio to the git CLI)")
-    for where in ("", " (git://)"):
-        for op in ("push", "fetch"):
-            ours, theirs = s[f"gitstore {op}{where}"], s[f"git {op}{where}"]
-            print(f"  {op + (where or ' (local path)'):22} gitstore {ours:7.3f}  git {theirs:7.3f}"
-                  f"  ({ours / theirs:.2f}x)")
+    for built, figures in r["sharing"].items():
+        runs = len(next(iter(figures.values())))
+        table = f"sharing, source built {built}"
+        print(f"\n{table}: seconds, min–max of {runs} runs; ratio to the git command in the "
+              f"same run\n  {where}")
+        for ours, theirs, label in SHARING_ROWS:
+            ratios = [a / b for a, b in zip(figures[ours], figures[theirs])]
+            print(f"  {label:18} gitstore {span(figures[ours], '{:.3f}'):>13}   "
+                  f"{theirs:27} {span(figures[theirs], '{:.3f}'):>13}   "
+                  f"ratio {span(ratios, '{:.2f}')}")
+            row(table, label, figures[ours], "s", ratios, theirs)
+    return rows
 
 
 def plot(r: dict[str, Any], path: Path) -> None:
@@ -426,9 +491,10 @@ def plot(r: dict[str, Any], path: Path) -> None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     names = list(r["small"])
-    for k, key in enumerate(("store", "retrieve_cold", "retrieve_warm")):
+    for k, key in enumerate(("store", "first_read", "repeat_read")):
         axes[0].bar([x + k * 0.27 for x in range(len(names))],
-                    [r["small"][n][key] for n in names], width=0.27, label=key)
+                    [statistics.median(r["small"][n][key]) for n in names], width=0.27,
+                    label=key.replace("_", " "))
     axes[0].set_xticks([x + 0.27 for x in range(len(names))], names, rotation=20, fontsize=8)
     axes[0].set_ylabel("µs per operation (small result)")
     axes[0].set_yscale("log")

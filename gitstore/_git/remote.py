@@ -345,13 +345,42 @@ def fetch_refs(quarantine: Incoming, repo: Any, url: str, wanted: Callable[[str]
     return chosen
 
 
+#: local commits offered to a remote as common ancestors in one fetch
+_MAX_HAVES = 256
+
+
+def _graph_walker(repo: Any) -> Any:
+    """What we have, offered to the remote: every gitstore ref's commit, then ancestors, up to
+    :data:`_MAX_HAVES` commits. dulwich's default offers only ``refs/heads/`` (which a store
+    does not use: the remote sent the whole history again on every fetch), and its client
+    sends every have before reading an answer, so a walk of the whole history would cost a
+    line per commit. A remote-tracking ref's commit is one the remote almost always still has,
+    and a have it does not know is ignored (the pack is then larger, never incomplete)."""
+    from dulwich.object_store import ObjectStoreGraphWalker
+
+    refs = repo.refs.as_dict(b"refs/gitstore")
+    heads = [sha for sha in refs.values() if sha in repo.object_store]
+    budget = [_MAX_HAVES]
+
+    def parents(sha: Any) -> Any:
+        if budget[0] <= 0:
+            return []
+        budget[0] -= 1
+        try:
+            return list(repo.object_store[sha].parents)
+        except Exception:  # noqa: BLE001 - missing or damaged: offer nothing below it
+            return []
+
+    return ObjectStoreGraphWalker(list(dict.fromkeys(heads)), parents)
+
+
 def _fetch_with_dulwich(quarantine: Incoming, repo: Any, client: Any, path: str,
                         determine_wants: Any, progress: Any) -> None:
     """Receive the pack into a file of the quarantine, then complete and index it there with
     dulwich (which checks the pack's checksum and computes every object's id)."""
     received = os.path.join(quarantine.path, "received.pack")
     with open(received, "w+b") as f:
-        client.fetch_pack(path, determine_wants, repo.get_graph_walker(), f.write, progress)
+        client.fetch_pack(path, determine_wants, _graph_walker(repo), f.write, progress)
         if not f.tell():
             return  # nothing was wanted: no pack came
         f.seek(0)
@@ -379,7 +408,7 @@ def _fetch_with_index_pack(git: str, quarantine: Incoming, repo: Any, client: An
         return len(data)
 
     try:
-        client.fetch_pack(path, determine_wants, repo.get_graph_walker(), pack_data, progress)
+        client.fetch_pack(path, determine_wants, _graph_walker(repo), pack_data, progress)
     except BaseException:
         proc.kill()
         proc.communicate()
