@@ -290,6 +290,14 @@ def test_push_through_an_lfs_server_and_git_lfs_reads_it(tmp_path: Path) -> None
         # a second push sends nothing again (the server has them), and succeeds
         a.store(SimpleComponent({"a": 13}), "small", 1)
         a.push("origin")
+        # another store with the same content: the server says it has it, nothing is sent
+        mtimes = {p: p.stat().st_mtime_ns for p in storage.rglob("*") if p.is_file()}
+        twin = GitDataStore(tmp_path / "twin", lfs_threshold=1024)
+        git("--git-dir", str(tmp_path / "twin"), "config", "lfs.url", endpoint)
+        twin = GitDataStore(tmp_path / "twin", lfs_threshold=1024)
+        twin.store(SimpleComponent({"a": 12}, version="2.0"), "big0", arrays[0])
+        twin.push(url)
+        assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
         # the real git-lfs client, in a git clone of what gitstore pushed
         clone = tmp_path / "clone"
         git("clone", "-q", url, str(clone))
@@ -384,3 +392,21 @@ def test_hostile_lfs_server_content_is_refused(tmp_path: Path, mode: str) -> Non
     kept = [p for p in (tmp_path / "b" / "lfs").rglob("*") if p.is_file()] \
         if (tmp_path / "b" / "lfs").exists() else []
     assert kept == []  # nothing kept, nothing half-kept
+
+
+def test_cli_pull_with_lfs_content_downloads_now(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gitstore_cli.main import app
+
+    a = GitDataStore(tmp_path / "a", lfs_threshold=1024)
+    c = SimpleComponent({"a": 16})
+    a.store(c, "big", np.arange(1000.0))
+    oid, _ = pointer_of(tmp_path / "a", c, "big.npy")
+    GitDataStore(tmp_path / "b")
+    result = CliRunner().invoke(app, ["--store", str(tmp_path / "b"), "pull", str(tmp_path / "a"),
+                                      "--lfs-content"])
+    assert result.exit_code == 0, result.output
+    assert lfs_file(tmp_path / "b", oid).exists()
+    stats = GitDataStore(tmp_path / "b").stats()
+    assert stats["lfs_objects"] == 1 and stats["lfs_bytes"] == 8128

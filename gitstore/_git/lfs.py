@@ -663,6 +663,7 @@ class LfsClient:
             raise RemoteError(f"remote {_shown(self.remote)}: the LFS server at {shown} "
                               f"failed: {exc}", self.remote) from None
         finally:
+            response.close()
             conn.close()
         if status in (404, 405, 501):
             raise NoLfsServerError(f"remote {_shown(self.remote)} has no Git LFS server at "
@@ -747,6 +748,7 @@ class LfsClient:
                 data = response.read(64 << 10)
                 status = response.status
             finally:
+                response.close()
                 conn.close()
         except (OSError, http.client.HTTPException) as exc:
             raise RemoteError(f"remote {_shown(self.remote)}: {method} of LFS object "
@@ -814,6 +816,7 @@ class LfsClient:
 
             store.receive(pointer, chunks(), f"remote {_shown(self.remote)}")
         finally:
+            response.close()
             conn.close()
 
 

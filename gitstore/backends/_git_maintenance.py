@@ -100,8 +100,8 @@ class MaintenanceMixin(GitCore):
         return problems
 
     def stats(self) -> dict[str, Any]:
-        """Entries, versions, bytes on disk, loose and packed objects (a snapshot: writers may
-        merge packs meanwhile)."""
+        """Entries, versions, bytes on disk, loose and packed objects, Git LFS objects here and
+        their bytes (a snapshot: writers may merge packs meanwhile)."""
         objects = Path(self.gitdir) / "objects"
         loose = [f for d in objects.glob("[0-9a-f][0-9a-f]") for f in d.iterdir()]
         packs, packed, total = 0, 0, 0
@@ -117,6 +117,13 @@ class MaintenanceMixin(GitCore):
             except FileNotFoundError:
                 continue  # merged away while we looked
         versions = self.versions()
+        lfs_objects, lfs_bytes = 0, 0
+        for _oid, path in self._lfs.oids():
+            try:
+                lfs_bytes += os.stat(path).st_size
+                lfs_objects += 1
+            except FileNotFoundError:
+                continue
         return {
             "path": str(self.path),
             "versions": len(versions),
@@ -125,6 +132,8 @@ class MaintenanceMixin(GitCore):
             "loose_objects": len(loose),
             "packed_objects": packed,
             "packs": packs,
+            "lfs_objects": lfs_objects,  # Git LFS content here (lfs/objects)
+            "lfs_bytes": lfs_bytes,
         }
 
     def prune(self, versions: list[str] | None = None, older_than: float | None = None,
