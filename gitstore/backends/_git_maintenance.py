@@ -118,9 +118,9 @@ class MaintenanceMixin(GitCore):
                 continue  # merged away while we looked
         versions = self.versions()
         lfs_objects, lfs_bytes = 0, 0
-        for _oid, path in self._lfs.oids():
+        for _oid, lfs_path in self._lfs.oids():
             try:
-                lfs_bytes += os.stat(path).st_size
+                lfs_bytes += os.stat(lfs_path).st_size
                 lfs_objects += 1
             except FileNotFoundError:
                 continue
