@@ -410,3 +410,45 @@ def test_cli_pull_with_lfs_content_downloads_now(tmp_path: Path) -> None:
     assert lfs_file(tmp_path / "b", oid).exists()
     stats = GitDataStore(tmp_path / "b").stats()
     assert stats["lfs_objects"] == 1 and stats["lfs_bytes"] == 8128
+
+
+def test_endpoint_follows_git_lfs_rules(tmp_path: Path) -> None:
+    from dulwich.config import ConfigFile
+
+    from gitstore._git.lfs import endpoint_for
+
+    assert endpoint_for("https://host/org/repo.git", [], None, False) == \
+        ("http", "https://host/org/repo.git/info/lfs")
+    assert endpoint_for("https://u:p@host/org/repo", [], None, False) == \
+        ("http", "https://u:p@host/org/repo.git/info/lfs")
+    assert endpoint_for("git://host:9418/repo.git", [], None, False) == \
+        ("http", "https://host/repo.git/info/lfs")
+    assert endpoint_for("git@host:org/repo.git", [], None, True) == \
+        ("http", "https://host/org/repo.git/info/lfs")
+    remote = tmp_path / "r.git"
+    git("init", "-q", "--bare", str(remote))
+    assert endpoint_for(remote.as_uri(), [], None, False) == ("local", str(remote))
+    assert endpoint_for(str(remote), [], None, False) == ("local", str(remote))
+    config = tmp_path / "config"
+    config.write_text('[remote "origin"]\n\tlfsurl = https://a/lfs\n')
+    lfsconfig = tmp_path / ".lfsconfig"
+    lfsconfig.write_text("[lfs]\n\turl = https://b/lfs\n\tpushurl = https://c/lfs\n")
+    configs = [ConfigFile.from_path(str(config)), ConfigFile.from_path(str(lfsconfig))]
+    # lfs.url (even from .lfsconfig) wins over remote.<name>.lfsurl; lfs.pushurl for uploads
+    assert endpoint_for(str(remote), configs, "origin", False) == ("http", "https://b/lfs")
+    assert endpoint_for(str(remote), configs, "origin", True) == ("http", "https://c/lfs")
+    assert endpoint_for(str(remote), configs[:1], "origin", False) == ("http", "https://a/lfs")
+    assert endpoint_for(str(remote), configs[:1], "other", False) == ("local", str(remote))
+
+
+def test_lfsconfig_in_a_store_inside_a_work_tree(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    git("init", "-q", str(code))
+    (code / ".lfsconfig").write_text("[lfs]\n\turl = http://127.0.0.1:9/nothing/info/lfs\n")
+    s = GitDataStore(code, lfs_threshold=1024)
+    s.store(SimpleComponent({"a": 17}), "big", np.arange(1000.0))
+    remote = tmp_path / "r.git"
+    git("init", "-q", "--bare", str(remote))
+    with pytest.raises(NoLfsServerError) as info:  # .lfsconfig named a server: nobody there
+        s.push(str(remote))
+    assert info.value.endpoint == "http://127.0.0.1:9/nothing/info/lfs"

@@ -58,6 +58,7 @@ from .shared import Adjust, makedirs
 
 __all__ = [
     "LFS_THRESHOLD",
+    "POINTER_SIZES",
     "LfsClient",
     "LfsReader",
     "LfsStore",
@@ -71,6 +72,11 @@ __all__ = [
 LFS_THRESHOLD = 8 << 20
 #: a pointer file is below this size (git-lfs's own bound)
 MAX_POINTER = 1024
+#: the sizes a well-formed pointer can have (a size of 1 to 19 digits): listings and pushes
+#: read only blobs of these sizes to find pointers
+POINTER_SIZES = range(len(b"version https://git-lfs.github.com/spec/v1\noid sha256:\nsize \n")
+                      + 64 + 1, len(b"version https://git-lfs.github.com/spec/v1\noid sha256:"
+                                    b"\nsize \n") + 64 + 20)
 _VERSION = b"version https://git-lfs.github.com/spec/v1\n"
 _PREFIX = b"version https://git-lfs"  # any git-lfs pointer (older spec URLs included)
 _POINTER = re.compile(rb"version https://git-lfs\.github\.com/spec/v1\n"
@@ -933,7 +939,7 @@ def _walk_tree(db: Any, tree: bytes, seen_trees: set[bytes], seen_blobs: set[byt
                 stack.append(child)
             elif mode in (0o100644, 0o100755) and child not in seen_blobs:
                 seen_blobs.add(child)
-                if 100 <= size_of(child) < MAX_POINTER:
+                if size_of(child) in POINTER_SIZES:
                     try:
                         pointer = parse_pointer(read(child))
                     except CorruptEntryError:

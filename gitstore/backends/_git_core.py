@@ -40,6 +40,8 @@ from .._git.large import (
 )
 from .._git.lfs import (
     LFS_THRESHOLD,
+    MAX_POINTER,
+    POINTER_SIZES,
     LfsReader,
     LfsStore,
     Pointer,
@@ -446,7 +448,7 @@ class GitCore(AbstractDataStore):
                 if name.startswith(prefix) and b"." not in name[len(prefix):]:
                     data = pending.blobs.get(sha) if pending is not None else None
                     if data is None:
-                        if self._blob_size(sha) >= 1024:
+                        if self._blob_size(sha) >= MAX_POINTER:
                             return None
                         data = self._read_blob(sha)
                     pointer = parse_pointer(data)
@@ -511,7 +513,7 @@ class GitCore(AbstractDataStore):
 
     def _content_size(self, sha: bytes, size: int) -> int:
         """An attribute's size: the blob's, or for a Git LFS pointer its content's."""
-        if 100 <= size < 1024:
+        if size in POINTER_SIZES:  # only a well-formed pointer's sizes (listing stays fast)
             pointer = parse_pointer(self._read_blob(sha))
             if pointer is not None:
                 return pointer.size
