@@ -44,55 +44,42 @@ class Component:
         self.version = "bench"
 
 
-def best(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def store_load(root: Path, megabytes: int, repeat: int) -> dict[str, float]:
-    """Seconds (best of ``repeat``) to store and to load one array, gitstore and joblib."""
+    """Seconds (best of ``repeat``) to store and to load one array, gitstore and joblib, each
+    repeat timing one then the other (a loaded machine's changes hit both alike)."""
     import joblib
 
     array = np.random.default_rng(0).random(megabytes * (1 << 20) // 8)
-    out: dict[str, float] = {}
     store = GitDataStore(root / "store")
     store.store(Component(-1), "warm-up", 1)  # imports, the repository opened
-    counter = iter(range(10**6))
+    memory = joblib.Memory(str(root / "joblib"), verbose=0)
+    mapped_memory = joblib.Memory(str(root / "joblib"), verbose=0, mmap_mode="r")
 
-    def fresh(i: int) -> np.ndarray:
+    def make(i: int) -> np.ndarray:
         array[0] = i  # new content each time (as new results are), no copy
         return array
 
-    def ours() -> None:
-        i = next(counter)
-        store.store(Component(i), "x", fresh(i))
+    cached, mapped = memory.cache(make), mapped_memory.cache(make)
+    times: dict[str, list[float]] = {}
 
-    out["gitstore store"] = best(ours, repeat)
-    last = Component(next(counter))
-    store.store(last, "x", array)
-    out["gitstore load"] = best(lambda: store.retrieve(last, "x"), repeat)
-    out["gitstore mmap load"] = best(lambda: store.retrieve(last, "x", mmap_mode="r"), repeat)
-    assert np.array_equal(store.retrieve(last, "x", mmap_mode="r")[-5:], array[-5:])
+    def timed(name: str, fn: Callable[[], Any]) -> None:
+        t = time.perf_counter()
+        fn()
+        times.setdefault(name, []).append(time.perf_counter() - t)
+
+    for i in range(repeat):
+        timed("gitstore store", lambda: store.store(Component(i), "x", make(i)))
+        timed("joblib store", lambda: cached(i))  # a miss: dump
+    last = repeat - 1
+    for _ in range(repeat):
+        timed("gitstore load", lambda: store.retrieve(Component(last), "x"))
+        timed("joblib load", lambda: cached(last))  # a hit: load
+    for _ in range(repeat):
+        timed("gitstore mmap load", lambda: store.retrieve(Component(last), "x", mmap_mode="r"))
+        timed("joblib mmap load", lambda: mapped(last))
+    assert store.retrieve(Component(last), "x", mmap_mode="r")[0] == last
     store.close()
-
-    memory = joblib.Memory(str(root / "joblib"), verbose=0)
-
-    def make(i: int) -> np.ndarray:
-        return fresh(i)
-
-    cached = memory.cache(make)
-    counter2 = iter(range(10**6))
-    out["joblib store"] = best(lambda: cached(next(counter2)), repeat)  # a miss: dump
-    cached(-1)
-    out["joblib load"] = best(lambda: cached(-1), repeat)  # a hit: load
-    mapped = joblib.Memory(str(root / "joblib"), verbose=0, mmap_mode="r").cache(make)
-    mapped(-1)
-    out["joblib mmap load"] = best(lambda: mapped(-1), repeat)
-    return out
+    return {name: min(runs) for name, runs in times.items()}
 
 
 def peak_worker(path: str, megabytes: int, action: str) -> None:

@@ -452,3 +452,21 @@ def test_lfsconfig_in_a_store_inside_a_work_tree(tmp_path: Path) -> None:
     with pytest.raises(NoLfsServerError) as info:  # .lfsconfig named a server: nobody there
         s.push(str(remote))
     assert info.value.endpoint == "http://127.0.0.1:9/nothing/info/lfs"
+
+
+def test_chunked_bodies_are_decoded_and_bounded() -> None:
+    import io
+
+    from gitstore._git.lfs import _dechunked
+
+    def body(*chunks: bytes) -> io.BufferedReader:
+        raw = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+        return io.BufferedReader(io.BytesIO(raw))
+
+    pieces = [os.urandom(n) for n in (1, 300, 70_000, 5)] * 20
+    assert b"".join(_dechunked(body(*pieces), 10**9)) == b"".join(pieces)
+    # more than the pointer's size: one byte beyond it is handed on (for the caller to refuse)
+    assert len(b"".join(_dechunked(body(b"a" * 100, b"b" * 100), 150))) == 151
+    for bad in (b"zz\r\nab\r\n0\r\n\r\n", b"2\r\nabc\r\n0\r\n\r\n", b"5\r\nab"):
+        with pytest.raises(ValueError):
+            b"".join(_dechunked(io.BufferedReader(io.BytesIO(bad)), 100))

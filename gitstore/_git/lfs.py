@@ -272,7 +272,8 @@ class LfsStore:
             os.close(fd)
         return pointer
 
-    def receive(self, pointer: Pointer, chunks: Iterable[bytes], source: str) -> None:
+    def receive(self, pointer: Pointer, chunks: Iterable[bytes | memoryview],
+                source: str) -> None:
         """Keep content that arrives from elsewhere, once its size and SHA-256 match the
         pointer (bounded: more bytes than the pointer's size are refused as they arrive).
 
@@ -809,21 +810,83 @@ class LfsClient:
                                   f"{declared[:20]!r} bytes for {pointer.oid}, its pointer "
                                   f"says {pointer.size}: refused", self.remote)
 
-            def chunks() -> Iterator[bytes]:
-                while True:
-                    try:
-                        chunk = response.read(1 << 20)
-                    except (OSError, http.client.HTTPException) as exc:
-                        raise RemoteError(f"remote {_shown(self.remote)}: GET of LFS object "
-                                          f"{pointer.oid} failed: {exc}", self.remote) from None
-                    if not chunk:
-                        return
-                    yield chunk
+            def chunks() -> Iterator[bytes | memoryview]:
+                if response.chunked:  # http.client decodes tiny chunks slowly: in bulk here
+                    yield from _dechunked(response.fp, pointer.size)
+                    return
+                buf = bytearray(1 << 20)  # one buffer, refilled (no allocation per chunk)
+                view = memoryview(buf)
+                while got := response.readinto(buf):
+                    yield view[:got]
 
-            store.receive(pointer, chunks(), f"remote {_shown(self.remote)}")
+            try:
+                store.receive(pointer, chunks(), f"remote {_shown(self.remote)}")
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                raise RemoteError(f"remote {_shown(self.remote)}: GET of LFS object "
+                                  f"{pointer.oid} failed: {exc}", self.remote) from None
         finally:
             response.close()
             conn.close()
+
+
+def _dechunked(fp: Any, limit: int) -> Iterator[bytes]:
+    """The body of a chunked HTTP response read from ``fp`` (RFC 9112 section 7.1), in pieces
+    of about 1 MiB however small the server's chunks are. At most ``limit`` bytes of data are
+    accepted (one more is handed on, for the caller to refuse).
+
+    Raises:
+        ValueError: a malformed chunk header, or the stream ends early.
+    """
+    data = b""
+    at = 0
+    out = bytearray()
+    given = 0
+
+    def more() -> None:
+        nonlocal data, at
+        block = fp.read1(1 << 20)
+        if not block:
+            raise ValueError("the chunked body ends early")
+        data = data[at:] + block if at < len(data) else block
+        at = 0
+
+    while True:
+        end = data.find(b"\r\n", at)
+        while end < 0:
+            if len(data) - at > 1024:
+                raise ValueError("a chunk header is too long")
+            more()
+            end = data.find(b"\r\n", at)
+        header = data[at:end].split(b";", 1)[0].strip()
+        if not header or len(header) > 16 or header.strip(b"0123456789abcdefABCDEF"):
+            raise ValueError(f"a malformed chunk header {data[at:end][:40]!r}")
+        size = int(header, 16)
+        at = end + 2
+        if size == 0:
+            break  # trailers are not read: the connection is closed after this response
+        if given + len(out) + size > limit:
+            size = limit - given - len(out) + 1  # one byte too many: the caller refuses
+        while size:
+            if at >= len(data):
+                more()
+            take = min(size, len(data) - at)
+            out += data[at: at + take]
+            at += take
+            size -= take
+            if len(out) >= 1 << 20:
+                given += len(out)
+                yield bytes(out)
+                out.clear()
+            if given + len(out) > limit:
+                yield bytes(out)
+                return
+        while len(data) - at < 2:
+            more()
+        if data[at: at + 2] != b"\r\n":
+            raise ValueError("a chunk does not end with CRLF")
+        at += 2
+    if out:
+        yield bytes(out)
 
 
 def _run_all(jobs: list[Callable[[], None]]) -> None:
