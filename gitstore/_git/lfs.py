@@ -829,6 +829,9 @@ class LfsClient:
             conn.close()
 
 
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+
 def _dechunked(fp: Any, limit: int) -> Iterator[bytes]:
     """The body of a chunked HTTP response read from ``fp`` (RFC 9112 section 7.1), in pieces
     of about 1 MiB however small the server's chunks are. At most ``limit`` bytes of data are
@@ -838,20 +841,38 @@ def _dechunked(fp: Any, limit: int) -> Iterator[bytes]:
         ValueError: a malformed chunk header, or the stream ends early.
     """
     data = b""
+    view = memoryview(data)
     at = 0
     out = bytearray()
     given = 0
 
     def more() -> None:
-        nonlocal data, at
+        nonlocal data, at, view
         block = fp.read1(1 << 20)
         if not block:
             raise ValueError("the chunked body ends early")
+        view.release()
         data = data[at:] + block if at < len(data) else block
+        view = memoryview(data)
         at = 0
 
     while True:
         end = data.find(b"\r\n", at)
+        if 0 < end - at <= 16:  # the common case: a whole chunk already read, taken at once
+            try:
+                size = int(data[at:end], 16)
+            except ValueError:
+                size = -1  # an extension, or garbage: the careful way below
+            stop = end + 2 + size
+            if size > 0 and data.startswith(b"\r\n", stop) and \
+                    given + len(out) + size <= limit and data[at] in _HEX_DIGITS:
+                out += view[end + 2: stop]
+                at = stop + 2
+                if len(out) >= 1 << 20:
+                    given += len(out)
+                    yield bytes(out)
+                    out.clear()
+                continue
         while end < 0:
             if len(data) - at > 1024:
                 raise ValueError("a chunk header is too long")
