@@ -758,13 +758,15 @@ def fetch(
     remote: Annotated[str, typer.Argument(help="A remote's name, URL or path.")],
     version: Annotated[list[str] | None, typer.Option("--version", help="Only this version.")
                        ] = None,
+    lfs_content: Annotated[bool, typer.Option(
+        "--lfs-content", help="Download Git LFS content now (else: on first read).")] = False,
 ) -> None:
     """Fetch results into remote-tracking refs (nothing local changes).
 
     Example: gitstore fetch origin
     """
     with open_store() as store, progress_bar("fetch") as advance:
-        fetched = store.fetch(remote, version)
+        fetched = store.fetch(remote, version, lfs_content=lfs_content)
         advance(1.0)
     for name, sha in fetched.items():
         out.print(f"{name}: {sha[:10]}", markup=False)
@@ -780,6 +782,8 @@ def pull(
         "--rev", help="Only the versions valid for this code revision (by content).")] = None,
     code_repo: Annotated[Path, typer.Option("--code-repo", help="The code's repository "
                                             "(for --rev).")] = Path("."),
+    lfs_content: Annotated[bool, typer.Option(
+        "--lfs-content", help="Download Git LFS content now (else: on first read).")] = False,
 ) -> None:
     """Fetch results and merge them into the local versions.
 
@@ -791,7 +795,7 @@ def pull(
         raise InvalidArgumentError("give --version or --rev, not both")
     with open_store(create=True) as store, progress_bar("pull") as advance:
         result = store.pull_rev(remote, rev, code_repo, prefer) if rev is not None else \
-            store.pull(remote, version, prefer)
+            store.pull(remote, version, prefer, lfs_content=lfs_content)
         advance(1.0)
     for name, what in result.items():
         out.print(f"{name}: {what}", markup=False)

@@ -34,7 +34,10 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
         ├── AmbiguousKeyError (KeyError) a key prefix matches several keys (.candidates)
         ├── ConcurrencyError             a lock could not be taken in time
         ├── MergeConflictError           same key and attribute, different bytes (.conflicts)
-        └── RemoteError                  a remote could not be reached or refused (.remote)
+        ├── RemoteError                  a remote could not be reached or refused (.remote)
+        │   └── NoLfsServerError         the remote has no Git LFS server (.endpoint)
+        └── LfsObjectMissingError        a Git LFS attribute's content is not here, and no
+                                         remote gave it (.oid)
 """
 
 from __future__ import annotations
@@ -55,9 +58,11 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidAttributeNameError",
     "InvalidComponentError",
+    "LfsObjectMissingError",
     "LossyDataError",
     "MergeConflictError",
     "MissingDependencyError",
+    "NoLfsServerError",
     "ParameterError",
     "ParameterFileError",
     "ParameterNameError",
@@ -293,3 +298,21 @@ class RemoteError(StoreError):
     def __init__(self, message: str, remote: str | None = None) -> None:
         super().__init__(message)
         self.remote = remote
+
+
+class NoLfsServerError(RemoteError):
+    """The remote has no Git LFS server where git-lfs's rules look for it (``.endpoint``)."""
+
+    def __init__(self, message: str, remote: str | None = None,
+                 endpoint: str | None = None) -> None:
+        super().__init__(message, remote)
+        self.endpoint = endpoint
+
+
+class LfsObjectMissingError(StoreError):
+    """The content of a Git LFS attribute is not in the store, and no remote gave it
+    (absent, not corrupt: ``.oid`` is its SHA-256)."""
+
+    def __init__(self, message: str, oid: str | None = None) -> None:
+        super().__init__(message)
+        self.oid = oid

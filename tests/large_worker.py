@@ -35,7 +35,10 @@ def rss_now() -> int:
 def main() -> None:
     backend, path, megabytes, action = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     n = megabytes * (1 << 20) // 8
-    store = GitDataStore(path) if backend == "git" else DjangoORMDataStore(data_root_dir=path)
+    # git: large attributes as Git LFS objects (the default); gitblob: as git blobs
+    store = GitDataStore(path) if backend == "git" else \
+        GitDataStore(path, lfs_threshold=None) if backend == "gitblob" else \
+        DjangoORMDataStore(data_root_dir=path)
     component = SimpleComponent({"n": n})
     if action == "store":
         array = np.random.default_rng(1).random(n)

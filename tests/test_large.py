@@ -1,4 +1,7 @@
-"""Large arrays: streamed in and out, checked, and never held twice in memory."""
+"""Large arrays: streamed in and out, checked, and never held twice in memory.
+
+In git blobs here (``lfs_threshold=None``); as Git LFS objects (the default from 8 MiB on) in
+test_lfs.py and, for peak memory, the ``git`` backend of the worker."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ def loose_path(store: Path, component: object, attribute_file: str) -> Path:
 
 
 def test_random_array_is_stored_uncompressed_and_round_trips(tmp_path: Path) -> None:
-    s = GitDataStore(tmp_path / "s")
+    s = GitDataStore(tmp_path / "s", lfs_threshold=None)
     c = SimpleComponent({"a": 1})
     array = np.random.default_rng(0).random((2000, 1500))  # 24 MB
     s.store(c, "big", array)
@@ -36,7 +39,7 @@ def test_random_array_is_stored_uncompressed_and_round_trips(tmp_path: Path) -> 
     message = git("--git-dir", str(tmp_path / "s"), "log", "-1", "--format=%B",
                   "refs/gitstore/versions/1.0")
     assert "big.npy: " in message and "stored uncompressed" in message
-    again = GitDataStore(tmp_path / "s")
+    again = GitDataStore(tmp_path / "s", lfs_threshold=None)
     np.testing.assert_array_equal(again.retrieve(c, "big"), array)
     git("--git-dir", str(tmp_path / "s"), "fsck", "--strict")
     size = git("--git-dir", str(tmp_path / "s"), "cat-file", "-s", path.parent.name +
@@ -49,18 +52,18 @@ def test_random_array_is_stored_uncompressed_and_round_trips(tmp_path: Path) -> 
 
 
 def test_compressible_array_is_deflated(tmp_path: Path) -> None:
-    s = GitDataStore(tmp_path / "s")
+    s = GitDataStore(tmp_path / "s", lfs_threshold=None)
     c = SimpleComponent({"a": 2})
     array = np.zeros((3000, 1000), dtype=np.float32)
     array[::7] = 1.0
     s.store(c, "sparse", array)
     assert loose_path(tmp_path / "s", c, "sparse.npy").stat().st_size < array.nbytes / 10
-    np.testing.assert_array_equal(GitDataStore(tmp_path / "s").retrieve(c, "sparse"), array)
+    np.testing.assert_array_equal(GitDataStore(tmp_path / "s", lfs_threshold=None).retrieve(c, "sparse"), array)
     git("--git-dir", str(tmp_path / "s"), "fsck", "--strict")
 
 
 def test_fortran_and_strided_arrays(tmp_path: Path) -> None:
-    s = GitDataStore(tmp_path / "s")
+    s = GitDataStore(tmp_path / "s", lfs_threshold=None)
     f_order = np.asfortranarray(np.random.default_rng(2).random((1500, 1000)))
     strided = np.random.default_rng(3).random((3000, 1000))[::2]
     s.store(SimpleComponent({"f": 1}), "x", f_order)
@@ -70,7 +73,7 @@ def test_fortran_and_strided_arrays(tmp_path: Path) -> None:
 
 
 def test_damaged_large_object_is_corrupt_entry(tmp_path: Path) -> None:
-    s = GitDataStore(tmp_path / "s")
+    s = GitDataStore(tmp_path / "s", lfs_threshold=None)
     c = SimpleComponent({"a": 3})
     s.store(c, "big", np.random.default_rng(4).random(2_000_000))
     path = loose_path(tmp_path / "s", c, "big.npy")
@@ -81,9 +84,9 @@ def test_damaged_large_object_is_corrupt_entry(tmp_path: Path) -> None:
         f.seek(-1, 1)
         f.write(bytes([byte[0] ^ 0x55]))
     with pytest.raises(CorruptEntryError) as info:
-        GitDataStore(tmp_path / "s").retrieve(c, "big")
+        GitDataStore(tmp_path / "s", lfs_threshold=None).retrieve(c, "big")
     assert info.value.key == key_of(c)
-    problems = GitDataStore(tmp_path / "s").verify()
+    problems = GitDataStore(tmp_path / "s", lfs_threshold=None).verify()
     assert len(problems) == 1 and key_of(c).split(":")[1][:12] in problems[0]
 
 
@@ -94,7 +97,7 @@ def peak(backend: str, path: Path, megabytes: int, action: str) -> dict[str, int
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("backend", ["git", "django"])
+@pytest.mark.parametrize("backend", ["git", "gitblob", "django"])
 def test_peak_memory_of_a_100_mb_array(tmp_path: Path, backend: str) -> None:
     stored = peak(backend, tmp_path / "s", 100, "store")
     loaded = peak(backend, tmp_path / "s", 100, "load")
@@ -106,9 +109,9 @@ def test_peak_memory_of_a_100_mb_array(tmp_path: Path, backend: str) -> None:
 @pytest.mark.slow
 def test_five_gigabyte_array(tmp_path: Path) -> None:
     """A git object over 4 GiB, streamed both ways on this 24 GB machine."""
-    stored = peak("git", tmp_path / "s", 5 * 1024, "store")
+    stored = peak("gitblob", tmp_path / "s", 5 * 1024, "store")
     assert stored["bytes"] > 4 << 30
-    loaded = peak("git", tmp_path / "s", 5 * 1024, "load")
+    loaded = peak("gitblob", tmp_path / "s", 5 * 1024, "load")
     assert stored["extra"] <= 0.5 * stored["bytes"] and loaded["extra"] <= 0.5 * loaded["bytes"]
     blobs = [p for p in (tmp_path / "s" / "objects").glob("??/*") if p.stat().st_size > 4 << 30]
     assert len(blobs) == 1
@@ -118,13 +121,13 @@ def test_five_gigabyte_array(tmp_path: Path) -> None:
 
 
 def test_large_blob_in_a_pack_after_gc_streams(tmp_path: Path) -> None:
-    s = GitDataStore(tmp_path / "s")
+    s = GitDataStore(tmp_path / "s", lfs_threshold=None)
     c = SimpleComponent({"a": 9})
     array = np.random.default_rng(6).random(2_000_000)  # 16 MB
     s.store(c, "big", array)
     s.gc()
     assert not [p for p in (tmp_path / "s" / "objects").glob("??/*")]  # packed now
-    again = GitDataStore(tmp_path / "s")
+    again = GitDataStore(tmp_path / "s", lfs_threshold=None)
     entry = again.find(key_of(c))
     blob = again._open_blob(again.attributes(entry.key)["big"]["id"].encode())
     assert not isinstance(blob, bytes)  # a stream, not the whole blob in memory

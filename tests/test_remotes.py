@@ -199,11 +199,11 @@ def test_large_array_over_the_network(tmp_path: Path) -> None:
     base.mkdir()
     git("init", "-q", "--bare", str(base / "big.git"))
     array = np.random.default_rng(5).random(3_000_000)  # 24 MB, a loose object
-    a = GitDataStore(tmp_path / "a")
+    a = GitDataStore(tmp_path / "a", lfs_threshold=None)  # in git (LFS: test_lfs.py)
     a.store(C(1), "array", array)
     with git_daemon(base) as prefix:
         a.push(prefix + "big.git")
-        b = GitDataStore(tmp_path / "b")
+        b = GitDataStore(tmp_path / "b", lfs_threshold=None)
         b.pull(prefix + "big.git")
     git("--git-dir", str(base / "big.git"), "fsck", "--strict")
     np.testing.assert_array_equal(b.retrieve(C(1), "array"), array)

@@ -86,7 +86,7 @@ def run_python(code: str, timeout: float = 300) -> dict[str, object]:
 
 def test_restore_repairs_a_damaged_large_loose_object(tmp_path: Path) -> None:
     gitdir = tmp_path / "s"
-    s = GitDataStore(gitdir)
+    s = GitDataStore(gitdir, lfs_threshold=None)
     c = SimpleComponent({"big": 1})
     data = np.random.default_rng(1).random(1_200_000)  # 9.6 MB: a large, loose blob
     s.store(c, "array", data)
@@ -94,15 +94,15 @@ def test_restore_repairs_a_damaged_large_loose_object(tmp_path: Path) -> None:
     path = loose_path(gitdir, blob_id(gitdir, c, "array.npy"))
     flip(path, path.stat().st_size // 2)
     with pytest.raises(CorruptEntryError):
-        GitDataStore(gitdir).retrieve(c, "array")
-    GitDataStore(gitdir).store(c, "array", data)  # the same bytes again
-    assert np.array_equal(GitDataStore(gitdir).retrieve(c, "array"), data)
-    assert GitDataStore(gitdir).verify() == []
+        GitDataStore(gitdir, lfs_threshold=None).retrieve(c, "array")
+    GitDataStore(gitdir, lfs_threshold=None).store(c, "array", data)  # the same bytes again
+    assert np.array_equal(GitDataStore(gitdir, lfs_threshold=None).retrieve(c, "array"), data)
+    assert GitDataStore(gitdir, lfs_threshold=None).verify() == []
 
 
 def test_restore_repairs_a_damaged_large_packed_object(tmp_path: Path) -> None:
     gitdir = tmp_path / "s"
-    s = GitDataStore(gitdir)
+    s = GitDataStore(gitdir, lfs_threshold=None)
     c = SimpleComponent({"big": 2})
     data = np.random.default_rng(4).random(1_200_000)
     s.store(c, "array", data)
@@ -113,9 +113,9 @@ def test_restore_repairs_a_damaged_large_packed_object(tmp_path: Path) -> None:
     pack, offset = _pack_offset(gitdir, sha)
     flip(pack, offset + 5_000_000)
     with pytest.raises(CorruptEntryError):
-        GitDataStore(gitdir).retrieve(c, "array")
-    GitDataStore(gitdir).store(c, "array", data)  # the same bytes again
-    assert np.array_equal(GitDataStore(gitdir).retrieve(c, "array"), data)
+        GitDataStore(gitdir, lfs_threshold=None).retrieve(c, "array")
+    GitDataStore(gitdir, lfs_threshold=None).store(c, "array", data)  # the same bytes again
+    assert np.array_equal(GitDataStore(gitdir, lfs_threshold=None).retrieve(c, "array"), data)
 
 
 def _pack_offset(gitdir: Path, sha: str) -> tuple[Path, int]:
@@ -318,7 +318,7 @@ def test_a_merge_failing_on_a_full_disk_is_not_a_failed_store(
 
 def test_gc_gives_back_the_space_of_pruned_versions_at_once(tmp_path: Path) -> None:
     gitdir = tmp_path / "s"
-    s = GitDataStore(gitdir)
+    s = GitDataStore(gitdir, lfs_threshold=None)
     rng = np.random.default_rng(3)
     for i in range(3):
         s.store(SimpleComponent({"i": i}, version="old"), "a", rng.random(150_000))  # 1.2 MB
@@ -332,7 +332,7 @@ def test_gc_gives_back_the_space_of_pruned_versions_at_once(tmp_path: Path) -> N
     after = objects_bytes(gitdir)
     assert before - after > 10_000_000, (before, after)
     assert after < 1_000_000
-    assert GitDataStore(gitdir).retrieve(keep, "v") == "kept"
+    assert GitDataStore(gitdir, lfs_threshold=None).retrieve(keep, "v") == "kept"
     git("--git-dir", str(gitdir), "fsck", "--strict")
 
 

@@ -38,6 +38,16 @@ from .._git.large import (
     packed_size,
     write_loose_blob,
 )
+from .._git.lfs import (
+    LFS_THRESHOLD,
+    MAX_POINTER,
+    POINTER_SIZES,
+    LfsReader,
+    LfsStore,
+    Pointer,
+    looks_like_pointer,
+    parse_pointer,
+)
 from .._git.layout import (
     VERSIONS,
     entry_path,
@@ -63,6 +73,7 @@ from ..errors import (
     CorruptEntryError,
     DiskFullError,
     EntryNotFoundError,
+    InvalidArgumentError,
     StoreError,
     StoreLocationError,
 )
@@ -137,6 +148,10 @@ class GitCore(AbstractDataStore):
             not), whose ``refs/gitstore/`` namespace the store then uses.
         allow_pickle: see :class:`AbstractDataStore`.
         author: ``"Name <email>"`` recorded in commits.
+        lfs_threshold: attributes of at least this many bytes are stored as Git LFS objects
+            (see :mod:`gitstore._git.lfs`); None stores every attribute in git. By default,
+            the store's git config ``gitstore.lfsThreshold`` (bytes, ``k``/``m``/``g``
+            suffixes, or ``off``), else :data:`~gitstore._git.lfs.LFS_THRESHOLD` (8 MiB).
 
     Raises:
         StoreLocationError: ``path`` is a file, a non-empty directory that is not a git
@@ -154,6 +169,7 @@ class GitCore(AbstractDataStore):
         allow_pickle: bool = False,
         author: str = "gitstore <gitstore@localhost>",
         create: bool = True,
+        lfs_threshold: int | None | str = "config",
     ) -> None:
         super().__init__(allow_pickle=allow_pickle)
         self.path = Path(path).absolute()
@@ -169,6 +185,12 @@ class GitCore(AbstractDataStore):
         self._blob_cache: dict[bytes, bytes] = {}
         self._blob_cache_bytes = 0
         self._closed = False
+        self._lfs = LfsStore(self.gitdir, self._shared_perm)  # large attributes (Git LFS)
+        if hasattr(self, "_lfs_fetch"):  # missing content comes from the remotes (a weak
+            me = weakref.ref(self)       # reference: the store stays collectable)
+            self._lfs.fetcher = lambda pointer: me()._lfs_fetch(pointer)  # type: ignore[union-attr]
+        self.lfs_threshold = _lfs_threshold(self.gitdir) if lfs_threshold == "config" else \
+            _checked_threshold(lfs_threshold)
         # close dulwich's packs before interpreter teardown (else __del__ prints noise)
         self._finalizer = weakref.finalize(self, _close_all, self._repos, self._repos_lock)
 
@@ -292,7 +314,14 @@ class GitCore(AbstractDataStore):
         name = f"{attribute}.{codec.ext}".encode()
         size = len(payload) if isinstance(payload, bytes) else sum(len(p) for p in payload)
         note = ""
-        if size >= LARGE:  # streamed to a loose object now, outside the writer lock
+        if (self.lfs_threshold is not None and size >= self.lfs_threshold) or (
+                isinstance(payload, bytes) and looks_like_pointer(payload)):
+            # a Git LFS object: streamed to lfs/objects now, a pointer blob in the tree (a
+            # payload that looks like a pointer goes there too: pointers stay unambiguous)
+            pointer = self._lfs.write([payload] if isinstance(payload, bytes) else payload)
+            sha = pending.add_blob(pointer.text())
+            note = f"\n{attribute}.{codec.ext}: {size} bytes, Git LFS object {pointer.oid}"
+        elif size >= LARGE:  # streamed to a loose object now, outside the writer lock
             sha, how = write_loose_blob(os.path.join(self.gitdir, "objects"),
                                         [payload] if isinstance(payload, bytes) else payload)
             if self._shared_perm is not None:  # its folder, for the other members
@@ -368,12 +397,14 @@ class GitCore(AbstractDataStore):
             for name, sha in self._listing(key, ref, pending).items():
                 if name.startswith(prefix) and b"." not in name[len(prefix):]:
                     data: Any = pending.blobs.get(sha) if pending is not None else None
-                    if data is None:
-                        try:
+                    try:
+                        if data is None:
                             data = self._open_blob(sha)
-                        except CorruptEntryError as exc:
-                            exc.key = key
-                            raise
+                        if isinstance(data, bytes) and looks_like_pointer(data):
+                            data = self._lfs_open(data)
+                    except CorruptEntryError as exc:
+                        exc.key = key
+                        raise
                     return codec_by_ext(name[len(prefix):].decode()), data
         return None
 
@@ -403,6 +434,72 @@ class GitCore(AbstractDataStore):
         self._cache_blob(sha, data)
         return data
 
+    def _lfs_open(self, pointer_text: bytes) -> LfsReader:
+        """A reader of a Git LFS attribute's content (fetched if missing; ``verify`` makes
+        it re-hash even a file recorded as verified)."""
+        pointer = parse_pointer(pointer_text)
+        assert pointer is not None
+        return self._lfs.open(pointer, rehash=getattr(self._local, "rehash", False),
+                              fetch=not getattr(self._local, "rehash", False))
+
+    def _lfs_pointer(self, key: str, attribute: str, version: Any) -> tuple[Codec, Pointer] | None:
+        """The codec and pointer of an attribute stored as a Git LFS object, else None."""
+        refs = [ref_for_version(version)] if version is not None else self._version_refs()
+        pending = getattr(self._local, "pending", None)
+        prefix = attribute.encode() + b"."
+        for ref in refs:
+            for name, sha in self._listing(key, ref, pending).items():
+                if name.startswith(prefix) and b"." not in name[len(prefix):]:
+                    data = pending.blobs.get(sha) if pending is not None else None
+                    if data is None:
+                        if self._blob_size(sha) >= MAX_POINTER:
+                            return None
+                        data = self._read_blob(sha)
+                    pointer = parse_pointer(data)
+                    if pointer is None:
+                        return None
+                    return codec_by_ext(name[len(prefix):].decode()), pointer
+        return None
+
+    def retrieve(self, component: Any, attribute_name: str, default: Any = None,
+                 mmap_mode: str | None = None) -> Any:
+        """The stored ``attribute_name`` of ``component``, or ``default`` (None) if absent.
+
+        ``mmap_mode="r"`` (or ``"c"``, copy-on-write) returns an array stored as a Git LFS
+        object as a read-only :class:`numpy.memmap` of its ``.npy`` file, in O(1) once the
+        file is recorded as verified (it is hashed once, before its first use, otherwise);
+        other attributes load as usual, as with ``joblib.Memory``.
+
+        Raises:
+            InvalidArgumentError: ``mmap_mode`` is not None, ``"r"`` or ``"c"`` (a writable
+                map would change the store's content).
+            UntrustedDataError, CorruptEntryError: see
+                :meth:`~gitstore.backends.base.AbstractDataStore.retrieve`.
+            LfsObjectMissingError: the content is not here and no remote gave it.
+        """
+        if mmap_mode is None:
+            return super().retrieve(component, attribute_name, default)
+        if mmap_mode not in ("r", "c"):
+            raise InvalidArgumentError(f"mmap_mode must be 'r' or 'c' (the store's files are "
+                                       f"read-only), not {mmap_mode!r}")
+        check_attribute_name(attribute_name)
+        key = self.key_of(component)
+        try:
+            found = self._lfs_pointer(key, attribute_name, get_version(component))
+            if found is None or found[0].name != "npy":
+                return super().retrieve(component, attribute_name, default)
+            path = self._lfs.local_path(found[1])
+        except CorruptEntryError as exc:
+            exc.key = exc.key or key
+            raise
+        import numpy as np
+
+        try:
+            return np.load(path, mmap_mode="r" if mmap_mode == "r" else "c", allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise CorruptEntryError(f"cannot map the .npy of LFS object {found[1].oid}: "
+                                    f"{exc}", key=key) from exc
+
     def _blob_size(self, sha: bytes) -> int:
         """A blob's size from its header (loose) or its pack entry: nothing is inflated."""
         cached = self._blob_cache.get(sha)
@@ -417,6 +514,14 @@ class GitCore(AbstractDataStore):
             pass
         size = packed_size(self._db().store, sha)
         return size if size is not None else len(self._read_blob(sha))
+
+    def _content_size(self, sha: bytes, size: int) -> int:
+        """An attribute's size: the blob's, or for a Git LFS pointer its content's."""
+        if size in POINTER_SIZES:  # only a well-formed pointer's sizes (listing stays fast)
+            pointer = parse_pointer(self._read_blob(sha))
+            if pointer is not None:
+                return pointer.size
+        return size
 
     def _cache_blob(self, sha: bytes, data: bytes) -> None:
         if len(data) <= 1 << 20:  # small, verified blobs are kept (immutable by id)
@@ -597,7 +702,14 @@ class GitCore(AbstractDataStore):
             info = recorded.get(attribute) if isinstance(recorded, dict) else None
             size = info.get("size") if isinstance(info, dict) else None
             # recorded at store time; from a remote, so display only: well-typed or ignored
-            got[attribute] = size if type(size) is int and size >= 0 else sizes.size(sha)
+            if type(size) is not int or size < 0:
+                size = sizes.size(sha)
+                if size is not None:
+                    try:
+                        size = self._content_size(sha, size)  # a Git LFS pointer's content
+                    except CorruptEntryError:
+                        size = None
+            got[attribute] = size
         return entry, got, self._read_blob(names[_COMPONENT][1])
 
     def entries_sized(self, version: Any = None, type: str | None = None
@@ -923,7 +1035,7 @@ class GitCore(AbstractDataStore):
             size: int | None = info.get("size") if isinstance(info, dict) else None
             if type(size) is not int or size < 0:  # recorded at store time, display only
                 try:
-                    size = self._blob_size(sha)
+                    size = self._content_size(sha, self._blob_size(sha))
                 except CorruptEntryError:
                     size = None  # missing or damaged: verify names it; the others are listed
             out[attribute] = {"file": name.decode(),
@@ -1092,6 +1204,34 @@ def _changed_entries(db: ObjectDB, tree: bytes, before: bytes | None,
                 yield from walk(ea[1] if ea and ea[0] == _DIR else None,
                                 eb[1] if eb and eb[0] == _DIR else None, depth + 1)
     return walk(tree, before, 0)
+
+
+
+
+def _checked_threshold(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(f"lfs_threshold is a number of bytes >= 0 or None, not "
+                                   f"{value!r}")
+    return value
+
+
+def _lfs_threshold(gitdir: str) -> int | None:
+    """``gitstore.lfsThreshold`` from the store's git config (bytes; ``k``/``m``/``g``;
+    ``off``), else the default. A value that does not parse is the default."""
+    try:
+        from dulwich.config import ConfigFile
+
+        raw = ConfigFile.from_path(os.path.join(gitdir, "config")).get(
+            (b"gitstore",), b"lfsThreshold").decode().strip().lower()
+    except (OSError, KeyError, ValueError):
+        return LFS_THRESHOLD
+    if raw in ("off", "false", "no", "none"):
+        return None
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(raw[-1:], 1)
+    digits = raw[:-1] if scale > 1 else raw
+    return int(digits) * scale if digits.isdigit() else LFS_THRESHOLD
 
 
 def show_value(value: Any) -> Any:

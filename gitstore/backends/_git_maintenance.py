@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._git.lfs import MAX_POINTER, parse_pointer
+from .._git.lfs import old as lfs_old
 from .._git.layout import VERSIONS, ref_for_version, version_of_ref, version_ref_problem
 from .._git.refs import STALE_LOCK_SECONDS
 from ..codecs import decode_payload, read_all
@@ -19,6 +21,7 @@ from ..errors import (
     CorruptEntryError,
     EntryNotFoundError,
     GitStoreError,
+    LfsObjectMissingError,
     InvalidArgumentError,
     StoreError,
 )
@@ -46,7 +49,18 @@ class MaintenanceMixin(GitCore):
 
     def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
         """Read every object reachable from the store's refs, check its id, decode every
-        attribute; return a description of each problem found (empty: all is well)."""
+        attribute; return a description of each problem found (empty: all is well).
+
+        Git LFS content here is re-hashed (SHA-256), whatever the record of files already
+        verified says; content not here (fetched lazily) is absent, not a problem, and is not
+        downloaded."""
+        self._local.rehash = True
+        try:
+            return self._verify(progress)
+        finally:
+            self._local.rehash = False
+
+    def _verify(self, progress: Callable[[int, int], None] | None) -> list[str]:
         problems: list[str] = []
         refs = self._version_refs()
         for ref in sorted(set(self._refs.list(VERSIONS)) - set(refs)):
@@ -66,7 +80,10 @@ class MaintenanceMixin(GitCore):
                         if entry.problem is not None:
                             raise CorruptEntryError(entry.problem)
                         for attribute in entry.attributes:
-                            found = self._get(entry.key, attribute, version)
+                            try:
+                                found = self._get(entry.key, attribute, version)
+                            except LfsObjectMissingError:
+                                continue  # lazily fetched content: absent, not corrupt
                             if found is not None:
                                 if found[0].trusted:
                                     decode_payload(found[0], found[1])
@@ -83,8 +100,8 @@ class MaintenanceMixin(GitCore):
         return problems
 
     def stats(self) -> dict[str, Any]:
-        """Entries, versions, bytes on disk, loose and packed objects (a snapshot: writers may
-        merge packs meanwhile)."""
+        """Entries, versions, bytes on disk, loose and packed objects, Git LFS objects here and
+        their bytes (a snapshot: writers may merge packs meanwhile)."""
         objects = Path(self.gitdir) / "objects"
         loose = [f for d in objects.glob("[0-9a-f][0-9a-f]") for f in d.iterdir()]
         packs, packed, total = 0, 0, 0
@@ -100,6 +117,13 @@ class MaintenanceMixin(GitCore):
             except FileNotFoundError:
                 continue  # merged away while we looked
         versions = self.versions()
+        lfs_objects, lfs_bytes = 0, 0
+        for _oid, lfs_path in self._lfs.oids():
+            try:
+                lfs_bytes += os.stat(lfs_path).st_size
+                lfs_objects += 1
+            except FileNotFoundError:
+                continue
         return {
             "path": str(self.path),
             "versions": len(versions),
@@ -108,6 +132,8 @@ class MaintenanceMixin(GitCore):
             "loose_objects": len(loose),
             "packed_objects": packed,
             "packs": packs,
+            "lfs_objects": lfs_objects,  # Git LFS content here (lfs/objects)
+            "lfs_bytes": lfs_bytes,
         }
 
     def prune(self, versions: list[str] | None = None, older_than: float | None = None,
@@ -223,6 +249,7 @@ class MaintenanceMixin(GitCore):
             with self._gate.exclusive():
                 record = self._take_pruned_record()
                 self._age_pruned(base, record)
+                self._lfs_gc(base, record)
                 # unreachable packed objects younger than the grace are kept, loose: a git
                 # receive-pack (a push over git://, ssh, http) takes no gate, and its objects
                 # are unreachable from their arrival until its ref moves
@@ -246,6 +273,37 @@ class MaintenanceMixin(GitCore):
                 self._remove_old_temporaries(objects)
                 if record is not None:
                     _remove_file(record)
+
+    def _lfs_gc(self, base: list[str], record: Path | None) -> None:
+        """Delete Git LFS content no ref (nor the index) reaches through any commit of its
+        history: at once when only versions pruned since reached it, else once it is older
+        than :data:`FOREIGN_GRACE_SECONDS` (a git-lfs push in flight, or an object of a code
+        repository's own git-lfs). Runs under the exclusive write gate: no gitstore writer has
+        content written but not yet referenced."""
+        have = dict(self._lfs.oids())
+        if not have:
+            return
+        referenced = _lfs_oids(base, ["--all", "--indexed-objects"])
+        if referenced is None:
+            return  # git could not list them: delete nothing
+        pruned: set[str] = set()
+        if record is not None:
+            tips = [line.split()[0].decode() for line in record.read_bytes().splitlines()
+                    if line.split() and len(line.split()[0]) == 40]
+            tips = [t for t in tips if not t.strip("0123456789abcdef")]
+            if tips:
+                pruned = _lfs_oids(base, [*tips, "--not", "--all", "--indexed-objects"]) or set()
+        for oid, path in have.items():
+            if oid in referenced:
+                continue
+            if oid in pruned or lfs_old(path, FOREIGN_GRACE_SECONDS):
+                _remove_file(Path(path))
+                self._lfs.forget(oid)
+        tmp = Path(self._lfs.root) / "tmp"
+        if tmp.is_dir():
+            for leftover in tmp.iterdir():
+                if lfs_old(str(leftover), TEMP_GRACE_SECONDS):
+                    _remove_file(leftover)
 
     def _take_pruned_record(self) -> Path | None:
         """Move the prune record aside (a prune meanwhile starts a new one)."""
@@ -342,6 +400,47 @@ TEMP_GRACE_SECONDS = 3600.0
 #: no gitstore lock): gc keeps it, unless only a version pruned since reached it
 FOREIGN_GRACE_SECONDS = 3600.0
 _PRUNED = "pruned"
+
+
+def _lfs_oids(base: list[str], revs: list[str]) -> set[str] | None:
+    """The LFS object ids of the pointers reachable from ``revs`` (git rev-list arguments),
+    or None if git failed. Only blobs of a pointer's size are read."""
+    listed = subprocess.run([*base, "rev-list", "--objects", "--ignore-missing",
+                             f"--filter=blob:limit={MAX_POINTER}", *revs],
+                            capture_output=True)
+    if listed.returncode != 0:
+        return None
+    ids = b"".join(line[:40] + b"\n" for line in listed.stdout.splitlines() if len(line) >= 40)
+    checked = subprocess.run([*base, "cat-file", "--batch-check"], input=ids,
+                             capture_output=True)
+    if checked.returncode != 0:
+        return None
+    small = []
+    for line in checked.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == b"blob" and 100 <= int(parts[2]) < MAX_POINTER:
+            small.append(parts[0])
+    if not small:
+        return set()
+    read = subprocess.run([*base, "cat-file", "--batch"],
+                          input=b"".join(s + b"\n" for s in small), capture_output=True)
+    if read.returncode != 0:
+        return None
+    out: set[str] = set()
+    data, at = read.stdout, 0
+    while at < len(data):
+        end = data.index(b"\n", at)
+        header = data[at:end].split()
+        size = int(header[2]) if len(header) == 3 else 0
+        blob = data[end + 1: end + 1 + size]
+        at = end + 1 + size + 1
+        try:
+            pointer = parse_pointer(blob)
+        except CorruptEntryError:
+            continue
+        if pointer is not None:
+            out.add(pointer.oid)
+    return out
 
 
 def _remove_file(path: Path) -> None:

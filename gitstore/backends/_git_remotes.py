@@ -12,6 +12,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from .._git.connectivity import check_connected
+from .._git.lfs import LfsClient, Pointer, endpoint_for, link_into, pointers_in
 from .._git.layout import (
     NAMESPACE,
     VERSIONS,
@@ -41,7 +42,9 @@ from ..errors import (
     ConcurrencyError,
     CorruptEntryError,
     EntryNotFoundError,
+    LfsObjectMissingError,
     MergeConflictError,
+    NoLfsServerError,
     RemoteError,
     StoreError,
 )
@@ -114,12 +117,18 @@ class RemotesMixin(GitCore):
         return remote, "url-" + hashlib.sha1(remote.encode()).hexdigest()[:12]
 
     def fetch(self, remote: str, versions: list[str] | None = None,
-              progress: Callable[[bytes], None] | None = None) -> dict[str, str]:
+              progress: Callable[[bytes], None] | None = None,
+              lfs_content: bool = False) -> dict[str, str]:
         """Fetch the remote's results (all versions, or these) into remote-tracking refs
         ``refs/gitstore/remotes/<remote>/versions/<version>``; return ``{version: commit id}``.
 
+        Attributes stored as Git LFS objects come as pointers: their content is downloaded on
+        first read (from this remote, the LFS server git-lfs's rules name for it), or now for
+        the fetched tips with ``lfs_content=True``.
+
         Raises:
             RemoteError: the remote cannot be reached or read.
+            NoLfsServerError: with ``lfs_content``, the remote has no LFS server.
         """
         url, tracking = self._url(remote)
         wanted_refs = {ref_for_version(v) for v in versions} if versions else None
@@ -177,21 +186,28 @@ class RemotesMixin(GitCore):
                 local = f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
                 with self._refs.locked(local):
                     self._refs.compare_and_swap(local, self._refs.read(local), sha)
+        self._lfs_remember_source(remote)
+        if lfs_content and found:
+            self._lfs_download(remote, url, list(found.values()))
         return {version_of_ref(ref): sha.decode() for ref, sha in found.items()}
 
     def pull(self, remote: str, version: str | None = None, prefer: str | None = None,
-             progress: Callable[[bytes], None] | None = None) -> dict[str, str]:
+             progress: Callable[[bytes], None] | None = None,
+             lfs_content: bool = False) -> dict[str, str]:
         """Fetch, then merge each fetched version into the local one.
 
         ``version`` fetches only that version's ref. Returns ``{version: what happened}``
         (``created``, ``up to date``, ``fast-forward``, ``merged``).
+
+        ``lfs_content``: see :meth:`fetch`.
 
         Raises:
             RemoteError: the remote cannot be reached or read.
             MergeConflictError: the same key and attribute hold different bytes on the two
                 sides (nothing is changed) and ``prefer`` (``"ours"``/``"theirs"``) is None.
         """
-        fetched = self.fetch(remote, [version] if version is not None else None, progress)
+        fetched = self.fetch(remote, [version] if version is not None else None, progress,
+                             lfs_content)
         merged = {}
         for v, sha in sorted(fetched.items()):
             try:
@@ -213,8 +229,17 @@ class RemotesMixin(GitCore):
         (as :meth:`pull` does) and the push retried, up to ``attempts`` times. Returns
         ``{version: commit id now on the remote}``.
 
+        Git LFS objects the pushed history holds go first, through the LFS batch API (objects
+        the server has are skipped), then the git pack: the remote never holds a pointer
+        without its content. A path or ``file://`` remote gets them in its own
+        ``lfs/objects``.
+
         Raises:
             RemoteError: unreachable, or still refused after ``attempts`` tries.
+            NoLfsServerError: there are LFS objects to push and the remote has no LFS server
+                (nothing was pushed).
+            LfsObjectMissingError: the content of an LFS object to push is not here, and no
+                remote gave it (nothing was pushed).
             MergeConflictError: see :meth:`pull`.
         """
         url, _tracking = self._url(remote)
@@ -223,6 +248,7 @@ class RemotesMixin(GitCore):
         for attempt in range(attempts):
             local = {ref: sha for ref in refs if (sha := self._refs.read(ref)) is not None}
             self._check_tips(local)
+            self._lfs_push(remote, url, _tracking, local)
             behind: set[str] = set()
 
             def decide(remote_refs: dict[str, bytes]) -> dict[str, bytes]:
@@ -246,11 +272,138 @@ class RemotesMixin(GitCore):
                                    generate_pack_data(self._db()))
             behind |= {ref for ref, error in status.items() if error}
             if not behind:
+                self._lfs_remember_pushed(_tracking, local.values())
                 return {version_of_ref(r): s.decode() for r, s in local.items()}
             self.pull(remote, None, prefer) if len(behind) > 1 else \
                 self.pull(remote, version_of_ref(next(iter(behind))), prefer)
             time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # let the other writer finish
         raise RemoteError(f"push to {redact(remote)} kept being refused ({attempts} attempts)", url)
+
+    # --- Git LFS objects ---------------------------------------------------------------------
+
+    def _lfs_configs(self) -> list[Any]:
+        """Where git-lfs settings are read: the store's git config, then ``.lfsconfig`` at the
+        root of its work tree (a store in a repository with one)."""
+        from dulwich.config import ConfigFile
+
+        configs: list[Any] = []
+        places = [os.path.join(self.gitdir, "config")]
+        if os.path.realpath(self.path) != os.path.realpath(self.gitdir):
+            places.append(os.path.join(self.path, ".lfsconfig"))
+        for place in places:
+            try:
+                configs.append(ConfigFile.from_path(place))
+            except (OSError, ValueError):
+                continue
+        return configs
+
+    def _lfs_where(self, remote: str, url: str, upload: bool) -> tuple[str, str]:
+        name = remote if remote in self.remotes() else None
+        return endpoint_for(url, self._lfs_configs(), name, upload)
+
+    def _lfs_push(self, remote: str, url: str, tracking: str, local: dict[str, bytes]) -> None:
+        """Send the LFS objects of the history being pushed that the remote may lack."""
+        stop = set(self._refs.list(f"{NAMESPACE}/remotes/{tracking}/").values())
+        stop |= self._lfs_pushed(tracking)
+        pointers = pointers_in(self._db(), local.values(), stop, self._blob_size,
+                               self._read_blob)
+        if not pointers:
+            return
+        todo = sorted(pointers.values(), key=lambda p: p.oid)
+        kind, where = self._lfs_where(remote, url, upload=True)
+        if kind == "local":
+            if not os.path.isdir(where):
+                raise NoLfsServerError(f"remote {redact(remote)}: {where} is not a repository "
+                                       "to hold LFS objects", url, where)
+            link_into(self._lfs, where, todo, self._lfs.local_path)
+        else:
+            LfsClient(where, remote).upload(self._lfs, todo, self._lfs.local_path)
+
+    def _lfs_pushed_path(self, tracking: str) -> str:
+        return os.path.join(self.gitdir, "gitstore", "lfs-pushed",
+                            hashlib.sha1(tracking.encode()).hexdigest())
+
+    def _lfs_pushed(self, tracking: str) -> set[bytes]:
+        """Commits whose LFS objects this remote was sent already (a push stops there)."""
+        try:
+            with open(self._lfs_pushed_path(tracking), "rb") as f:
+                return {line for line in f.read(1 << 20).split() if _is_hex_sha(line)}
+        except OSError:
+            return set()
+
+    def _lfs_remember_pushed(self, tracking: str, tips: Any) -> None:
+        path = self._lfs_pushed_path(tracking)
+        known = list(dict.fromkeys([*tips, *self._lfs_pushed(tracking)]))[:4096]
+        _write_small(path, b"".join(t + b"\n" for t in known), self._shared_perm)
+
+    def _lfs_remember_source(self, remote: str) -> None:
+        """Note where results were fetched from: missing LFS content is asked there first.
+        A URL is kept without its user and password (credentials come from ``~/.netrc``)."""
+        entry = remote if remote in self.remotes() else _without_userinfo(remote)
+        sources = [entry, *(s for s in self._lfs_sources() if s != entry)][:32]
+        _write_small(os.path.join(self.gitdir, "gitstore", "lfs-sources"),
+                     "".join(s + "\n" for s in sources).encode(), self._shared_perm)
+
+    def _lfs_sources(self) -> list[str]:
+        try:
+            with open(os.path.join(self.gitdir, "gitstore", "lfs-sources"), "rb") as f:
+                text = f.read(1 << 16).decode("utf-8", "replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if line and not any(
+            ord(c) < 0x20 for c in line)]
+
+    def _lfs_fetch(self, pointer: Pointer) -> None:
+        """Bring the content of one LFS object missing here, from the remotes results were
+        fetched from (most recent first), then the other named remotes.
+
+        Raises:
+            RemoteError: a remote sent wrong content (nothing kept), and none sent it right.
+            LfsObjectMissingError: no remote has it.
+        """
+        sources = list(dict.fromkeys([*self._lfs_sources(), *self.remotes()]))
+        reasons: list[str] = []
+        lied: RemoteError | None = None
+        for source in sources:
+            url, _tracking = self._url(source)
+            try:
+                if self._lfs_get(source, url, [pointer]) == []:
+                    return
+                reasons.append(f"{redact(source)} does not have it")
+            except NoLfsServerError as exc:
+                reasons.append(str(exc))
+            except RemoteError as exc:
+                lied = lied or exc
+                reasons.append(str(exc))
+        if lied is not None:
+            raise lied
+        raise LfsObjectMissingError(
+            f"the content of LFS object {pointer.oid} ({pointer.size} bytes) is not in this "
+            "store" + (": " + "; ".join(reasons) if reasons else
+                       ", and no remote is known to fetch it from"), pointer.oid)
+
+    def _lfs_get(self, remote: str, url: str, pointers: list[Pointer]) -> list[Pointer]:
+        """Download into the store; return the pointers the remote does not have."""
+        kind, where = self._lfs_where(remote, url, upload=False)
+        if kind == "local":
+            root = os.path.join(where, "lfs", "objects")
+            return [p for p in pointers
+                    if not self._lfs.copy_from(root, p, f"remote {redact(remote)}")]
+        return LfsClient(where, remote).download(self._lfs, pointers)
+
+    def _lfs_download(self, remote: str, url: str, tips: list[bytes]) -> None:
+        """Download the LFS objects of these commits' trees (not their history) now."""
+        pointers = pointers_in(self._db(), tips, (), self._blob_size, self._read_blob,
+                               history=False)
+        todo = sorted((p for p in pointers.values() if not self._lfs.has(p)),
+                      key=lambda p: p.oid)
+        if not todo:
+            return
+        missing = self._lfs_get(remote, url, todo)
+        if missing:
+            raise LfsObjectMissingError(
+                f"remote {redact(remote)} does not have the content of {len(missing)} LFS "
+                f"object(s), e.g. {missing[0].oid}", missing[0].oid)
 
     def _check_tips(self, local: dict[str, bytes]) -> None:
         """Refuse to push a version whose tip is not a readable commit (a damaged or
@@ -377,3 +530,33 @@ def _conflict_name(path: str) -> str:
             name += " " + parts[3].rsplit(".", 1)[0]
         return name
     return path
+
+
+def _without_userinfo(url: str) -> str:
+    """A URL without its user and password (never written to disk)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _write_small(path: str, data: bytes, shared: Any) -> None:
+    """Replace a small bookkeeping file atomically (best effort: a read-only store skips it)."""
+    import tempfile
+
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        if shared is not None:
+            shared(tmp)
+        os.replace(tmp, path)
+    except OSError:
+        pass

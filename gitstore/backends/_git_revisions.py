@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._git.lfs import looks_like_pointer
 from .._git.layout import NAMESPACE, VERSIONS, ref_for_version, version_of_ref
 from ..codeid import VERSION_PREFIX, version_of_files
 from ..component import (
@@ -283,7 +284,9 @@ class RevisionsMixin(GitCore):
                              dir_fd=parent)
                 try:
                     with os.fdopen(fd, "wb") as f:
-                        blob = self._open_blob(sha)
+                        blob: Any = self._open_blob(sha)
+                        if isinstance(blob, bytes) and looks_like_pointer(blob):
+                            blob = self._lfs_open(blob)  # a Git LFS object: its content
                         if isinstance(blob, bytes):
                             f.write(blob)
                         else:  # a large blob: copied in chunks, checked before it is renamed in

@@ -35,6 +35,7 @@ class GitDataStore(RemotesMixin, RevisionsMixin, MaintenanceMixin, GitCore):
         allow_pickle: see :class:`~gitstore.backends.base.AbstractDataStore`.
         author: ``"Name <email>"`` recorded in commits.
         create: create the repository if it does not exist.
+        lfs_threshold: see :class:`~gitstore.backends._git_core.GitCore` (Git LFS objects).
 
     Raises:
         StoreLocationError: ``path`` is a file, a non-empty directory that is not a git
@@ -57,9 +58,11 @@ class GitDataStore(RemotesMixin, RevisionsMixin, MaintenanceMixin, GitCore):
         """Pickle as the store's location and options: a worker process (multiprocessing,
         joblib, Dask) reopens the store; caches, locks, open packs and a batch in progress stay
         here."""
-        return (_reopen, (type(self), str(self.path), self.allow_pickle, self.author.decode()))
+        return (_reopen, (type(self), str(self.path), self.allow_pickle, self.author.decode(),
+                          self.lfs_threshold))
 
 
-def _reopen(cls: type[GitDataStore], path: str, allow_pickle: bool, author: str
-            ) -> GitDataStore:
-    return cls(path, allow_pickle=allow_pickle, author=author, create=False)
+def _reopen(cls: type[GitDataStore], path: str, allow_pickle: bool, author: str,
+            lfs_threshold: int | None = None) -> GitDataStore:
+    return cls(path, allow_pickle=allow_pickle, author=author, create=False,
+               lfs_threshold=lfs_threshold)
