@@ -481,6 +481,9 @@ class LfsReader:
         self.close()
 
 
+_TRANSFER_TRIES = 3  # attempts of one PUT or verify when the server fails (5xx)
+
+
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
@@ -749,17 +752,28 @@ class LfsClient:
 
     def _expect_ok(self, method: str, href: str, headers: dict[str, str], body: Any,
                    length: int, pointer: Pointer) -> None:
-        try:
-            conn, response = self._request(method, href, headers, body, length)
+        # a server error (5xx) or a dropped connection is retried, as git-lfs retries
+        # transfers (lfs.transfer.maxretries); a refusal (4xx) is reported at once
+        for attempt in range(_TRANSFER_TRIES):
+            if attempt:
+                time.sleep(0.2 * attempt)
+                if hasattr(body, "seek"):
+                    body.seek(0)
             try:
-                data = response.read(64 << 10)
-                status = response.status
-            finally:
-                response.close()
-                conn.close()
-        except (OSError, http.client.HTTPException) as exc:
-            raise RemoteError(f"remote {_shown(self.remote)}: {method} of LFS object "
-                              f"{pointer.oid} failed: {exc}", self.remote) from None
+                conn, response = self._request(method, href, headers, body, length)
+                try:
+                    data = response.read(64 << 10)
+                    status = response.status
+                finally:
+                    response.close()
+                    conn.close()
+            except (OSError, http.client.HTTPException) as exc:
+                if attempt + 1 < _TRANSFER_TRIES:
+                    continue
+                raise RemoteError(f"remote {_shown(self.remote)}: {method} of LFS object "
+                                  f"{pointer.oid} failed: {exc}", self.remote) from None
+            if status < 500:
+                break
         if not 200 <= status < 300:
             raise RemoteError(f"remote {_shown(self.remote)}: the LFS server refused the "
                               f"{method} of {pointer.oid} (HTTP {status}"
