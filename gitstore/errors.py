@@ -30,6 +30,11 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
         ├── ConcurrencyError             a lock could not be taken in time
         ├── MergeConflictError           same key and attribute, different bytes (.conflicts)
         └── RemoteError                  a remote could not be reached or refused (.remote)
+            └── NotFetchedError          a blob a partial fetch left on the remote could not be
+                                         fetched now (.object_ids, .remote): absent, not corrupt
+
+Warnings: PartialFetchWarning (UserWarning): a filter was asked for and the server sent
+everything (it does not allow filters).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ __all__ = [
     "InvalidAttributeNameError",
     "InvalidComponentError",
     "MergeConflictError",
+    "NotFetchedError",
+    "PartialFetchWarning",
     "ParameterError",
     "ParameterFileError",
     "ParameterNameError",
@@ -250,3 +257,20 @@ class RemoteError(StoreError):
     def __init__(self, message: str, remote: str | None = None) -> None:
         super().__init__(message)
         self.remote = remote
+
+
+class NotFetchedError(RemoteError):
+    """Blobs a partial fetch left on the remote (promised) are needed and could not be
+    fetched: the promisor remote is unreachable, gone, refused, or sent something else; or
+    fetching was not allowed (``verify`` without ``fetch=True``). The store is unchanged and
+    stays usable; the blobs are absent, not corrupt."""
+
+    def __init__(self, message: str, object_ids: Sequence[str] = (),
+                 remote: str | None = None) -> None:
+        super().__init__(message, remote)
+        self.object_ids = list(object_ids)
+
+
+class PartialFetchWarning(UserWarning):
+    """A partial fetch was asked for, and the server does not allow filters: everything was
+    fetched."""

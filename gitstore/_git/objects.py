@@ -473,6 +473,8 @@ class ObjectDB:
                 size = os.stat(base + ".pack").st_size
             except FileNotFoundError:
                 continue
+            if os.path.exists(base + ".promisor"):
+                continue  # a partial fetch's: git keeps its marker (gc repacks it as such)
             if size >= MERGE_MAX_BYTES:
                 continue
             tier = 0

@@ -63,11 +63,14 @@ from ..errors import (
     CorruptEntryError,
     DiskFullError,
     EntryNotFoundError,
+    GitStoreError,
+    NotFetchedError,
     StoreError,
     StoreLocationError,
 )
 from ..keys import KEY_SCHEME, key_hex, key_of
 from ..params import MISSING, ParameterSet
+from ._attributes import recorded, with_record
 from .base import COMPONENT_FILE, AbstractDataStore, Entry, check_attribute_name
 
 __all__ = ["Commit", "GitCore", "show_value"]
@@ -278,15 +281,19 @@ class GitCore(AbstractDataStore):
         own = getattr(self._local, "pending", None)
         pending = own if own is not None else _Pending()
         entry = entry_path(key)
+        listing = self._listing(key, ref, pending)
+        size = len(payload) if isinstance(payload, bytes) else sum(len(p) for p in payload)
+        # sizes and codecs for listing without the blobs (a partial fetch): see _attributes
+        description = with_record(description, self._kept_records(
+            listing, pending, attribute, (size, codec.name)))
         comp_text = _yaml.dump(description)
         comp = comp_text.encode()
         edit = pending.edit(ref, entry)
         edit.files[_COMPONENT] = (_FILE, pending.add_blob(comp))
-        for old in self._attribute_names(key, ref, pending):
+        for old in sorted(n for n in listing if n != _COMPONENT):
             if old.rsplit(b".", 1)[0] == attribute.encode():
                 edit.files[old] = None
         name = f"{attribute}.{codec.ext}".encode()
-        size = len(payload) if isinstance(payload, bytes) else sum(len(p) for p in payload)
         note = ""
         if size >= LARGE:  # streamed to a loose object now, outside the writer lock
             sha, how = write_loose_blob(os.path.join(self.gitdir, "objects"),
@@ -303,6 +310,24 @@ class GitCore(AbstractDataStore):
         pending.details[ref] = f"attribute: {attribute}\n{comp_text}{note}"
         if own is None:
             self._commit(pending, None)
+
+    def _kept_records(self, listing: dict[bytes, bytes], pending: _Pending,
+                      attribute: str, record: tuple[int, str]) -> dict[str, tuple[int, str]]:
+        """The ``attributes`` record of an entry about to store ``attribute``: what its
+        current ``component.yaml`` records for the other attributes it still has, and
+        ``record`` (size, codec name) for this one."""
+        others = {n.decode("utf-8", "replace").rpartition(".")[0]
+                  for n in listing if n != _COMPONENT}
+        kept: dict[str, tuple[int, str]] = {}
+        comp = listing.get(_COMPONENT)
+        if comp is not None and others - {attribute}:
+            try:
+                data = pending.blobs.get(comp) or self._read_blob(comp)
+                kept = {n: r for n, r in recorded(_yaml.load(data)).items() if n in others}
+            except (GitStoreError, yaml.YAMLError, UnicodeDecodeError, ValueError):
+                kept = {}  # unreadable: the other attributes fall back to object headers
+        kept[attribute] = record
+        return kept
 
     def _listing(self, key: str, ref: str, pending: _Pending | None) -> dict[bytes, bytes]:
         """The entry's files (name → blob id) as this thread sees them, pending changes included.
@@ -385,6 +410,9 @@ class GitCore(AbstractDataStore):
         except FileNotFoundError:
             packed = open_packed_blob(self._db().store, sha)  # large, in a pack: stream it
             if packed is None:
+                if self._absent(sha):
+                    self._missing_blob(sha)  # a partial store fetches it (or raises)
+                    return self._open_blob(sha)
                 return self._read_blob(sha)
             reader = packed
         if reader.size >= LARGE:
@@ -425,9 +453,56 @@ class GitCore(AbstractDataStore):
     def _read_blob(self, sha: bytes) -> bytes:
         data = self._blob_cache.get(sha)
         if data is None:
-            data = self._db().read(sha, BLOB)
+            try:
+                data = self._db().read(sha, BLOB)
+            except CorruptEntryError:
+                if not self._absent(sha):
+                    raise
+                self._missing_blob(sha)  # a partial store fetches it (or raises)
+                data = self._db().read(sha, BLOB)
             self._cache_blob(sha, data)
         return data
+
+    def _absent(self, sha: bytes) -> bool:
+        """Whether no copy of the object is here at all (missing, not damaged)."""
+        store = self._db().store
+        try:
+            store._update_pack_cache()  # a pack that arrived since we last looked
+        except Exception:  # noqa: BLE001 - a look for a copy: the caller raises anyway
+            pass
+        return sha not in store
+
+    def _missing_blob(self, sha: bytes) -> None:
+        """The read path's one hook for an absent blob. A partial store (fetched with a
+        filter, see :meth:`RemotesMixin.fetch`) fetches it from its promisor remote and
+        returns once it is here; elsewhere absent is damage.
+
+        Raises:
+            CorruptEntryError: the store has no promisor remote: the blob is lost.
+            NotFetchedError: promised, but it could not be fetched now.
+        """
+        if not self._fetch_promised([sha]):
+            raise CorruptEntryError(f"object {sha.decode()} is missing", expected=sha.decode())
+
+    def _fetch_promised(self, shas: list[bytes]) -> bool:
+        """Fetch absent blobs from the store's promisor remotes; False when it has none
+        (overridden where remotes are known)."""
+        return False
+
+    def _is_partial(self) -> bool:
+        """Whether the store fetched partially from some remote (overridden likewise)."""
+        return False
+
+    @contextmanager
+    def _no_fetch(self) -> Iterator[None]:
+        """Reads in this block never fetch: a promised blob raises NotFetchedError (listing,
+        sizes, ``verify`` without ``fetch=True``)."""
+        before = getattr(self._local, "no_fetch", False)
+        self._local.no_fetch = True
+        try:
+            yield
+        finally:
+            self._local.no_fetch = before
 
     def _remove(self, key: str, attribute: str | None, version: Any = None) -> bool:
         # docstring inherited
@@ -513,9 +588,14 @@ class GitCore(AbstractDataStore):
                     continue
                 out: dict[str, int | None] = {}
                 if entry.problem is None and tree:
+                    record = recorded(entry.component)  # for blobs not fetched (partial)
                     for name, (_mode, sha) in sorted(self._db().tree(tree).items()):
                         if name != _COMPONENT:
-                            out[name.decode().rpartition(".")[0]] = sizes.size(sha)
+                            attribute = name.decode().rpartition(".")[0]
+                            size = sizes.size(sha)
+                            if size is None and attribute in record:
+                                size = record[attribute][0]
+                            out[attribute] = size
                 yield entry, out
         finally:
             sizes.close()
@@ -824,6 +904,7 @@ class GitCore(AbstractDataStore):
         or of an :class:`Entry` already found (not looked up again)."""
         entry = key if isinstance(key, Entry) else self.find(key)
         listing = self._listing(entry.key, ref_for_version(entry.version), None)
+        record = recorded(entry.component)
         out = {}
         for name, sha in sorted(listing.items()):
             if name == _COMPONENT:
@@ -831,9 +912,12 @@ class GitCore(AbstractDataStore):
             attribute, _, ext = name.decode().rpartition(".")
             codec = codec_by_ext(ext)  # None: a format no codec here reads
             try:
-                size: int | None = self._blob_size(sha)
-            except CorruptEntryError:
-                size = None  # missing or damaged: verify names it; the others are listed
+                with self._no_fetch():
+                    size: int | None = self._blob_size(sha)
+            except (CorruptEntryError, NotFetchedError):
+                # not fetched (a partial store), missing or damaged: the size recorded in
+                # component.yaml if any (verify names damage); the others are listed
+                size = record[attribute][0] if attribute in record else None
             out[attribute] = {"file": name.decode(),
                               "codec": codec.name if codec.known else None,
                               "size": size, "id": sha.decode()}
@@ -916,8 +1000,11 @@ class _HeaderSizes:
         """The blob's size; None if it is missing or damaged."""
         try:
             found = self._packed(sha)
-            return found if found is not None else self._core._blob_size(sha)
-        except CorruptEntryError:
+            if found is not None:
+                return found
+            with self._core._no_fetch():
+                return self._core._blob_size(sha)
+        except (CorruptEntryError, NotFetchedError):
             return None
 
     def _packed(self, sha: bytes) -> int | None:

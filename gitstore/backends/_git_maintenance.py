@@ -20,6 +20,7 @@ from ..errors import (
     EntryNotFoundError,
     GitStoreError,
     InvalidArgumentError,
+    NotFetchedError,
     StoreError,
 )
 from ._git_core import GitCore
@@ -44,9 +45,40 @@ def _check_bounds(older_than: Any, keep_last: Any) -> None:
 class MaintenanceMixin(GitCore):
     """The maintenance operations of :class:`~gitstore.GitDataStore`."""
 
-    def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
+    def verify(self, progress: Callable[[int, int], None] | None = None, fetch: bool = False,
+               not_fetched: list[str] | None = None) -> list[str]:
         """Read every object reachable from the store's refs, check its id, decode every
-        attribute; return a description of each problem found (empty: all is well)."""
+        attribute; return a description of each problem found (empty: all is well).
+
+        In a partial store (see :meth:`fetch`), a blob its promisor remote still holds is
+        absent, not damaged: it is no problem, and is named in ``not_fetched`` (a list the
+        caller passes) unless ``fetch`` is true, which first fetches every such blob (one
+        request) and then checks it like the others.
+
+        Raises:
+            NotFetchedError: with ``fetch``, the promised blobs could not be fetched.
+        """
+        if fetch:
+            self._fetch_promised(self._absent_blobs(self._version_refs()))
+        with self._no_fetch():
+            return self._verify(progress, not_fetched)
+
+    def _absent_blobs(self, refs: list[str]) -> list[bytes]:
+        """Blobs the entries of these versions name and this store lacks."""
+        db = self._db()
+        out = []
+        for ref in refs:
+            for _hexkey, tree, problem in self._scan(ref):
+                if problem is None:
+                    try:
+                        out.extend(sha for _name, (_mode, sha) in db.tree(tree).items()
+                                   if sha not in db.store)
+                    except CorruptEntryError:
+                        continue  # verify names it
+        return out
+
+    def _verify(self, progress: Callable[[int, int], None] | None,
+                not_fetched: list[str] | None) -> list[str]:
         problems: list[str] = []
         refs = self._version_refs()
         for ref in sorted(set(self._refs.list(VERSIONS)) - set(refs)):
@@ -66,7 +98,14 @@ class MaintenanceMixin(GitCore):
                         if entry.problem is not None:
                             raise CorruptEntryError(entry.problem)
                         for attribute in entry.attributes:
-                            found = self._get(entry.key, attribute, version)
+                            try:
+                                found = self._get(entry.key, attribute, version)
+                            except NotFetchedError as exc:
+                                if not_fetched is not None:
+                                    not_fetched.append(
+                                        f"version {version}, entry {hexkey[:12]}: {attribute} "
+                                        f"not fetched (promised by {exc.remote})")
+                                continue
                             if found is not None:
                                 if found[0].trusted:
                                     decode_payload(found[0], found[1])
@@ -227,7 +266,10 @@ class MaintenanceMixin(GitCore):
                 # receive-pack (a push over git://, ssh, http) takes no gate, and its objects
                 # are unreachable from their arrival until its ref moves
                 expire = f"{int(FOREIGN_GRACE_SECONDS)}.seconds.ago"
-                result = subprocess.run([*base, "repack", "-A", "-d", "-q",
+                # a partial store (promised blobs absent) cannot have a bitmap index, which
+                # git writes by default in a bare repository
+                partial = ["--no-write-bitmap-index"] if self._is_partial() else []
+                result = subprocess.run([*base, "repack", "-A", "-d", "-q", *partial,
                                          f"--unpack-unreachable={expire}"],
                                         capture_output=True, text=True)
                 if result.returncode != 0:
@@ -277,8 +319,9 @@ class MaintenanceMixin(GitCore):
         if not tips:
             return
         when = max(tips.values()) / 1e9
-        listed = subprocess.run([*base, "rev-list", "--objects", "--ignore-missing", "--stdin",
-                                 "--not", "--all"],
+        # --missing=allow-any: in a partial store, git would otherwise fetch promised blobs
+        listed = subprocess.run([*base, "rev-list", "--objects", "--ignore-missing",
+                                 "--missing=allow-any", "--stdin", "--not", "--all"],
                                 input=b"".join(t + b"\n" for t in tips), capture_output=True)
         if listed.returncode != 0:
             return  # nothing aged: those objects go after the grace, like any other

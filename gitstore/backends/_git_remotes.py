@@ -7,7 +7,8 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -27,6 +28,7 @@ from .._git.refs import RefFiles
 from .._git.refs import _is_hex_sha
 from .._git.remote import (
     _translated,
+    fetch_objects,
     fetch_refs,
     incoming,
     link_objects,
@@ -42,6 +44,8 @@ from ..errors import (
     CorruptEntryError,
     EntryNotFoundError,
     MergeConflictError,
+    NotFetchedError,
+    PartialFetchWarning,
     RemoteError,
     StoreError,
 )
@@ -49,6 +53,8 @@ from ..keys import KEY_SCHEME
 from ._git_core import _EMPTY_TREE, GitCore
 
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
+_FILTER = re.compile(r"blob:none\Z|blob:limit=[0-9]{1,12}[kmg]?\Z")
+_DIR_MODE = 0o40000
 
 
 class RemotesMixin(GitCore):
@@ -114,14 +120,29 @@ class RemotesMixin(GitCore):
         return remote, "url-" + hashlib.sha1(remote.encode()).hexdigest()[:12]
 
     def fetch(self, remote: str, versions: list[str] | None = None,
-              progress: Callable[[bytes], None] | None = None) -> dict[str, str]:
+              progress: Callable[[bytes], None] | None = None,
+              filter: str | None = None) -> dict[str, str]:
         """Fetch the remote's results (all versions, or these) into remote-tracking refs
         ``refs/gitstore/remotes/<remote>/versions/<version>``; return ``{version: commit id}``.
 
+        ``filter`` (``"blob:limit=64k"``, ``"blob:none"``) makes a *partial* fetch, as
+        ``git clone --filter`` does: blobs over the limit stay on the remote until first read
+        (each fetched by id then, checked, through the same quarantine); entry descriptions
+        always come (listing needs them). The remote is recorded as a promisor
+        (``remote.<name>.promisor``, ``remote.<name>.partialclonefilter``), so ``git`` reads
+        the store too, and later fetches from it use the same filter unless given another
+        (``filter="none"`` fetches everything). A server that does not allow filters
+        (``uploadpack.allowFilter``, protocol v2) sends everything: a
+        :class:`PartialFetchWarning` says so. A remote on this machine is linked, not
+        downloaded: a filter does not apply to it.
+
         Raises:
             RemoteError: the remote cannot be reached or read.
+            StoreError: a filter that is not ``blob:none`` or ``blob:limit=<n>[kmg]``, or a
+                filter for a remote that is not named (see :meth:`remote_add`).
         """
         url, tracking = self._url(remote)
+        filter_spec = self._filter_for(remote, filter)
         wanted_refs = {ref_for_version(v) for v in versions} if versions else None
 
         def wanted(ref: str) -> bool:
@@ -162,8 +183,17 @@ class RemotesMixin(GitCore):
                              if wanted(r)}
                     check(found)
                     receive_local(quarantine, remote_dir)
+                filter_spec = None
             else:
-                found = fetch_refs(quarantine, self._db().repo, url, wanted, check, progress)
+                took: list[bool] = []
+                found = fetch_refs(quarantine, self._db().repo, url, wanted, check, progress,
+                                   filter_spec, took)
+                if filter_spec is not None and found and not any(took):
+                    warnings.warn(PartialFetchWarning(
+                        f"remote {redact(remote)} does not allow filters "
+                        "(uploadpack.allowFilter, over protocol v2): everything was fetched"),
+                        stacklevel=2)
+                    filter_spec = None
             # from the connectivity check (which stops at objects our refs reach: a prune and
             # a gc must not drop them meanwhile) until the refs name what arrived
             gate.enter_context(self._gate.shared())
@@ -171,27 +201,160 @@ class RemotesMixin(GitCore):
                 # what the store has is complete: stop there
                 check_connected(quarantine.store(), found,
                                 set(self._refs.list(NAMESPACE + "/").values()),
-                                quarantine.git())
+                                quarantine.git(), partial=filter_spec is not None)
+            if filter_spec is not None:
+                quarantine.mark_promisor(found)
+                self._record_promisor(remote, filter_spec.decode())
             quarantine.admit()
             for ref, sha in found.items():
                 local = f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
                 with self._refs.locked(local):
                     self._refs.compare_and_swap(local, self._refs.read(local), sha)
+        if filter_spec is not None:
+            try:
+                self._fetch_descriptions(found.values())
+            except NotFetchedError:
+                pass  # fetched, and described on first read instead
         return {version_of_ref(ref): sha.decode() for ref, sha in found.items()}
 
+    # --- partial fetch: promisor remotes, blobs fetched on first read ---------------------------
+
+    def _filter_for(self, remote: str, filter: str | None) -> bytes | None:
+        """The filter to ask ``remote`` for: the one given, else the one recorded for it."""
+        if filter is None:
+            if remote not in self.remotes():
+                return None
+            recorded = self._remote_config(remote, b"partialclonefilter")
+            return recorded.encode() if recorded and _FILTER.match(recorded) else None
+        if filter == "none":
+            return None
+        if not isinstance(filter, str) or not _FILTER.match(filter):
+            raise StoreError(f"a filter is 'blob:none' or 'blob:limit=<n>[k|m|g]' (or 'none'), "
+                             f"not {str(filter)[:40]!r}")
+        if remote not in self.remotes():
+            raise StoreError(f"a partial fetch needs a named remote (remote_add), from which "
+                             f"missing blobs are fetched later; {redact(remote)!r} is not one")
+        return filter.encode()
+
+    def _remote_config(self, name: str, field: bytes) -> str | None:
+        from dulwich.repo import Repo
+
+        with Repo(self.gitdir) as repo:
+            try:
+                return repo.get_config().get((b"remote", name.encode()), field).decode()
+            except (KeyError, UnicodeDecodeError):
+                return None
+
+    def _record_promisor(self, name: str, filter_spec: str) -> None:
+        """Record ``name`` as a promisor remote the way ``git clone --filter`` does.
+        (``extensions.partialClone`` is not written: dulwich refuses to open a repository
+        with an extension it does not know, and git since 2.24 needs only these two.)"""
+        config = self._db().repo.get_config()
+        section = (b"remote", name.encode())
+        config.set(section, b"promisor", True)
+        config.set(section, b"partialclonefilter", filter_spec.encode())
+        config.write_to_path()
+
+    def promisors(self) -> dict[str, str]:
+        """``{name: filter}`` of the remotes this store fetched partially from: blobs they
+        promise are fetched from them on first read."""
+        from dulwich.repo import Repo
+
+        out = {}
+        with Repo(self.gitdir) as repo:
+            config = repo.get_config()
+            for section in config.sections():
+                if section[0] == b"remote" and len(section) > 1 and \
+                        config.get_boolean(section, b"promisor", False):
+                    try:
+                        flt = config.get(section, b"partialclonefilter").decode()
+                    except KeyError:
+                        flt = ""
+                    out[section[1].decode()] = flt
+        return out
+
+    def _is_partial(self) -> bool:
+        # docstring inherited
+        return bool(self.promisors())
+
+    def _fetch_promised(self, shas: list[bytes]) -> bool:
+        # docstring inherited
+        store = self._db().store
+        try:
+            store._update_pack_cache()  # packs that arrived since we last looked
+        except Exception:  # noqa: BLE001 - a look for copies: what is absent is fetched
+            pass
+        wanted = sorted({sha for sha in shas if sha not in store})
+        if not wanted:
+            return True
+        promisors = self.promisors()
+        if not promisors:
+            return False
+        shown = ", ".join(s.decode()[:12] for s in wanted[:3]) + \
+            (f" and {len(wanted) - 3} more" if len(wanted) > 3 else "")
+        if getattr(self._local, "no_fetch", False):
+            raise NotFetchedError(f"blob(s) {shown} not fetched (promised by "
+                                  f"{', '.join(promisors)})", [s.decode() for s in wanted])
+        known = self.remotes()
+        problems = []
+        for name in promisors:
+            url = known.get(name)
+            if url is None:
+                problems.append(f"promisor remote {name!r} has no URL")
+                continue
+            try:
+                with self._gate.shared(), incoming(self.gitdir, self._shared_perm) as quarantine:
+                    fetch_objects(quarantine, url, wanted)
+                    quarantine.admit()
+                return True
+            except RemoteError as exc:
+                problems.append(str(exc))
+        raise NotFetchedError(
+            f"blob(s) {shown} are not here (a partial fetch) and could not be fetched: "
+            + "; ".join(problems) + " (the store is unchanged)",
+            [s.decode() for s in wanted], ", ".join(promisors))
+
+    def _fetch_descriptions(self, tips: Iterable[bytes]) -> None:
+        """Fetch, in one request, the ``component.yaml`` blobs a partial fetch left behind
+        (a small limit or ``blob:none``): listing needs every description."""
+        db = self._db()
+        absent = []
+        for tip in tips:
+            for _hexkey, tree in self._walk_tip(db.commit_tree(tip)):
+                found = db.tree(tree).get(b"component.yaml")
+                if found is not None and found[1] not in db.store:
+                    absent.append(found[1])
+        if absent:
+            self._fetch_promised(absent)
+
+    def _walk_tip(self, root: bytes) -> Iterator[tuple[bytes, bytes]]:
+        db = self._db()
+        for n1, (m1, t1) in db.tree(root).items():
+            if m1 != _DIR_MODE:
+                continue
+            for n2, (m2, t2) in db.tree(t1).items():
+                if m2 != _DIR_MODE:
+                    continue
+                for n3, (m3, t3) in db.tree(t2).items():
+                    if m3 == _DIR_MODE:
+                        yield n3, t3
+
     def pull(self, remote: str, version: str | None = None, prefer: str | None = None,
-             progress: Callable[[bytes], None] | None = None) -> dict[str, str]:
+             progress: Callable[[bytes], None] | None = None,
+             filter: str | None = None) -> dict[str, str]:
         """Fetch, then merge each fetched version into the local one.
 
         ``version`` fetches only that version's ref. Returns ``{version: what happened}``
-        (``created``, ``up to date``, ``fast-forward``, ``merged``).
+        (``created``, ``up to date``, ``fast-forward``, ``merged``). ``filter``: a partial
+        fetch (see :meth:`fetch`).
 
         Raises:
             RemoteError: the remote cannot be reached or read.
             MergeConflictError: the same key and attribute hold different bytes on the two
                 sides (nothing is changed) and ``prefer`` (``"ours"``/``"theirs"``) is None.
         """
-        fetched = self.fetch(remote, [version] if version is not None else None, progress)
+        fetched = self.fetch(remote, [version] if version is not None else None, progress,
+                             filter=filter)
         merged = {}
         for v, sha in sorted(fetched.items()):
             try:

@@ -138,6 +138,9 @@ class RevisionsMixin(GitCore):
                     f"cannot write results to {target}: {os.path.join(target, *folders)} "
                     f"would be inside the store {self.gitdir} (nothing was written)",
                     str(target))
+        # a partial store: what the remote still holds comes now, in one request (or the
+        # checkout stops here, naming it, with nothing written)
+        self._fetch_promised([sha for _folders, files in plans for sha in files.values()])
         try:
             target.mkdir(parents=True, exist_ok=True)
             root = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
