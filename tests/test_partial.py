@@ -215,3 +215,48 @@ def test_a_description_record_from_a_remote_is_display_only(tmp_path: Path) -> N
         from gitstore.backends._attributes import recorded
         assert recorded(load(text.read_text())) == {"ghost": (10**30, "npy")}
         assert recorded({"attributes": {"a": {"size": True, "codec": "npy"}}}) == {}
+
+
+def test_command_line_on_a_partial_store(tmp_path: Path, served: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gitstore_cli.main import app
+
+    runner = CliRunner()
+    store = str(tmp_path / "ours")
+    with git_daemon(served) as prefix:
+        with GitDataStore(store) as ours:
+            ours.remote_add("origin", prefix + "results.git")
+        done = runner.invoke(app, ["--store", store, "pull", "origin",
+                                   "--filter", "blob:limit=1k"])
+        assert done.exit_code == 0, done.output
+        listed = runner.invoke(app, ["--store", store, "ls", "--json"])
+        assert listed.exit_code == 0, listed.output
+        checked = runner.invoke(app, ["--store", store, "verify"])
+        assert checked.exit_code == 0 and f"not fetched: {N} attribute" in checked.output
+        with GitDataStore(store) as ours:
+            assert len(_absent(ours)) == N
+        fetched = runner.invoke(app, ["--store", store, "verify", "--fetch"])
+        assert fetched.exit_code == 0 and "not fetched" not in fetched.output
+    with GitDataStore(store) as ours:
+        assert _absent(ours) == []
+    bad = runner.invoke(app, ["--store", store, "fetch", "origin", "--filter", "sparse:x"])
+    assert bad.exit_code == 1 and "filter is" in bad.output
+
+
+def test_a_merge_keeps_the_record_in_step_with_the_files(tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    with GitDataStore(remote) as base:
+        base.store(C(1), "rates", big(1)[:10])
+    with GitDataStore(tmp_path / "a") as a, GitDataStore(tmp_path / "b") as b:
+        a.pull(str(remote))
+        b.pull(str(remote))
+        b.store(C(1), "rates", big(1))  # theirs: the same attribute, now larger
+        b.push(str(remote))
+        a.store(C(1), "note", "mine")  # ours: another attribute of the same entry
+        assert a.pull(str(remote)) == {"v1": "merged"}
+        entry = next(a.entries())
+        assert entry.component["attributes"] == {
+            "note": {"size": 4, "codec": "txt"},
+            "rates": {"size": BIG * 8 + 128, "codec": "npy"}}
+        assert entry.key == next(b.entries()).key

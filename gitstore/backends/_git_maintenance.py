@@ -66,7 +66,7 @@ class MaintenanceMixin(GitCore):
     def _absent_blobs(self, refs: list[str]) -> list[bytes]:
         """Blobs the entries of these versions name and this store lacks."""
         db = self._db()
-        out = []
+        out: list[bytes] = []
         for ref in refs:
             for _hexkey, tree, problem in self._scan(ref):
                 if problem is None:
