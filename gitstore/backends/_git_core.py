@@ -912,6 +912,8 @@ class GitCore(AbstractDataStore):
             attribute, _, ext = name.decode().rpartition(".")
             codec = codec_by_ext(ext)  # None: a format no codec here reads
             try:
+                if sha not in self._db().store:
+                    raise NotFetchedError("absent")  # not fetched, or missing
                 with self._no_fetch():
                     size: int | None = self._blob_size(sha)
             except (CorruptEntryError, NotFetchedError):
@@ -1002,6 +1004,8 @@ class _HeaderSizes:
             found = self._packed(sha)
             if found is not None:
                 return found
+            if sha not in self._core._db().store:
+                return None  # not fetched (a partial store) or missing: nothing to read
             with self._core._no_fetch():
                 return self._core._blob_size(sha)
         except (CorruptEntryError, NotFetchedError):
