@@ -6,6 +6,7 @@ it, a lying server answering a blob request with another blob, a promisor that v
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -96,6 +97,7 @@ def test_partial_fetch_reads_on_demand(tmp_path: Path, url: str) -> None:
         entry = next(iter(sized))
         assert ours.attributes(entry)["rates"]["codec"] == "npy"
         assert ours.verify() == []  # absent is not corrupt
+        assert ours.stats()["not_fetched"] == N
         noted: list[str] = []
         ours.verify(not_fetched=noted)
         assert len(noted) == N and "not fetched" in noted[0]
@@ -232,6 +234,9 @@ def test_command_line_on_a_partial_store(tmp_path: Path, served: Path) -> None:
         assert done.exit_code == 0, done.output
         listed = runner.invoke(app, ["--store", store, "ls", "--json"])
         assert listed.exit_code == 0, listed.output
+        key = json.loads(listed.stdout)[0]["key"]
+        shown = runner.invoke(app, ["--store", store, "show", key])
+        assert shown.exit_code == 0 and "npy" in shown.output, shown.output
         checked = runner.invoke(app, ["--store", store, "verify"])
         assert checked.exit_code == 0 and f"not fetched: {N} attribute" in checked.output
         with GitDataStore(store) as ours:
@@ -260,3 +265,16 @@ def test_a_merge_keeps_the_record_in_step_with_the_files(tmp_path: Path) -> None
             "note": {"size": 4, "codec": "txt"},
             "rates": {"size": BIG * 8 + 128, "codec": "npy"}}
         assert entry.key == next(b.entries()).key
+
+
+def test_pushing_a_partial_store_elsewhere_sends_whole_versions(tmp_path: Path,
+                                                                served: Path) -> None:
+    git("init", "-q", "--bare", str(served / "other.git"))
+    with git_daemon(served) as prefix, GitDataStore(tmp_path / "ours") as ours:
+        ours.remote_add("origin", prefix + "results.git")
+        ours.pull("origin", filter="blob:none")
+        ours.push(prefix + "other.git")
+    with GitDataStore(tmp_path / "copy") as copy:
+        copy.pull(str(served / "other.git"))
+        np.testing.assert_array_equal(copy.retrieve(C(4), "rates"), big(4))
+        assert copy.verify() == []

@@ -489,6 +489,20 @@ class GitCore(AbstractDataStore):
         (overridden where remotes are known)."""
         return False
 
+    def _absent_blobs(self, refs: list[str]) -> list[bytes]:
+        """Blobs the entries of these versions name and this store lacks."""
+        db = self._db()
+        out: list[bytes] = []
+        for ref in refs:
+            for _hexkey, tree, problem in self._scan(ref):
+                if problem is None:
+                    try:
+                        out.extend(sha for _name, (_mode, sha) in db.tree(tree).items()
+                                   if sha not in db.store)
+                    except CorruptEntryError:
+                        continue  # verify names it
+        return out
+
     def _is_partial(self) -> bool:
         """Whether the store fetched partially from some remote (overridden likewise)."""
         return False

@@ -63,20 +63,6 @@ class MaintenanceMixin(GitCore):
         with self._no_fetch():
             return self._verify(progress, not_fetched)
 
-    def _absent_blobs(self, refs: list[str]) -> list[bytes]:
-        """Blobs the entries of these versions name and this store lacks."""
-        db = self._db()
-        out: list[bytes] = []
-        for ref in refs:
-            for _hexkey, tree, problem in self._scan(ref):
-                if problem is None:
-                    try:
-                        out.extend(sha for _name, (_mode, sha) in db.tree(tree).items()
-                                   if sha not in db.store)
-                    except CorruptEntryError:
-                        continue  # verify names it
-        return out
-
     def _verify(self, progress: Callable[[int, int], None] | None,
                 not_fetched: list[str] | None) -> list[str]:
         problems: list[str] = []
@@ -123,7 +109,8 @@ class MaintenanceMixin(GitCore):
 
     def stats(self) -> dict[str, Any]:
         """Entries, versions, bytes on disk, loose and packed objects (a snapshot: writers may
-        merge packs meanwhile)."""
+        merge packs meanwhile); in a partial store also ``not_fetched``, the blobs its
+        promisor remotes still hold."""
         objects = Path(self.gitdir) / "objects"
         loose = [f for d in objects.glob("[0-9a-f][0-9a-f]") for f in d.iterdir()]
         packs, packed, total = 0, 0, 0
@@ -139,7 +126,7 @@ class MaintenanceMixin(GitCore):
             except FileNotFoundError:
                 continue  # merged away while we looked
         versions = self.versions()
-        return {
+        figures: dict[str, Any] = {
             "path": str(self.path),
             "versions": len(versions),
             "entries": sum(1 for ref in self._version_refs() for _ in self._walk(ref)),
@@ -148,6 +135,9 @@ class MaintenanceMixin(GitCore):
             "packed_objects": packed,
             "packs": packs,
         }
+        if self._is_partial():  # a partial fetch: blobs its promisor remotes still hold
+            figures["not_fetched"] = len(set(self._absent_blobs(self._version_refs())))
+        return figures
 
     def prune(self, versions: list[str] | None = None, older_than: float | None = None,
               keep_last: int | None = None, dry_run: bool = False) -> list[str]:

@@ -383,6 +383,11 @@ class RemotesMixin(GitCore):
         url, _tracking = self._url(remote)
         repo = self._db().repo
         refs = [ref_for_version(v) for v in versions] if versions else self._version_refs()
+        known = self.remotes()
+        if self._is_partial() and url not in {known.get(n) for n in self.promisors()}:
+            # a partial store pushing elsewhere: what its promisors still hold comes first
+            # (the other remote cannot be promised blobs it was never given)
+            self._fetch_promised(self._absent_blobs(refs))
         for attempt in range(attempts):
             local = {ref: sha for ref in refs if (sha := self._refs.read(ref)) is not None}
             self._check_tips(local)
