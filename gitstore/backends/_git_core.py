@@ -166,6 +166,8 @@ class GitCore(AbstractDataStore):
         self._repos: list[Any] = []
         self._repos_lock = threading.Lock()
         self._blob_cache: dict[bytes, bytes] = {}
+        #: component.yaml blob id -> its attributes record, for those written here
+        self._records: dict[bytes, dict[str, tuple[int, str]]] = {}
         self._blob_cache_bytes = 0
         self._closed = False
         # close dulwich's packs before interpreter teardown (else __del__ prints noise)
@@ -284,12 +286,16 @@ class GitCore(AbstractDataStore):
         listing = self._listing(key, ref, pending)
         size = len(payload) if isinstance(payload, bytes) else sum(len(p) for p in payload)
         # sizes and codecs for listing without the blobs (a partial fetch): see _attributes
-        description = with_record(description, self._kept_records(
-            listing, pending, attribute, (size, codec.name)))
+        records = self._kept_records(listing, pending, attribute, (size, codec.name))
+        description = with_record(description, records)
         comp_text = _yaml.dump(description)
         comp = comp_text.encode()
         edit = pending.edit(ref, entry)
-        edit.files[_COMPONENT] = (_FILE, pending.add_blob(comp))
+        comp_sha = pending.add_blob(comp)
+        edit.files[_COMPONENT] = (_FILE, comp_sha)
+        if len(self._records) > 4096:
+            self._records.clear()
+        self._records[comp_sha] = records  # the next attribute stored needs no read of it
         for old in sorted(n for n in listing if n != _COMPONENT):
             if old.rsplit(b".", 1)[0] == attribute.encode():
                 edit.files[old] = None
@@ -320,7 +326,10 @@ class GitCore(AbstractDataStore):
                   for n in listing if n != _COMPONENT}
         kept: dict[str, tuple[int, str]] = {}
         comp = listing.get(_COMPONENT)
-        if comp is not None and others - {attribute}:
+        cached = self._records.get(comp) if comp is not None else None
+        if cached is not None:
+            kept = {n: r for n, r in cached.items() if n in others}
+        elif comp is not None and others - {attribute}:
             try:
                 data = pending.blobs.get(comp) or self._read_blob(comp)
                 kept = {n: r for n, r in recorded(_yaml.load(data)).items() if n in others}
