@@ -479,7 +479,18 @@ class GitCore(AbstractDataStore):
             store._update_pack_cache()  # a pack that arrived since we last looked
         except Exception:  # noqa: BLE001 - a look for a copy: the caller raises anyway
             pass
-        return sha not in store
+        return not self._present(sha)
+
+    def _present(self, sha: bytes) -> bool:
+        """Whether some copy of the object is here (a loose file or a pack entry), without
+        reading it: a damaged copy is present (its read says what is wrong)."""
+        hex_id = sha.decode()
+        if os.path.exists(os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:])):
+            return True
+        try:
+            return bool(self._db().store.contains_packed(sha))
+        except Exception:  # noqa: BLE001 - an unreadable index: not absent, say damaged
+            return True
 
     def _missing_blob(self, sha: bytes) -> None:
         """The read path's one hook for an absent blob. A partial store (fetched with a
@@ -507,7 +518,7 @@ class GitCore(AbstractDataStore):
                 if problem is None:
                     try:
                         out.extend(sha for _name, (_mode, sha) in db.tree(tree).items()
-                                   if sha not in db.store)
+                                   if not self._present(sha))
                     except CorruptEntryError:
                         continue  # verify names it
         return out
@@ -935,7 +946,7 @@ class GitCore(AbstractDataStore):
             attribute, _, ext = name.decode().rpartition(".")
             codec = codec_by_ext(ext)  # None: a format no codec here reads
             try:
-                if sha not in self._db().store:
+                if not self._present(sha):
                     raise NotFetchedError("absent")  # not fetched, or missing
                 with self._no_fetch():
                     size: int | None = self._blob_size(sha)
@@ -1027,7 +1038,7 @@ class _HeaderSizes:
             found = self._packed(sha)
             if found is not None:
                 return found
-            if sha not in self._core._db().store:
+            if not self._core._present(sha):
                 return None  # not fetched (a partial store) or missing: nothing to read
             with self._core._no_fetch():
                 return self._core._blob_size(sha)

@@ -284,7 +284,7 @@ class RemotesMixin(GitCore):
             store._update_pack_cache()  # packs that arrived since we last looked
         except Exception:  # noqa: BLE001 - a look for copies: what is absent is fetched
             pass
-        wanted = sorted({sha for sha in shas if sha not in store})
+        wanted = sorted({sha for sha in shas if not self._present(sha)})
         if not wanted:
             return True
         promisors = self.promisors()
@@ -322,7 +322,7 @@ class RemotesMixin(GitCore):
         for tip in tips:
             for _hexkey, tree in self._walk_tip(db.commit_tree(tip)):
                 found = db.tree(tree).get(b"component.yaml")
-                if found is not None and found[1] not in db.store:
+                if found is not None and not self._present(found[1]):
                     absent.append(found[1])
         if absent:
             self._fetch_promised(absent)
