@@ -278,3 +278,41 @@ def test_pushing_a_partial_store_elsewhere_sends_whole_versions(tmp_path: Path,
         copy.pull(str(served / "other.git"))
         np.testing.assert_array_equal(copy.retrieve(C(4), "rates"), big(4))
         assert copy.verify() == []
+
+
+def test_partial_fetch_without_git(tmp_path: Path, served: Path) -> None:
+    """Where git is not installed: dulwich indexes the packs, the pure-Python walk lets
+    promised blobs be absent (and nothing else)."""
+    import sys
+
+    import gitstore
+    from dulwich.repo import Repo
+
+    from gitstore._git.connectivity import check_connected
+
+    script = (
+        "import sys, shutil; sys.path.insert(0, sys.argv[3])\n"
+        "assert shutil.which('git') is None\n"
+        "from gitstore import GitDataStore\n"
+        "from components import SimpleComponent\n"
+        "with GitDataStore(sys.argv[1]) as s:\n"
+        "    s.remote_add('origin', sys.argv[2])\n"
+        "    s.pull('origin', filter='blob:limit=1k')\n"
+        "    assert s.verify() == []\n"
+        "    print(s.stats()['not_fetched'], s.retrieve(SimpleComponent({'i': 2}, "
+        "version='v1'), 'rates')[:2].tolist())\n")
+    env = {"PATH": os.path.dirname(sys.executable), "HOME": str(tmp_path),
+           "PYTHONPATH": os.path.dirname(os.path.dirname(gitstore.__file__))}
+    with git_daemon(served) as prefix:
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ours"),
+                               prefix + "results.git", str(Path(__file__).parent)],
+                              env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == str(N)
+    assert done.stdout.strip().endswith("[2.0, 3.0]")
+    with GitDataStore(tmp_path / "ours") as ours, Repo(ours.gitdir) as repo:
+        tip = {"refs/gitstore/versions/v1": bytes.fromhex(
+            ours.log(version="v1")[0].id).hex().encode()}
+        check_connected(repo.object_store, tip, [], partial=True)
+        with pytest.raises(RemoteError, match="incomplete history"):
+            check_connected(repo.object_store, tip, [])
