@@ -421,6 +421,7 @@ class GitCore(AbstractDataStore):
             if packed is None:
                 if self._absent(sha):
                     self._missing_blob(sha)  # a partial store fetches it (or raises)
+                    self._absent(sha)  # (sees the pack that brought it: streamed if large)
                     return self._open_blob(sha)
                 return self._read_blob(sha)
             reader = packed

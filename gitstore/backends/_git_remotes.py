@@ -6,6 +6,8 @@ import hashlib
 import os
 import random
 import re
+import shutil
+import subprocess
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -55,6 +57,19 @@ from ._git_core import _EMPTY_TREE, GitCore
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
 _FILTER = re.compile(r"blob:none\Z|blob:limit=[0-9]{1,12}[kmg]?\Z")
 _DIR_MODE = 0o40000
+_COMPONENT_PATH = b"/component.yaml"
+#: descriptions are far smaller than this: a partial fetch with a blob limit at least this
+#: large brings them all (one over it is fetched on first read)
+_DESCRIPTIONS_FIT = 16 << 10
+
+
+def _limit(filter_spec: str) -> int:
+    """The byte limit of a ``blob:limit=<n>[kmg]`` filter (0 for ``blob:none``)."""
+    if not filter_spec.startswith("blob:limit="):
+        return 0
+    number = filter_spec[len("blob:limit="):]
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(number[-1:], 1)
+    return int(number.rstrip("kmg")) * scale
 
 
 class RemotesMixin(GitCore):
@@ -210,7 +225,7 @@ class RemotesMixin(GitCore):
                 local = f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
                 with self._refs.locked(local):
                     self._refs.compare_and_swap(local, self._refs.read(local), sha)
-        if filter_spec is not None:
+        if filter_spec is not None and _limit(filter_spec.decode()) < _DESCRIPTIONS_FIT:
             try:
                 self._fetch_descriptions(found.values())
             except NotFetchedError:
@@ -316,14 +331,25 @@ class RemotesMixin(GitCore):
 
     def _fetch_descriptions(self, tips: Iterable[bytes]) -> None:
         """Fetch, in one request, the ``component.yaml`` blobs a partial fetch left behind
-        (a small limit or ``blob:none``): listing needs every description."""
-        db = self._db()
-        absent = []
+        (a limit under :data:`_DESCRIPTIONS_FIT`, or ``blob:none``): listing needs every
+        description. Their ids come from ``git ls-tree -r`` (trees only: it reads no blob, so
+        it fetches none), or a walk of the trees without git."""
+        git = shutil.which("git")
+        ids: list[bytes] = []
         for tip in tips:
+            if git is not None:
+                listed = subprocess.run([git, "--git-dir", self.gitdir, "ls-tree", "-r",
+                                         tip.decode()], capture_output=True)
+                if listed.returncode == 0:
+                    ids.extend(line[12:52] for line in listed.stdout.splitlines()
+                               if line[7:12] == b"blob " and line.endswith(_COMPONENT_PATH))
+                    continue
+            db = self._db()
             for _hexkey, tree in self._walk_tip(db.commit_tree(tip)):
                 found = db.tree(tree).get(b"component.yaml")
-                if found is not None and not self._present(found[1]):
-                    absent.append(found[1])
+                if found is not None:
+                    ids.append(found[1])
+        absent = [sha for sha in ids if _is_hex_sha(sha) and not self._present(sha)]
         if absent:
             self._fetch_promised(absent)
 
