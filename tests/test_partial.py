@@ -316,3 +316,26 @@ def test_partial_fetch_without_git(tmp_path: Path, served: Path) -> None:
         check_connected(repo.object_store, tip, [], partial=True)
         with pytest.raises(RemoteError, match="incomplete history"):
             check_connected(repo.object_store, tip, [])
+
+
+def test_blobs_read_one_by_one_merge_into_promisor_packs_that_gc_keeps(tmp_path: Path) -> None:
+    base = tmp_path / "served"
+    many = 40
+    with GitDataStore(base / "r.git") as theirs, theirs.batch():
+        for i in range(many):
+            theirs.store(C(i), "rates", np.arange(300.0) + i)  # 2.5 kB: over the limit
+    git("-C", str(base / "r.git"), "config", "uploadpack.allowFilter", "true")
+    packs = tmp_path / "ours" / "objects" / "pack"
+    with git_daemon(base) as prefix, GitDataStore(tmp_path / "ours") as ours:
+        ours.remote_add("origin", prefix + "r.git")
+        ours.pull("origin", filter="blob:limit=1k")
+        for i in range(many):  # one request, one pack each
+            assert ours.retrieve(C(i), "rates")[0] == i
+        names = os.listdir(packs)
+        idx = [n for n in names if n.endswith(".idx")]
+        assert len(idx) < many // 2  # merged
+        assert all(n[:-4] + ".promisor" in names for n in idx)  # and still promisor packs
+    with GitDataStore(tmp_path / "ours") as ours:  # the remote is gone
+        ours.gc()
+        assert [ours.retrieve(C(i), "rates")[0] for i in range(many)] == list(range(many))
+        assert _absent(ours) == []

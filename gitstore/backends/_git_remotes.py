@@ -321,6 +321,8 @@ class RemotesMixin(GitCore):
                 with self._gate.shared(), incoming(self.gitdir, self._shared_perm) as quarantine:
                     fetch_objects(quarantine, url, wanted)
                     quarantine.admit()
+                    # a pack per read: merged as the store's own are (promisor packs apart)
+                    self._db().maybe_merge()
                 return True
             except RemoteError as exc:
                 problems.append(str(exc))
