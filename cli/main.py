@@ -468,7 +468,8 @@ def verify(as_json: Annotated[bool, typer.Option("--json", help="JSON output.")]
         err.print(f"not fetched: {len(not_fetched)} attribute(s) a remote still holds (a "
                   "partial fetch; 'verify --fetch' fetches and checks them)", markup=False)
     if as_json:
-        emit_json({"ok": not problems, "problems": problems, "not_fetched": not_fetched})
+        emit_json({"ok": not problems, "problems": problems,
+                   **({"not_fetched": not_fetched} if not_fetched else {})})
     elif problems:
         for p in problems:
             # data in a format no codec here reads is not known to be damaged
