@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from gitstore.errors import GitStoreError, InvalidArgumentError, StoreLocationError
+from gitstore.errors import (
+    GitStoreError,
+    InvalidArgumentError,
+    PartialFetchWarning,
+    StoreLocationError,
+)
 
 if TYPE_CHECKING:
     from gitstore import GitDataStore, ParameterSet
@@ -531,15 +536,26 @@ def gc() -> None:
 
 
 @command()
-def verify(as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
+def verify(as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+           fetch: Annotated[bool, typer.Option(
+               "--fetch", help="In a partial store, first fetch the blobs not fetched yet, "
+               "then check them too.")] = False) -> None:
     """Read and check every object, decode every attribute; exit 1 if anything is corrupt.
 
-    Example: gitstore verify
+    In a partial store, blobs the remote still holds are 'not fetched', not corrupt.
+
+    Example: gitstore verify --fetch
     """
+    not_fetched: list[str] = []
     with open_store() as store, progress_bar("verify") as advance:
-        problems = store.verify(lambda done, total: advance(done / max(total, 1)))
+        problems = store.verify(lambda done, total: advance(done / max(total, 1)), fetch=fetch,
+                                not_fetched=not_fetched)
+    if not_fetched and not as_json:
+        err.print(f"not fetched: {len(not_fetched)} attribute(s) a remote still holds (a "
+                  "partial fetch; 'verify --fetch' fetches and checks them)", markup=False)
     if as_json:
-        emit_json({"ok": not problems, "problems": problems})
+        emit_json({"ok": not problems, "problems": problems,
+                   **({"not_fetched": not_fetched} if not_fetched else {})})
     elif problems:
         for p in problems:
             # data in a format no codec here reads is not known to be damaged
@@ -753,6 +769,25 @@ def push(
         out.print(f"{name}: {sha[:10]}", markup=False)
 
 
+Filter = Annotated[str | None, typer.Option(
+    "--filter", help="A partial fetch: 'blob:limit=64k' or 'blob:none' (larger blobs come on "
+    "first read; 'none' fetches everything). Default: the remote's recorded filter.")]
+
+
+@contextmanager
+def _said_warnings() -> Iterator[None]:
+    """gitstore's warnings (a server that ignored --filter...) as one line each on stderr."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PartialFetchWarning)
+        try:
+            yield
+        finally:
+            for item in caught:
+                err.print(f"gitstore: warning: {item.message}", markup=False)
+
+
 @command()
 def fetch(
     remote: Annotated[str, typer.Argument(help="A remote's name, URL or path.")],
@@ -760,13 +795,14 @@ def fetch(
                        ] = None,
     lfs_content: Annotated[bool, typer.Option(
         "--lfs-content", help="Download Git LFS content now (else: on first read).")] = False,
+    filter: Filter = None,
 ) -> None:
     """Fetch results into remote-tracking refs (nothing local changes).
 
-    Example: gitstore fetch origin
+    Example: gitstore fetch origin --filter blob:limit=64k
     """
-    with open_store() as store, progress_bar("fetch") as advance:
-        fetched = store.fetch(remote, version, lfs_content=lfs_content)
+    with open_store() as store, progress_bar("fetch") as advance, _said_warnings():
+        fetched = store.fetch(remote, version, lfs_content=lfs_content, filter=filter)
         advance(1.0)
     for name, sha in fetched.items():
         out.print(f"{name}: {sha[:10]}", markup=False)
@@ -784,18 +820,22 @@ def pull(
                                             "(for --rev).")] = Path("."),
     lfs_content: Annotated[bool, typer.Option(
         "--lfs-content", help="Download Git LFS content now (else: on first read).")] = False,
+    filter: Filter = None,
 ) -> None:
     """Fetch results and merge them into the local versions.
 
     Example: gitstore pull origin --version 3f2a9c1
     Example: gitstore pull origin --rev HEAD
+    Example: gitstore pull origin --filter blob:limit=64k
     """
     _check_prefer(prefer)
     if rev is not None and version is not None:
         raise InvalidArgumentError("give --version or --rev, not both")
-    with open_store(create=True) as store, progress_bar("pull") as advance:
+    if rev is not None and filter is not None:
+        raise InvalidArgumentError("--filter works with --version or all versions, not --rev")
+    with open_store(create=True) as store, progress_bar("pull") as advance, _said_warnings():
         result = store.pull_rev(remote, rev, code_repo, prefer) if rev is not None else \
-            store.pull(remote, version, prefer, lfs_content=lfs_content)
+            store.pull(remote, version, prefer, lfs_content=lfs_content, filter=filter)
         advance(1.0)
     for name, what in result.items():
         out.print(f"{name}: {what}", markup=False)

@@ -35,9 +35,14 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
         ├── ConcurrencyError             a lock could not be taken in time
         ├── MergeConflictError           same key and attribute, different bytes (.conflicts)
         ├── RemoteError                  a remote could not be reached or refused (.remote)
-        │   └── NoLfsServerError         the remote has no Git LFS server (.endpoint)
+        │   ├── NoLfsServerError         the remote has no Git LFS server (.endpoint)
+        │   └── NotFetchedError          a blob a partial fetch left on the remote could not be
+        │                                fetched now (.object_ids, .remote): absent, not corrupt
         └── LfsObjectMissingError        a Git LFS attribute's content is not here, and no
                                          remote gave it (.oid)
+
+Warnings: PartialFetchWarning (UserWarning): a filter was asked for and the server sent
+everything (it does not allow filters).
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ __all__ = [
     "MergeConflictError",
     "MissingDependencyError",
     "NoLfsServerError",
+    "NotFetchedError",
+    "PartialFetchWarning",
     "ParameterError",
     "ParameterFileError",
     "ParameterNameError",
@@ -316,3 +323,20 @@ class LfsObjectMissingError(StoreError):
     def __init__(self, message: str, oid: str | None = None) -> None:
         super().__init__(message)
         self.oid = oid
+
+
+class NotFetchedError(RemoteError):
+    """Blobs a partial fetch left on the remote (promised) are needed and could not be
+    fetched: the promisor remote is unreachable, gone, refused, or sent something else; or
+    fetching was not allowed (``verify`` without ``fetch=True``). The store is unchanged and
+    stays usable; the blobs are absent, not corrupt."""
+
+    def __init__(self, message: str, object_ids: Sequence[str] = (),
+                 remote: str | None = None) -> None:
+        super().__init__(message, remote)
+        self.object_ids = list(object_ids)
+
+
+class PartialFetchWarning(UserWarning):
+    """A partial fetch was asked for, and the server does not allow filters: everything was
+    fetched."""

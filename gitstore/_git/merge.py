@@ -14,7 +14,7 @@ from typing import Any
 from dulwich.objects import ObjectID
 
 from ..errors import CorruptEntryError
-from .objects import Obj, ObjectDB, TreeEntries
+from .objects import BLOB, Obj, ObjectDB, TreeEntries
 
 __all__ = ["is_ancestor", "merge_base", "merge_trees"]
 
@@ -134,7 +134,7 @@ def _merge_entry(db: ObjectDB, base: Item, ours: Item, theirs: Item, path: bytes
         return None  # no attribute left: the entry goes
     description = o.get(_COMPONENT) or t.get(_COMPONENT) or b.get(_COMPONENT)
     if description is not None:
-        merged[_COMPONENT] = description
+        merged[_COMPONENT] = _recorded_for(db, description, merged, o, t, out)
     tree = db.make_tree(merged, out)
     return (_DIR, tree) if tree is not None else None
 
@@ -150,3 +150,44 @@ def _merge_dirs(db: ObjectDB, base: Item, ours: Item, theirs: Item, path: bytes,
             merged[name] = child
     tree = db.make_tree(merged, out)
     return (_DIR, tree) if tree is not None else None
+
+
+def _recorded_for(db: ObjectDB, description: tuple[int, bytes], merged: TreeEntries,
+                  o: TreeEntries, t: TreeEntries, out: list[Obj]) -> tuple[int, bytes]:
+    """The description of a merged entry whose ``attributes`` record (sizes and codecs, see
+    :mod:`gitstore.backends._attributes`) follows its files: each attribute's record comes
+    from the side whose file was kept. Unchanged (the same blob) when it already does, or when
+    a description cannot be read (the record is display only; readers fall back)."""
+    import yaml
+
+    from .. import _yaml
+    from ..backends._attributes import recorded, with_record
+
+    def parsed(item: tuple[int, bytes] | None) -> Any:
+        if item is None:
+            return None
+        try:
+            return _yaml.load(db.read(item[1], BLOB))
+        except (CorruptEntryError, yaml.YAMLError, UnicodeDecodeError, ValueError):
+            return None
+
+    chosen = parsed(description)
+    if not isinstance(chosen, dict):
+        return description
+    sides = [(o, recorded(parsed(o.get(_COMPONENT)))), (t, recorded(parsed(t.get(_COMPONENT))))]
+    record: dict[str, tuple[int, str]] = {}
+    for name, item in merged.items():
+        if name == _COMPONENT:
+            continue
+        attribute = name.decode("utf-8", "replace").rpartition(".")[0]
+        for files, side_record in sides:
+            if files.get(name) == item and attribute in side_record:
+                record[attribute] = side_record[attribute]
+                break
+    if record == recorded(chosen):
+        return description
+    data = _yaml.dump(with_record(chosen, record)).encode()
+    out.append((BLOB, data))
+    from .objects import object_id
+
+    return (description[0], object_id(BLOB, data))

@@ -378,11 +378,12 @@ class ObjectDB:
         self._write_raw_pack(chunks)
         return ids
 
-    def _write_raw_pack(self, chunks: list[tuple[bytes, bytes]], mtime: float | None = None
-                        ) -> None:
+    def _write_raw_pack(self, chunks: list[tuple[bytes, bytes]], mtime: float | None = None,
+                        promisor: bool = False) -> None:
         """Write already-encoded pack entries (no deltas) and their index; ``mtime``: the
         pack's modification time (a merge keeps its newest input's: gc dates unreachable
-        objects by their pack's time)."""
+        objects by their pack's time); ``promisor``: marked as a partial fetch's pack
+        (``.promisor``, before the index makes it visible)."""
         os.makedirs(self.pack_dir, exist_ok=True)
         index: list[tuple[bytes, int, int]] = []
         offset = 12
@@ -402,6 +403,9 @@ class ObjectDB:
                     self.shared(tmp_idx)
                 if mtime is not None:
                     os.utime(tmp_pack, (mtime, mtime))
+                if promisor:
+                    with open(final + ".promisor", "w"):
+                        pass
                 os.rename(tmp_pack, final + ".pack")
                 os.rename(tmp_idx, final + ".idx")
             except BaseException:
@@ -478,7 +482,9 @@ class ObjectDB:
             tier = 0
             while size >= 1024 * 16 ** (tier + 1):
                 tier += 1
-            tiers.setdefault(tier, []).append(base)
+            # a partial fetch's packs (git's .promisor marker) merge among themselves only
+            tiers.setdefault(-1 - tier if os.path.exists(base + ".promisor") else tier,
+                             []).append(base)
         return [bases for bases in tiers.values() if len(bases) >= MERGE_FAN_IN]
 
     def _merge(self, bases: list[str]) -> None:
@@ -508,12 +514,13 @@ class ObjectDB:
                 newest = max(newest, os.stat(base + ".pack").st_mtime)
             except FileNotFoundError:
                 newest = time.time()  # removed meanwhile: date the merge now, to be safe
-        self._write_raw_pack(unique, newest or None)
+        promisor = os.path.exists(present[0] + ".promisor")
+        self._write_raw_pack(unique, newest or None, promisor)
         for base in present:
             # .idx first: without it readers ignore the pack; dulwich re-scans on a miss
             _unlink(base + ".idx")
             _unlink(base + ".pack")
-            for ext in (".rev", ".bitmap", ".mtimes"):  # git's own companions (a repack's)
+            for ext in (".rev", ".bitmap", ".mtimes", ".promisor"):  # git's own companions
                 _unlink(base + ext)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import GitStoreError, RemoteError, StoreLocationError
 from .shared import makedirs
 
-__all__ = ["fetch_refs", "link_objects", "local_gitdir", "no_merges", "push_refs"]
+__all__ = ["fetch_objects", "fetch_refs", "link_objects", "local_gitdir", "no_merges", "push_refs"]
 
 #: seconds before a silent remote is given up on
 TIMEOUT = 30.0
@@ -153,7 +153,7 @@ def _link(source: str, target: str) -> int:
 
 # --- what arrives from a remote is checked in a quarantine before the store sees it ---------
 
-_PACK_NAME = re.compile(r"pack-[0-9a-f]{40}\.(pack|idx|rev)\Z")
+_PACK_NAME = re.compile(r"pack-[0-9a-f]{40}\.(pack|idx|rev|promisor)\Z")
 _HEX2 = re.compile(r"[0-9a-f]{2}\Z")
 _HEX38 = re.compile(r"[0-9a-f]{38}\Z")
 _TYPE_NAMES = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
@@ -229,7 +229,7 @@ class Incoming:
                     self._move(os.path.join(self.path, folder, name),
                                os.path.join(target_dir, name))
         names = [n for n in os.listdir(self.pack_dir) if _PACK_NAME.match(n)]
-        order = {"pack": 0, "rev": 1, "idx": 2}
+        order = {"pack": 0, "rev": 1, "promisor": 1, "idx": 2}
         target_packs = os.path.join(self.objects, "pack")
         os.makedirs(target_packs, exist_ok=True)
         for name in sorted(names, key=lambda n: (order[n.rsplit(".", 1)[1]], n)):
@@ -245,6 +245,16 @@ class Incoming:
     def _adjust(self, path: str) -> None:
         if self._shared is not None:
             self._shared(path)
+
+    def mark_promisor(self, refs: dict[str, bytes] | None = None) -> None:
+        """Mark every pack received as a *promisor* pack (a ``.promisor`` file beside it, as
+        ``git fetch`` writes for a partial fetch): objects they refer to but lack are
+        promised by the remote, which git (``fsck``, ``repack``, ``gc``) then accepts."""
+        text = "".join(f"{sha.decode()} {ref}\n" for ref, sha in sorted((refs or {}).items()))
+        for name in os.listdir(self.pack_dir):
+            if _PACK_NAME.match(name) and name.endswith(".pack"):
+                with open(os.path.join(self.pack_dir, name[:-5] + ".promisor"), "w") as f:
+                    f.write(text)
 
     def discard(self) -> None:
         self._close_store()
@@ -306,11 +316,16 @@ def _git_env(quarantine: Incoming) -> dict[str, str]:
 
 def fetch_refs(quarantine: Incoming, repo: Any, url: str, wanted: Callable[[str], bool],
                check: Callable[[dict[str, bytes]], None],
-               progress: Callable[[bytes], None] | None = None) -> dict[str, bytes]:
+               progress: Callable[[bytes], None] | None = None,
+               filter_spec: bytes | None = None,
+               filtered: list[bool] | None = None) -> dict[str, bytes]:
     """Fetch into ``quarantine`` the objects of the remote refs that ``wanted`` accepts, once
     ``check`` (which sees ``{ref: id}`` before anything is downloaded) let them through;
     return those refs. Names are decoded as UTF-8 (undecodable bytes stay as surrogates, for
     ``check`` to refuse).
+
+    ``filter_spec`` (``blob:none``, ``blob:limit=<n>``) asks for a partial fetch; whether the
+    server took it (protocol v2 and ``uploadpack.allowFilter``) is appended to ``filtered``.
 
     Raises:
         RemoteError: the remote cannot be reached or read.
@@ -335,11 +350,14 @@ def fetch_refs(quarantine: Incoming, repo: Any, url: str, wanted: Callable[[str]
     git = shutil.which("git")
     with _translated(url):
         client, path = _client(url)
+        if filter_spec is not None:
+            _watch_filter(client, filtered if filtered is not None else [])
         if git is None:
-            _fetch_with_dulwich(quarantine, repo, client, path, determine_wants, progress)
+            _fetch_with_dulwich(quarantine, repo, client, path, determine_wants, progress,
+                                filter_spec=filter_spec)
         else:
             _fetch_with_index_pack(git, quarantine, repo, client, path, determine_wants,
-                                   progress)
+                                   progress, filter_spec=filter_spec)
     if refused:
         raise refused[0]
     return chosen
@@ -374,13 +392,93 @@ def _graph_walker(repo: Any) -> Any:
     return ObjectStoreGraphWalker(list(dict.fromkeys(heads)), parents)
 
 
+def _watch_filter(client: Any, filtered: list[bool]) -> None:
+    """Note whether the server offers ``filter`` (dulwich sends the filter only then, over
+    protocol v2, and otherwise only logs a warning: we say so ourselves)."""
+    negotiate = client._negotiate_upload_pack_capabilities
+
+    def watched(capabilities: set[bytes]) -> Any:
+        result = negotiate(capabilities)
+        filtered.append(any(c.startswith(b"fetch=") and b"filter" in c.split(b"=", 1)[1].split()
+                            for c in result[0]))
+        return result
+
+    client._negotiate_upload_pack_capabilities = watched
+    client._warn_filter_objects = lambda: None
+
+
+class _NoHaves:
+    """A graph walker that has nothing to offer: the server sends exactly what is wanted."""
+
+    def __next__(self) -> None:
+        return None
+
+    next = __next__
+
+    def ack(self, sha: bytes) -> None:
+        pass
+
+    def nak(self) -> None:
+        pass
+
+
+def fetch_objects(quarantine: Incoming, url: str, ids: list[bytes],
+                  progress: Callable[[bytes], None] | None = None) -> None:
+    """Fetch the objects ``ids`` (blobs a partial fetch left behind) into ``quarantine`` by
+    id, and check that each arrived as a blob (its id computed from its content by the
+    indexer): a server that sends anything else is refused. The received packs are marked
+    promisor packs, as ``git`` does for a lazy fetch.
+
+    The server must serve objects by id: protocol v2 does (``git daemon``, ``git
+    http-backend``); over protocol v0 it needs ``uploadpack.allowAnySHA1InWant``.
+
+    Raises:
+        RemoteError: unreachable, refused, or an object missing or not a blob in its answer.
+    """
+    wants = sorted(set(ids))
+
+    def determine_wants(refs: dict[bytes, bytes], depth: int | None = None) -> list[bytes]:
+        return wants
+
+    git = shutil.which("git")
+    with _translated(url):
+        client, path = _client(url)
+        if git is None:
+            _fetch_with_dulwich(quarantine, None, client, path, determine_wants, progress,
+                                walker=_NoHaves())
+        else:
+            _fetch_with_index_pack(git, quarantine, None, client, path, determine_wants,
+                                   progress, walker=_NoHaves())
+    store = quarantine.store()
+    missing, wrong = [], []
+    for sha in wants:
+        try:
+            type_num, _data = store.get_raw(sha)
+        except KeyError:
+            missing.append(sha.decode())
+            continue
+        if type_num != 3:
+            wrong.append(sha.decode())
+    if missing or wrong:
+        raise RemoteError(redact(
+            f"remote {url} did not send "
+            + "; ".join(part for part in (
+                f"object(s) {', '.join(missing[:3])}" if missing else "",
+                f"blob(s) {', '.join(wrong[:3])} (something else under those ids)"
+                if wrong else "") if part)
+            + " (nothing was kept)"), url)
+    quarantine.mark_promisor()
+
+
 def _fetch_with_dulwich(quarantine: Incoming, repo: Any, client: Any, path: str,
-                        determine_wants: Any, progress: Any) -> None:
+                        determine_wants: Any, progress: Any, filter_spec: bytes | None = None,
+                        walker: Any = None) -> None:
     """Receive the pack into a file of the quarantine, then complete and index it there with
     dulwich (which checks the pack's checksum and computes every object's id)."""
     received = os.path.join(quarantine.path, "received.pack")
     with open(received, "w+b") as f:
-        client.fetch_pack(path, determine_wants, _graph_walker(repo), f.write, progress)
+        client.fetch_pack(path, determine_wants, walker or _graph_walker(repo), f.write,
+                          progress, filter_spec=filter_spec)
         if not f.tell():
             return  # nothing was wanted: no pack came
         f.seek(0)
@@ -389,7 +487,8 @@ def _fetch_with_dulwich(quarantine: Incoming, repo: Any, client: Any, path: str,
 
 
 def _fetch_with_index_pack(git: str, quarantine: Incoming, repo: Any, client: Any, path: str,
-                           determine_wants: Any, progress: Any) -> None:
+                           determine_wants: Any, progress: Any,
+                           filter_spec: bytes | None = None, walker: Any = None) -> None:
     """Receive the pack with dulwich's client and index it with ``git index-pack`` (as
     ``git fetch`` does; dulwich's own indexer resolves deltas object by object in Python, ~4x
     slower), into the quarantine. Used when git is installed, like ``gc``; dulwich's path
@@ -408,7 +507,8 @@ def _fetch_with_index_pack(git: str, quarantine: Incoming, repo: Any, client: An
         return len(data)
 
     try:
-        client.fetch_pack(path, determine_wants, _graph_walker(repo), pack_data, progress)
+        client.fetch_pack(path, determine_wants, walker or _graph_walker(repo), pack_data,
+                          progress, filter_spec=filter_spec)
     except BaseException:
         proc.kill()
         proc.communicate()

@@ -73,12 +73,15 @@ from ..errors import (
     CorruptEntryError,
     DiskFullError,
     EntryNotFoundError,
+    GitStoreError,
     InvalidArgumentError,
+    NotFetchedError,
     StoreError,
     StoreLocationError,
 )
 from ..keys import KEY_SCHEME, key_hex, key_of
 from ..params import MISSING, ParameterSet
+from ._attributes import recorded, with_record
 from ._git_index import ListedEntry, ListingIndex, index_enabled
 from .base import COMPONENT_FILE, AbstractDataStore, Entry, check_attribute_name
 
@@ -183,6 +186,8 @@ class GitCore(AbstractDataStore):
         self._repos: list[Any] = []
         self._repos_lock = threading.Lock()
         self._blob_cache: dict[bytes, bytes] = {}
+        #: component.yaml blob id -> its attributes record, for those written here
+        self._records: dict[bytes, dict[str, tuple[int, str]]] = {}
         self._blob_cache_bytes = 0
         self._closed = False
         self._lfs = LfsStore(self.gitdir, self._shared_perm)  # large attributes (Git LFS)
@@ -304,15 +309,23 @@ class GitCore(AbstractDataStore):
         own = getattr(self._local, "pending", None)
         pending = own if own is not None else _Pending()
         entry = entry_path(key)
+        listing = self._listing(key, ref, pending)
+        size = len(payload) if isinstance(payload, bytes) else sum(len(p) for p in payload)
+        # sizes and codecs for listing without the blobs (a partial fetch): see _attributes
+        records = self._kept_records(listing, pending, attribute, (size, codec.name))
+        description = with_record(description, records)
         comp_text = _yaml.dump(description)
         comp = comp_text.encode()
         edit = pending.edit(ref, entry)
-        edit.files[_COMPONENT] = (_FILE, pending.add_blob(comp))
-        for old in self._attribute_names(key, ref, pending):
+        comp_sha = pending.add_blob(comp)
+        edit.files[_COMPONENT] = (_FILE, comp_sha)
+        if len(self._records) > 4096:
+            self._records.clear()
+        self._records[comp_sha] = records  # the next attribute stored needs no read of it
+        for old in sorted(n for n in listing if n != _COMPONENT):
             if old.rsplit(b".", 1)[0] == attribute.encode():
                 edit.files[old] = None
         name = f"{attribute}.{codec.ext}".encode()
-        size = len(payload) if isinstance(payload, bytes) else sum(len(p) for p in payload)
         note = ""
         if (self.lfs_threshold is not None and size >= self.lfs_threshold) or (
                 isinstance(payload, bytes) and looks_like_pointer(payload)):
@@ -336,6 +349,27 @@ class GitCore(AbstractDataStore):
         pending.details[ref] = f"attribute: {attribute}\n{comp_text}{note}"
         if own is None:
             self._commit(pending, None)
+
+    def _kept_records(self, listing: dict[bytes, bytes], pending: _Pending,
+                      attribute: str, record: tuple[int, str]) -> dict[str, tuple[int, str]]:
+        """The ``attributes`` record of an entry about to store ``attribute``: what its
+        current ``component.yaml`` records for the other attributes it still has, and
+        ``record`` (size, codec name) for this one."""
+        others = {n.decode("utf-8", "replace").rpartition(".")[0]
+                  for n in listing if n != _COMPONENT}
+        kept: dict[str, tuple[int, str]] = {}
+        comp = listing.get(_COMPONENT)
+        cached = self._records.get(comp) if comp is not None else None
+        if cached is not None:
+            kept = {n: r for n, r in cached.items() if n in others}
+        elif comp is not None and others - {attribute}:
+            try:
+                data = pending.blobs.get(comp) or self._read_blob(comp)
+                kept = {n: r for n, r in recorded(_yaml.load(data)).items() if n in others}
+            except (GitStoreError, yaml.YAMLError, UnicodeDecodeError, ValueError):
+                kept = {}  # unreadable: the other attributes fall back to object headers
+        kept[attribute] = record
+        return kept
 
     def _listing(self, key: str, ref: str, pending: _Pending | None) -> dict[bytes, bytes]:
         """The entry's files (name → blob id) as this thread sees them, pending changes included.
@@ -420,6 +454,10 @@ class GitCore(AbstractDataStore):
         except FileNotFoundError:
             packed = open_packed_blob(self._db().store, sha)  # large, in a pack: stream it
             if packed is None:
+                if self._absent(sha):
+                    self._missing_blob(sha)  # a partial store fetches it (or raises)
+                    self._absent(sha)  # (sees the pack that brought it: streamed if large)
+                    return self._open_blob(sha)
                 return self._read_blob(sha)
             reader = packed
         if reader.size >= LARGE:
@@ -534,9 +572,81 @@ class GitCore(AbstractDataStore):
     def _read_blob(self, sha: bytes) -> bytes:
         data = self._blob_cache.get(sha)
         if data is None:
-            data = self._db().read(sha, BLOB)
+            try:
+                data = self._db().read(sha, BLOB)
+            except CorruptEntryError:
+                if not self._absent(sha):
+                    raise
+                self._missing_blob(sha)  # a partial store fetches it (or raises)
+                data = self._db().read(sha, BLOB)
             self._cache_blob(sha, data)
         return data
+
+    def _absent(self, sha: bytes) -> bool:
+        """Whether no copy of the object is here at all (missing, not damaged)."""
+        store = self._db().store
+        try:
+            store._update_pack_cache()  # a pack that arrived since we last looked
+        except Exception:  # noqa: BLE001 - a look for a copy: the caller raises anyway
+            pass
+        return not self._present(sha)
+
+    def _present(self, sha: bytes) -> bool:
+        """Whether some copy of the object is here (a loose file or a pack entry), without
+        reading it: a damaged copy is present (its read says what is wrong)."""
+        hex_id = sha.decode()
+        if os.path.exists(os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:])):
+            return True
+        try:
+            return bool(self._db().store.contains_packed(sha))
+        except Exception:  # noqa: BLE001 - an unreadable index: not absent, say damaged
+            return True
+
+    def _missing_blob(self, sha: bytes) -> None:
+        """The read path's one hook for an absent blob. A partial store (fetched with a
+        filter, see :meth:`RemotesMixin.fetch`) fetches it from its promisor remote and
+        returns once it is here; elsewhere absent is damage.
+
+        Raises:
+            CorruptEntryError: the store has no promisor remote: the blob is lost.
+            NotFetchedError: promised, but it could not be fetched now.
+        """
+        if not self._fetch_promised([sha]):
+            raise CorruptEntryError(f"object {sha.decode()} is missing", expected=sha.decode())
+
+    def _fetch_promised(self, shas: list[bytes]) -> bool:
+        """Fetch absent blobs from the store's promisor remotes; False when it has none
+        (overridden where remotes are known)."""
+        return False
+
+    def _absent_blobs(self, refs: list[str]) -> list[bytes]:
+        """Blobs the entries of these versions name and this store lacks."""
+        db = self._db()
+        out: list[bytes] = []
+        for ref in refs:
+            for _hexkey, tree, problem in self._scan(ref):
+                if problem is None:
+                    try:
+                        out.extend(sha for _name, (_mode, sha) in db.tree(tree).items()
+                                   if not self._present(sha))
+                    except CorruptEntryError:
+                        continue  # verify names it
+        return out
+
+    def _is_partial(self) -> bool:
+        """Whether the store fetched partially from some remote (overridden likewise)."""
+        return False
+
+    @contextmanager
+    def _no_fetch(self) -> Iterator[None]:
+        """Reads in this block never fetch: a promised blob raises NotFetchedError (listing,
+        sizes, ``verify`` without ``fetch=True``)."""
+        before = getattr(self._local, "no_fetch", False)
+        self._local.no_fetch = True
+        try:
+            yield
+        finally:
+            self._local.no_fetch = before
 
     def _remove(self, key: str, attribute: str | None, version: Any = None) -> bool:
         # docstring inherited
@@ -1024,20 +1134,22 @@ class GitCore(AbstractDataStore):
         or of an :class:`Entry` already found (not looked up again)."""
         entry = key if isinstance(key, Entry) else self.find(key)
         listing = self._listing(entry.key, ref_for_version(entry.version), None)
-        recorded = entry.component.get("attributes")
+        record = recorded(entry.component)
         out = {}
         for name, sha in sorted(listing.items()):
             if name == _COMPONENT:
                 continue
             attribute, _, ext = name.decode().rpartition(".")
             codec = codec_by_ext(ext)  # None: a format no codec here reads
-            info = recorded.get(attribute) if isinstance(recorded, dict) else None
-            size: int | None = info.get("size") if isinstance(info, dict) else None
-            if type(size) is not int or size < 0:  # recorded at store time, display only
+            size: int | None = record[attribute][0] if attribute in record else None
+            if size is None:  # not recorded at store time (recorded: display only)
                 try:
-                    size = self._content_size(sha, self._blob_size(sha))
-                except CorruptEntryError:
-                    size = None  # missing or damaged: verify names it; the others are listed
+                    if not self._present(sha):
+                        raise NotFetchedError("absent")  # not fetched, or missing
+                    with self._no_fetch():
+                        size = self._content_size(sha, self._blob_size(sha))
+                except (CorruptEntryError, NotFetchedError):
+                    size = None  # not fetched (partial), missing or damaged: verify names it
             out[attribute] = {"file": name.decode(),
                               "codec": codec.name if codec.known else None,
                               "size": size, "id": sha.decode()}
@@ -1136,8 +1248,13 @@ class _HeaderSizes:
         """The blob's size; None if it is missing or damaged."""
         try:
             found = self._packed(sha)
-            return found if found is not None else self._core._blob_size(sha)
-        except CorruptEntryError:
+            if found is not None:
+                return found
+            if not self._core._present(sha):
+                return None  # not fetched (a partial store) or missing: nothing to read
+            with self._core._no_fetch():
+                return self._core._blob_size(sha)
+        except (CorruptEntryError, NotFetchedError):
             return None
 
     def _packed(self, sha: bytes) -> int | None:

@@ -23,6 +23,7 @@ from ..errors import (
     GitStoreError,
     LfsObjectMissingError,
     InvalidArgumentError,
+    NotFetchedError,
     StoreError,
 )
 from ._git_core import GitCore
@@ -47,20 +48,34 @@ def _check_bounds(older_than: Any, keep_last: Any) -> None:
 class MaintenanceMixin(GitCore):
     """The maintenance operations of :class:`~gitstore.GitDataStore`."""
 
-    def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
+    def verify(self, progress: Callable[[int, int], None] | None = None, fetch: bool = False,
+               not_fetched: list[str] | None = None) -> list[str]:
         """Read every object reachable from the store's refs, check its id, decode every
         attribute; return a description of each problem found (empty: all is well).
 
         Git LFS content here is re-hashed (SHA-256), whatever the record of files already
-        verified says; content not here (fetched lazily) is absent, not a problem, and is not
-        downloaded."""
+        verified says; LFS content not here (fetched lazily) is absent, not a problem, and is
+        not downloaded.
+
+        In a partial store (see :meth:`fetch`), a blob its promisor remote still holds is
+        absent, not damaged: it is no problem, and is named in ``not_fetched`` (a list the
+        caller passes) unless ``fetch`` is true, which first fetches every such blob (one
+        request) and then checks it like the others.
+
+        Raises:
+            NotFetchedError: with ``fetch``, the promised blobs could not be fetched.
+        """
+        if fetch:
+            self._fetch_promised(self._absent_blobs(self._version_refs()))
         self._local.rehash = True
         try:
-            return self._verify(progress)
+            with self._no_fetch():
+                return self._verify(progress, not_fetched)
         finally:
             self._local.rehash = False
 
-    def _verify(self, progress: Callable[[int, int], None] | None) -> list[str]:
+    def _verify(self, progress: Callable[[int, int], None] | None,
+                not_fetched: list[str] | None) -> list[str]:
         problems: list[str] = []
         refs = self._version_refs()
         for ref in sorted(set(self._refs.list(VERSIONS)) - set(refs)):
@@ -84,6 +99,12 @@ class MaintenanceMixin(GitCore):
                                 found = self._get(entry.key, attribute, version)
                             except LfsObjectMissingError:
                                 continue  # lazily fetched content: absent, not corrupt
+                            except NotFetchedError as exc:
+                                if not_fetched is not None:
+                                    not_fetched.append(
+                                        f"version {version}, entry {hexkey[:12]}: {attribute} "
+                                        f"not fetched (promised by {exc.remote})")
+                                continue
                             if found is not None:
                                 if found[0].trusted:
                                     decode_payload(found[0], found[1])
@@ -101,7 +122,8 @@ class MaintenanceMixin(GitCore):
 
     def stats(self) -> dict[str, Any]:
         """Entries, versions, bytes on disk, loose and packed objects, Git LFS objects here and
-        their bytes (a snapshot: writers may merge packs meanwhile)."""
+        their bytes (a snapshot: writers may merge packs meanwhile); in a partial store also
+        ``not_fetched``, the blobs its promisor remotes still hold."""
         objects = Path(self.gitdir) / "objects"
         loose = [f for d in objects.glob("[0-9a-f][0-9a-f]") for f in d.iterdir()]
         packs, packed, total = 0, 0, 0
@@ -124,7 +146,7 @@ class MaintenanceMixin(GitCore):
                 lfs_objects += 1
             except FileNotFoundError:
                 continue
-        return {
+        figures: dict[str, Any] = {
             "path": str(self.path),
             "versions": len(versions),
             "entries": self.count_entries(),
@@ -135,6 +157,9 @@ class MaintenanceMixin(GitCore):
             "lfs_objects": lfs_objects,  # Git LFS content here (lfs/objects)
             "lfs_bytes": lfs_bytes,
         }
+        if self._is_partial():  # a partial fetch: blobs its promisor remotes still hold
+            figures["not_fetched"] = len(set(self._absent_blobs(self._version_refs())))
+        return figures
 
     def prune(self, versions: list[str] | None = None, older_than: float | None = None,
               keep_last: int | None = None, dry_run: bool = False) -> list[str]:
@@ -254,7 +279,10 @@ class MaintenanceMixin(GitCore):
                 # receive-pack (a push over git://, ssh, http) takes no gate, and its objects
                 # are unreachable from their arrival until its ref moves
                 expire = f"{int(FOREIGN_GRACE_SECONDS)}.seconds.ago"
-                result = subprocess.run([*base, "repack", "-A", "-d", "-q",
+                # a partial store (promised blobs absent) cannot have a bitmap index, which
+                # git writes by default in a bare repository
+                partial = ["--no-write-bitmap-index"] if self._is_partial() else []
+                result = subprocess.run([*base, "repack", "-A", "-d", "-q", *partial,
                                          f"--unpack-unreachable={expire}"],
                                         capture_output=True, text=True)
                 if result.returncode != 0:
@@ -335,8 +363,9 @@ class MaintenanceMixin(GitCore):
         if not tips:
             return
         when = max(tips.values()) / 1e9
-        listed = subprocess.run([*base, "rev-list", "--objects", "--ignore-missing", "--stdin",
-                                 "--not", "--all"],
+        # --missing=allow-any: in a partial store, git would otherwise fetch promised blobs
+        listed = subprocess.run([*base, "rev-list", "--objects", "--ignore-missing",
+                                 "--missing=allow-any", "--stdin", "--not", "--all"],
                                 input=b"".join(t + b"\n" for t in tips), capture_output=True)
         if listed.returncode != 0:
             return  # nothing aged: those objects go after the grace, like any other

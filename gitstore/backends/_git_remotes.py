@@ -6,8 +6,11 @@ import hashlib
 import os
 import random
 import re
+import shutil
+import subprocess
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -28,6 +31,7 @@ from .._git.refs import RefFiles
 from .._git.refs import _is_hex_sha
 from .._git.remote import (
     _translated,
+    fetch_objects,
     fetch_refs,
     incoming,
     link_objects,
@@ -45,6 +49,8 @@ from ..errors import (
     LfsObjectMissingError,
     MergeConflictError,
     NoLfsServerError,
+    NotFetchedError,
+    PartialFetchWarning,
     RemoteError,
     StoreError,
 )
@@ -52,6 +58,21 @@ from ..keys import KEY_SCHEME
 from ._git_core import _EMPTY_TREE, GitCore
 
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
+_FILTER = re.compile(r"blob:none\Z|blob:limit=[0-9]{1,12}[kmg]?\Z")
+_DIR_MODE = 0o40000
+_COMPONENT_PATH = b"/component.yaml"
+#: descriptions are far smaller than this: a partial fetch with a blob limit at least this
+#: large brings them all (one over it is fetched on first read)
+_DESCRIPTIONS_FIT = 16 << 10
+
+
+def _limit(filter_spec: str) -> int:
+    """The byte limit of a ``blob:limit=<n>[kmg]`` filter (0 for ``blob:none``)."""
+    if not filter_spec.startswith("blob:limit="):
+        return 0
+    number = filter_spec[len("blob:limit="):]
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(number[-1:], 1)
+    return int(number.rstrip("kmg")) * scale
 
 
 class RemotesMixin(GitCore):
@@ -118,19 +139,33 @@ class RemotesMixin(GitCore):
 
     def fetch(self, remote: str, versions: list[str] | None = None,
               progress: Callable[[bytes], None] | None = None,
-              lfs_content: bool = False) -> dict[str, str]:
+              lfs_content: bool = False, filter: str | None = None) -> dict[str, str]:
         """Fetch the remote's results (all versions, or these) into remote-tracking refs
         ``refs/gitstore/remotes/<remote>/versions/<version>``; return ``{version: commit id}``.
+
+        ``filter`` (``"blob:limit=64k"``, ``"blob:none"``) makes a *partial* fetch, as
+        ``git clone --filter`` does: blobs over the limit stay on the remote until first read
+        (each fetched by id then, checked, through the same quarantine); entry descriptions
+        always come (listing needs them). The remote is recorded as a promisor
+        (``remote.<name>.promisor``, ``remote.<name>.partialclonefilter``), so ``git`` reads
+        the store too, and later fetches from it use the same filter unless given another
+        (``filter="none"`` fetches everything). A server that does not allow filters
+        (``uploadpack.allowFilter``, protocol v2) sends everything: a
+        :class:`PartialFetchWarning` says so. A remote on this machine is linked, not
+        downloaded: a filter does not apply to it.
 
         Attributes stored as Git LFS objects come as pointers: their content is downloaded on
         first read (from this remote, the LFS server git-lfs's rules name for it), or now for
         the fetched tips with ``lfs_content=True``.
 
         Raises:
-            RemoteError: the remote cannot be reached or read.
             NoLfsServerError: with ``lfs_content``, the remote has no LFS server.
+            RemoteError: the remote cannot be reached or read.
+            StoreError: a filter that is not ``blob:none`` or ``blob:limit=<n>[kmg]``, or a
+                filter for a remote that is not named (see :meth:`remote_add`).
         """
         url, tracking = self._url(remote)
+        filter_spec = self._filter_for(remote, filter)
         wanted_refs = {ref_for_version(v) for v in versions} if versions else None
 
         def wanted(ref: str) -> bool:
@@ -171,8 +206,17 @@ class RemotesMixin(GitCore):
                              if wanted(r)}
                     check(found)
                     receive_local(quarantine, remote_dir)
+                filter_spec = None
             else:
-                found = fetch_refs(quarantine, self._db().repo, url, wanted, check, progress)
+                took: list[bool] = []
+                found = fetch_refs(quarantine, self._db().repo, url, wanted, check, progress,
+                                   filter_spec, took)
+                if filter_spec is not None and found and not any(took):
+                    warnings.warn(PartialFetchWarning(
+                        f"remote {redact(remote)} does not allow filters "
+                        "(uploadpack.allowFilter, over protocol v2): everything was fetched"),
+                        stacklevel=2)
+                    filter_spec = None
             # from the connectivity check (which stops at objects our refs reach: a prune and
             # a gc must not drop them meanwhile) until the refs name what arrived
             gate.enter_context(self._gate.shared())
@@ -180,7 +224,10 @@ class RemotesMixin(GitCore):
                 # what the store has is complete: stop there
                 check_connected(quarantine.store(), found,
                                 set(self._refs.list(NAMESPACE + "/").values()),
-                                quarantine.git())
+                                quarantine.git(), partial=filter_spec is not None)
+            if filter_spec is not None:
+                quarantine.mark_promisor(found)
+                self._record_promisor(remote, filter_spec.decode())
             quarantine.admit()
             for ref, sha in found.items():
                 local = f"{NAMESPACE}/remotes/{tracking}/versions/{ref[len(VERSIONS):]}"
@@ -189,15 +236,156 @@ class RemotesMixin(GitCore):
         self._lfs_remember_source(remote)
         if lfs_content and found:
             self._lfs_download(remote, url, list(found.values()))
+        if filter_spec is not None and _limit(filter_spec.decode()) < _DESCRIPTIONS_FIT:
+            try:
+                self._fetch_descriptions(found.values())
+            except NotFetchedError:
+                pass  # fetched, and described on first read instead
         return {version_of_ref(ref): sha.decode() for ref, sha in found.items()}
+
+    # --- partial fetch: promisor remotes, blobs fetched on first read ---------------------------
+
+    def _filter_for(self, remote: str, filter: str | None) -> bytes | None:
+        """The filter to ask ``remote`` for: the one given, else the one recorded for it."""
+        if filter is None:
+            if remote not in self.remotes():
+                return None
+            recorded = self._remote_config(remote, b"partialclonefilter")
+            return recorded.encode() if recorded and _FILTER.match(recorded) else None
+        if filter == "none":
+            return None
+        if not isinstance(filter, str) or not _FILTER.match(filter):
+            raise StoreError(f"a filter is 'blob:none' or 'blob:limit=<n>[k|m|g]' (or 'none'), "
+                             f"not {str(filter)[:40]!r}")
+        if remote not in self.remotes():
+            raise StoreError(f"a partial fetch needs a named remote (remote_add), from which "
+                             f"missing blobs are fetched later; {redact(remote)!r} is not one")
+        return filter.encode()
+
+    def _remote_config(self, name: str, field: bytes) -> str | None:
+        from dulwich.repo import Repo
+
+        with Repo(self.gitdir) as repo:
+            try:
+                return repo.get_config().get((b"remote", name.encode()), field).decode()
+            except (KeyError, UnicodeDecodeError):
+                return None
+
+    def _record_promisor(self, name: str, filter_spec: str) -> None:
+        """Record ``name`` as a promisor remote the way ``git clone --filter`` does.
+        (``extensions.partialClone`` is not written: dulwich refuses to open a repository
+        with an extension it does not know, and git since 2.24 needs only these two.)"""
+        config = self._db().repo.get_config()
+        section = (b"remote", name.encode())
+        config.set(section, b"promisor", True)
+        config.set(section, b"partialclonefilter", filter_spec.encode())
+        config.write_to_path()
+
+    def promisors(self) -> dict[str, str]:
+        """``{name: filter}`` of the remotes this store fetched partially from: blobs they
+        promise are fetched from them on first read."""
+        from dulwich.repo import Repo
+
+        out = {}
+        with Repo(self.gitdir) as repo:
+            config = repo.get_config()
+            for section in config.sections():
+                if section[0] == b"remote" and len(section) > 1 and \
+                        config.get_boolean(section, b"promisor", False):
+                    try:
+                        flt = config.get(section, b"partialclonefilter").decode()
+                    except KeyError:
+                        flt = ""
+                    out[section[1].decode()] = flt
+        return out
+
+    def _is_partial(self) -> bool:
+        # docstring inherited
+        return bool(self.promisors())
+
+    def _fetch_promised(self, shas: list[bytes]) -> bool:
+        # docstring inherited
+        store = self._db().store
+        try:
+            store._update_pack_cache()  # packs that arrived since we last looked
+        except Exception:  # noqa: BLE001 - a look for copies: what is absent is fetched
+            pass
+        wanted = sorted({sha for sha in shas if not self._present(sha)})
+        if not wanted:
+            return True
+        promisors = self.promisors()
+        if not promisors:
+            return False
+        shown = ", ".join(s.decode()[:12] for s in wanted[:3]) + \
+            (f" and {len(wanted) - 3} more" if len(wanted) > 3 else "")
+        if getattr(self._local, "no_fetch", False):
+            raise NotFetchedError(f"blob(s) {shown} not fetched (promised by "
+                                  f"{', '.join(promisors)})", [s.decode() for s in wanted])
+        known = self.remotes()
+        problems = []
+        for name in promisors:
+            url = known.get(name)
+            if url is None:
+                problems.append(f"promisor remote {name!r} has no URL")
+                continue
+            try:
+                with self._gate.shared(), incoming(self.gitdir, self._shared_perm) as quarantine:
+                    fetch_objects(quarantine, url, wanted)
+                    quarantine.admit()
+                    # a pack per read: merged as the store's own are (promisor packs apart)
+                    self._db().maybe_merge()
+                return True
+            except RemoteError as exc:
+                problems.append(str(exc))
+        raise NotFetchedError(
+            f"blob(s) {shown} are not here (a partial fetch) and could not be fetched: "
+            + "; ".join(problems) + " (the store is unchanged)",
+            [s.decode() for s in wanted], ", ".join(promisors))
+
+    def _fetch_descriptions(self, tips: Iterable[bytes]) -> None:
+        """Fetch, in one request, the ``component.yaml`` blobs a partial fetch left behind
+        (a limit under :data:`_DESCRIPTIONS_FIT`, or ``blob:none``): listing needs every
+        description. Their ids come from ``git ls-tree -r`` (trees only: it reads no blob, so
+        it fetches none), or a walk of the trees without git."""
+        git = shutil.which("git")
+        ids: list[bytes] = []
+        for tip in tips:
+            if git is not None:
+                listed = subprocess.run([git, "--git-dir", self.gitdir, "ls-tree", "-r",
+                                         tip.decode()], capture_output=True)
+                if listed.returncode == 0:
+                    ids.extend(line[12:52] for line in listed.stdout.splitlines()
+                               if line[7:12] == b"blob " and line.endswith(_COMPONENT_PATH))
+                    continue
+            db = self._db()
+            for _hexkey, tree in self._walk_tip(db.commit_tree(tip)):
+                found = db.tree(tree).get(b"component.yaml")
+                if found is not None:
+                    ids.append(found[1])
+        absent = [sha for sha in ids if _is_hex_sha(sha) and not self._present(sha)]
+        if absent:
+            self._fetch_promised(absent)
+
+    def _walk_tip(self, root: bytes) -> Iterator[tuple[bytes, bytes]]:
+        db = self._db()
+        for n1, (m1, t1) in db.tree(root).items():
+            if m1 != _DIR_MODE:
+                continue
+            for n2, (m2, t2) in db.tree(t1).items():
+                if m2 != _DIR_MODE:
+                    continue
+                for n3, (m3, t3) in db.tree(t2).items():
+                    if m3 == _DIR_MODE:
+                        yield n3, t3
 
     def pull(self, remote: str, version: str | None = None, prefer: str | None = None,
              progress: Callable[[bytes], None] | None = None,
-             lfs_content: bool = False) -> dict[str, str]:
+             lfs_content: bool = False, filter: str | None = None) -> dict[str, str]:
         """Fetch, then merge each fetched version into the local one.
 
         ``version`` fetches only that version's ref. Returns ``{version: what happened}``
-        (``created``, ``up to date``, ``fast-forward``, ``merged``).
+        (``created``, ``up to date``, ``fast-forward``, ``merged``). ``filter``: a partial
+        fetch (see :meth:`fetch`).
 
         ``lfs_content``: see :meth:`fetch`.
 
@@ -207,7 +395,7 @@ class RemotesMixin(GitCore):
                 sides (nothing is changed) and ``prefer`` (``"ours"``/``"theirs"``) is None.
         """
         fetched = self.fetch(remote, [version] if version is not None else None, progress,
-                             lfs_content)
+                             lfs_content, filter=filter)
         merged = {}
         for v, sha in sorted(fetched.items()):
             try:
@@ -245,6 +433,11 @@ class RemotesMixin(GitCore):
         url, _tracking = self._url(remote)
         repo = self._db().repo
         refs = [ref_for_version(v) for v in versions] if versions else self._version_refs()
+        known = self.remotes()
+        if self._is_partial() and url not in {known.get(n) for n in self.promisors()}:
+            # a partial store pushing elsewhere: what its promisors still hold comes first
+            # (the other remote cannot be promised blobs it was never given)
+            self._fetch_promised(self._absent_blobs(refs))
         for attempt in range(attempts):
             local = {ref: sha for ref in refs if (sha := self._refs.read(ref)) is not None}
             self._check_tips(local)

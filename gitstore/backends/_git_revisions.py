@@ -101,6 +101,8 @@ class RevisionsMixin(GitCore):
             StoreLocationError: ``dest`` (or a folder in it) cannot be written, is a file, or
                 holds a symbolic link where a folder goes; or a result would land inside
                 the store itself (nothing is written).
+            NotFetchedError: a partial store whose promisor remote cannot give the blobs
+                still there (they are fetched first, in one request; nothing is written).
         """
         if rev in self.versions():
             versions, what = [rev], f"version {rev}"
@@ -139,6 +141,10 @@ class RevisionsMixin(GitCore):
                     f"cannot write results to {target}: {os.path.join(target, *folders)} "
                     f"would be inside the store {self.gitdir} (nothing was written)",
                     str(target))
+        # a partial store: what the remote still holds comes now, in one request (or the
+        # checkout stops here, naming it, with nothing written)
+        if self._is_partial():
+            self._fetch_promised([sha for _folders, files in plans for sha in files.values()])
         try:
             target.mkdir(parents=True, exist_ok=True)
             root = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
