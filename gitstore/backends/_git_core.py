@@ -1141,15 +1141,16 @@ class GitCore(AbstractDataStore):
                 continue
             attribute, _, ext = name.decode().rpartition(".")
             codec = codec_by_ext(ext)  # None: a format no codec here reads
-            size: int | None = record[attribute][0] if attribute in record else None
-            if size is None:  # not recorded at store time (recorded: display only)
-                try:
-                    if not self._present(sha):
-                        raise NotFetchedError("absent")  # not fetched, or missing
-                    with self._no_fetch():
-                        size = self._content_size(sha, self._blob_size(sha))
-                except (CorruptEntryError, NotFetchedError):
-                    size = None  # not fetched (partial), missing or damaged: verify names it
+            size: int | None
+            try:  # the object's own size when it is here; else what component.yaml recorded
+                if not self._present(sha):
+                    raise NotFetchedError("absent")  # not fetched, or missing
+                with self._no_fetch():
+                    size = self._content_size(sha, self._blob_size(sha))
+            except NotFetchedError:  # not fetched (a partial store): recorded, display only
+                size = record[attribute][0] if attribute in record else None
+            except CorruptEntryError:
+                size = None  # damaged (a malformed LFS pointer...): verify names it
             out[attribute] = {"file": name.decode(),
                               "codec": codec.name if codec.known else None,
                               "size": size, "id": sha.decode()}
