@@ -349,10 +349,16 @@ class _Pack:
 class ObjectDB:
     """Objects of one repository (use one per thread: dulwich repos are not thread-safe)."""
 
-    def __init__(self, repo: Any, cache_size: int = 16384) -> None:
-        self.repo = repo
-        self.store = repo.object_store
-        self.gitdir: str = repo.controldir() if not repo.bare else repo.path
+    def __init__(self, repo: Any = None, cache_size: int = 16384, gitdir: str | None = None
+                 ) -> None:
+        """``repo``: a dulwich repository; or ``gitdir``, whose dulwich repository is only
+        opened when something needs it (reads do not: a new process's first read skips
+        parsing the configuration)."""
+        self._repo = repo
+        if repo is not None:
+            gitdir = repo.controldir() if not repo.bare else repo.path
+        assert gitdir is not None, "ObjectDB needs a repository or its git directory"
+        self.gitdir: str = gitdir
         self.pack_dir = os.path.join(self.gitdir, "objects", "pack")
         # tree id -> (entries, raw content, offset of each entry's id in the raw content)
         self._trees: OrderedDict[bytes, tuple[TreeEntries, bytes, dict[bytes, int]]] = \
@@ -368,6 +374,21 @@ class ObjectDB:
         self._packs_checked = float("-inf")
         self._packs_stamp = -2
         self._pack_dir_made = False
+        self._hot: _Pack | None = None  # the pack of the last object found
+
+    @property
+    def repo(self) -> Any:
+        """The dulwich repository (opened on first use)."""
+        if self._repo is None:
+            from dulwich.repo import Repo
+
+            self._repo = Repo(self.gitdir)
+        return self._repo
+
+    @property
+    def store(self) -> Any:
+        """dulwich's object store (for deltas whose base is in another pack, and remotes)."""
+        return self.repo.object_store
 
     # --- locating --------------------------------------------------------------------------------
 
@@ -412,6 +433,8 @@ class ObjectDB:
             packs.append(pack)
         for gone in known.values():
             gone.close()
+        if self._hot is not None and self._hot.base in known:
+            self._hot = None
         packs.sort(key=lambda p: -p.size)  # most objects first: most reads end at the first
         self._packs = packs
         return added
@@ -425,6 +448,8 @@ class ObjectDB:
 
     def _drop_packs(self, bases: Iterable[str]) -> None:
         doomed = set(bases)
+        if self._hot is not None and self._hot.base in doomed:
+            self._hot = None
         for pack in self._packs:
             if pack.base in doomed:
                 pack.close()
@@ -435,14 +460,26 @@ class ObjectDB:
         through its index; the folder is listed again on a miss (a pack another process
         just wrote). None when no pack has it (it may be loose)."""
         raw = bytes.fromhex(sha.decode())
+        hot = self._hot
+        if hot is not None:  # an entry's objects were written together: one pack has them
+            try:
+                offset = hot.find(raw)
+            except (OSError, ValueError):
+                offset = None
+            if offset is not None:
+                return hot, offset
         for attempt in range(2):
             for pack in self._packs_now() if attempt == 0 else self._packs:
+                if pack is hot:
+                    continue
                 try:
                     offset = pack.find(raw)
                 except (OSError, ValueError):
                     continue  # vanished before we mapped it, or an index dulwich must read
                 if offset is not None:
+                    self._hot = pack
                     return pack, offset
+            hot = None
             if attempt == 0 and not self._refresh_packs():
                 break
         return None
@@ -451,8 +488,9 @@ class ObjectDB:
         """Unmap the packs and close the repository."""
         for pack in self._packs:
             pack.close()
-        self._packs = []
-        self.repo.close()
+        self._packs, self._hot = [], None
+        if self._repo is not None:
+            self._repo.close()
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -209,9 +209,7 @@ class GitCore(AbstractDataStore):
         if db is None or getattr(self._local, "pid", None) != os.getpid():
             if self._closed:
                 raise StoreError("the store is closed")
-            from dulwich.repo import Repo
-
-            db = ObjectDB(Repo(self.gitdir))
+            db = ObjectDB(gitdir=self.gitdir)
             with self._repos_lock:
                 self._repos.append(db)  # closed with the store: its packs and repository
             db.shared = self._shared_perm
