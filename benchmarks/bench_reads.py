@@ -294,9 +294,16 @@ def main() -> None:
             print(f"run {r + 1} of {args.runs} done", flush=True)
         for side in sides:
             side.store.close()
-    finally:
-        if not os.environ.get("BENCH_KEEP"):
-            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report_and_save(args, info, sizes, ops, fresh, runs)
+    print(f"removing {tmp} (hundreds of thousands of files at full size)", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report_and_save(args: argparse.Namespace, info: dict[str, Any], sizes: list[int],
+                    ops: int, fresh: int, runs: dict[int, list[dict[str, float]]]) -> None:
     info["load average at end"] = os.getloadavg()
     report: dict[str, Any] = {"machine": info, "quick": args.quick, "ops": ops,
                               "fresh": fresh, "runs": runs, "ratios": {}, "scaling": {}}
