@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from ..errors import CorruptEntryError
-from .objects import _unlink
+from .objects import _unlink, pack_entry_header
 
-__all__ = ["LARGE", "LooseReader", "open_packed_blob", "packed_size", "write_loose_blob"]
+__all__ = ["LARGE", "LooseReader", "pack_entry_header", "write_loose_blob"]
 
 #: blobs at least this large are streamed to loose objects
 LARGE = 8 << 20
@@ -371,92 +371,3 @@ class LooseReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def pack_entry_header(head: bytes) -> tuple[int, int, int]:
-    """``(type, size, header length)`` of a pack entry from its first bytes (git's pack
-    format: type in bits 4-6 of the first byte, the size as a little-endian varint).
-
-    Raises:
-        IndexError: ``head`` ends inside the header.
-    """
-    type_num = (head[0] >> 4) & 7
-    size, shift, i = head[0] & 15, 4, 0
-    while head[i] & 0x80:
-        i += 1
-        size |= (head[i] & 0x7F) << shift
-        shift += 7
-    return type_num, size, i + 1
-
-
-def open_packed_blob(store: Any, sha: bytes) -> LooseReader | None:
-    """A streaming reader for a large, undeltified blob in one of ``store``'s packs (after a
-    ``git gc`` or a fetch), or None (not packed, small, or a delta: read it whole instead)."""
-    from dulwich.pack import PackFileDisappeared
-
-    raw = bytes.fromhex(sha.decode())
-    for pack in list(store.packs):
-        try:
-            offset = pack.index.object_offset(raw)
-        except (KeyError, OSError, PackFileDisappeared):
-            continue  # not there, or merged away meanwhile (the caller falls back to dulwich)
-        path = pack._data_path
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                head = f.read(16)
-        except FileNotFoundError:
-            return None
-        if not head:
-            return None
-        type_num, size, header = pack_entry_header(head)
-        if type_num != 3 or size < LARGE:
-            return None
-        return LooseReader(path, sha, offset + header, size)
-    return None
-
-
-def packed_size(store: Any, sha: bytes) -> int | None:
-    """The size of a packed object, from its pack entry's header (for a delta: from the
-    first bytes of the delta), without inflating the object; None if it is in no pack."""
-    from dulwich.pack import PackFileDisappeared
-
-    raw = bytes.fromhex(sha.decode())
-    for pack in list(store.packs):
-        try:
-            offset = pack.index.object_offset(raw)
-            with open(pack._data_path, "rb") as f:
-                f.seek(offset)
-                head = f.read(32)
-                type_num, size, i = pack_entry_header(head)
-                if type_num not in (6, 7):
-                    return size
-                if type_num == 7:  # REF_DELTA: the base's id comes first
-                    i += 20
-                else:  # OFS_DELTA: a varint offset
-                    while head[i] & 0x80:
-                        i += 1
-                    i += 1
-                f.seek(offset + i)
-                inflater = zlib.decompressobj()
-                delta = b""
-                while len(delta) < 20 and not inflater.eof:
-                    chunk = inflater.unconsumed_tail or f.read(64)
-                    if not chunk:
-                        break
-                    delta += inflater.decompress(chunk, 20 - len(delta))
-        except (KeyError, OSError, IndexError, zlib.error, PackFileDisappeared):
-            continue
-        # a delta starts with two varints: the base's size, then the result's size
-        at = 0
-        for _ in range(2):
-            size, shift = 0, 0
-            while at < len(delta):
-                byte = delta[at]
-                at += 1
-                size |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    break
-        return size
-    return None

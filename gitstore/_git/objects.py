@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import heapq
 import itertools
 import logging
+import mmap
 import os
 import struct
+import sys
 import threading
 import time
 import zlib
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,7 +34,7 @@ from dulwich.pack import Pack, PackFileDisappeared
 from ..errors import CorruptEntryError
 from .shared import makedirs
 
-__all__ = ["Obj", "ObjectDB", "TreeEntries", "WriteGate", "object_id"]
+__all__ = ["Obj", "ObjectDB", "TreeEntries", "WriteGate", "object_id", "pack_entry_header"]
 
 _log = logging.getLogger("gitstore")
 
@@ -42,6 +46,7 @@ MAX_TREE_BYTES = 64 << 20
 MAX_COMMIT_BYTES = 256 << 20
 _BOUNDED = {TREE: MAX_TREE_BYTES, COMMIT: MAX_COMMIT_BYTES}
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
+_TYPE_NUMBERS = {name: num for num, name in _TYPE_NAMES.items()}
 TreeEntries = dict[bytes, tuple[int, bytes]]  # name -> (mode, hex id)
 # (type number, raw content), or with its id when the producer computed it already
 Obj = tuple[int, bytes] | tuple[int, bytes, bytes]
@@ -110,6 +115,31 @@ def _splice(raw: bytes, offsets: dict[bytes, int], changed: dict[bytes, bytes]) 
     return bytes(out)
 
 
+#: a blob at least this large is deflated only if a sample of it shrinks below 90 %
+SAMPLED = 16 << 10
+_SAMPLE_PART = 4 << 10
+
+
+def _deflate(type_num: int, data: bytes, level: int = 1) -> bytes:
+    """An object's zlib stream: deflated at ``level``, or *stored* (zlib level 0: a copy,
+    5 bytes of header per 64 KiB) where deflating does not pay: trees (mostly ids, which do
+    not compress; ``git gc`` deflates and deltifies them later) and blobs of at least
+    :data:`SAMPLED` bytes whose sample (three 4 KiB slices) does not shrink below 90 %.
+    Level-1 deflate runs at ~20-35 MB/s on random data, a stored copy at GB/s."""
+    if type_num == TREE or (type_num == BLOB and len(data) >= SAMPLED and
+                            not _sample_shrinks(data)):
+        return zlib.compress(data, 0)
+    return zlib.compress(data, level)
+
+
+def _sample_shrinks(data: bytes) -> bool:
+    """Whether level-1 deflate shrinks a sample of ``data`` below 90 % (its start, and two
+    slices from inside: headers compress well and mislead)."""
+    n = len(data)
+    sample = b"".join(data[at:at + _SAMPLE_PART] for at in (0, n // 3, 2 * n // 3))
+    return len(zlib.compress(sample, 1)) < 0.9 * len(sample)
+
+
 def _pack_header(type_num: int, size: int) -> bytes:
     out = bytearray()
     c = (type_num << 4) | (size & 15)
@@ -122,13 +152,213 @@ def _pack_header(type_num: int, size: int) -> bytes:
     return bytes(out)
 
 
+def pack_entry_header(head: bytes) -> tuple[int, int, int]:
+    """``(type, size, header length)`` of a pack entry from its first bytes (git's pack
+    format: type in bits 4-6 of the first byte, the size as a little-endian varint).
+
+    Raises:
+        IndexError: ``head`` ends inside the header.
+    """
+    type_num = (head[0] >> 4) & 7
+    size, shift, i = head[0] & 15, 4, 0
+    while head[i] & 0x80:
+        i += 1
+        size |= (head[i] & 0x7F) << shift
+        shift += 7
+    return type_num, size, i + 1
+
+
+def _varints(data: bytes, count: int) -> list[int]:
+    """The first ``count`` little-endian base-128 varints of ``data`` (a delta's header)."""
+    out, at = [], 0
+    for _ in range(count):
+        value, shift = 0, 0
+        while True:
+            byte = data[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        out.append(value)
+    return out
+
+
+class _Unreadable(Exception):
+    """A copy of an object that cannot be read (the caller looks for another copy)."""
+
+
+class _Pack:
+    """One pack and its version-2 index, both mapped read-only on first use.
+
+    An id is found with the index's fan-out table (the range of ids sharing its first byte,
+    empty for most ids in a small pack) and a binary search of that range in the mapped
+    index: no Python object per packed id, so a new process pays nothing per object for
+    a pack it opens. A pack deleted meanwhile (merged, or by ``git gc``) stays readable
+    through its mappings until :meth:`close`.
+    """
+
+    __slots__ = ("base", "size", "_idx", "_data", "_fanout", "_count", "_dulwich")
+
+    #: ranges of the index at most this many ids long are searched with one ``find``
+    _SCAN = 16
+
+    def __init__(self, base: str, size: int) -> None:
+        self.base = base
+        self.size = size  # the .pack's size when listed: packs are searched largest first
+        self._idx: mmap.mmap | None = None
+        self._data: mmap.mmap | None = None
+        self._fanout: tuple[int, ...] = ()
+        self._count = 0
+        self._dulwich: Any = None
+
+    def _open(self) -> mmap.mmap:
+        """Map the index and the pack (raises OSError, or ValueError for an index that is not
+        version 2, which only old git writes: its objects are read through dulwich)."""
+        with open(self.base + ".idx", "rb") as f:
+            idx = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            if idx[:8] != b"\377tOc\x00\x00\x00\x02":
+                raise ValueError("not a version-2 pack index")
+            fanout = struct.unpack_from(">256L", idx, 8)
+            count = fanout[255]
+            if len(idx) < 1032 + 28 * count + 40:
+                raise ValueError("truncated pack index")
+            with open(self.base + ".pack", "rb") as f:
+                self._data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except BaseException:
+            idx.close()
+            raise
+        self._fanout, self._count, self._idx = fanout, count, idx
+        return idx
+
+    def find(self, raw: bytes) -> int | None:
+        """The offset of the object with this binary id in the pack, or None."""
+        idx = self._idx if self._idx is not None else self._open()
+        first = raw[0]
+        hi = self._fanout[first]
+        lo = self._fanout[first - 1] if first else 0
+        while hi - lo > self._SCAN:
+            mid = (lo + hi) >> 1
+            at = 1032 + 20 * mid
+            name = idx[at:at + 20]
+            if name < raw:
+                lo = mid + 1
+            elif name > raw:
+                hi = mid
+            else:
+                return self._offset(mid)
+        if lo >= hi:
+            return None
+        end = 1032 + 20 * hi
+        at = idx.find(raw, 1032 + 20 * lo, end)
+        while at >= 0 and (at - 1032) % 20:  # an id straddling two names: look further
+            at = idx.find(raw, at + 1, end)
+        return None if at < 0 else self._offset((at - 1032) // 20)
+
+    def _offset(self, i: int) -> int:
+        assert self._idx is not None
+        n = self._count
+        (offset,) = struct.unpack_from(">L", self._idx, 1032 + 24 * n + 4 * i)
+        if offset & 0x80000000:  # a pack over 2 GiB: 64-bit offsets in a table of their own
+            (offset,) = struct.unpack_from(">Q", self._idx,
+                                           1032 + 28 * n + 8 * (offset & 0x7FFFFFFF))
+        return int(offset)
+
+    def header(self, offset: int) -> tuple[int, int, int]:
+        """``(type, size, header length)`` of the entry at ``offset``; for a delta, ``size``
+        is the size of the object it makes (from the delta's own header).
+
+        Raises:
+            _Unreadable: the entry is damaged.
+        """
+        data = self._data
+        assert data is not None
+        if not 12 <= offset < len(data) - 20:
+            raise _Unreadable(f"offset {offset} outside its pack")
+        head = data[offset:offset + 32]
+        try:
+            type_num, size, length = pack_entry_header(head)
+            if type_num in (6, 7):
+                at = offset + length
+                if type_num == 7:  # REF_DELTA: the base's id comes first
+                    at += 20
+                else:  # OFS_DELTA: a varint offset to the base
+                    while data[at] & 0x80:
+                        at += 1
+                    at += 1
+                inflater = zlib.decompressobj()
+                start, end = b"", min(len(data), at + (1 << 20))
+                while len(start) < 20 and not inflater.eof and at < end:
+                    # a dynamic Huffman block's tables may come before any output
+                    chunk = inflater.unconsumed_tail or data[at:at + 256]
+                    at += 0 if inflater.unconsumed_tail else len(chunk)
+                    start += inflater.decompress(chunk, 20 - len(start))
+                size = _varints(start, 2)[1]  # the base's size, then the result's
+        except (IndexError, zlib.error) as exc:
+            raise _Unreadable(f"its pack entry's header is damaged ({exc})") from None
+        return type_num, size, length
+
+    def inflate(self, at: int, size: int) -> bytes:
+        """The ``size`` bytes of the zlib stream starting at ``at``.
+
+        Raises:
+            _Unreadable: the stream is damaged, or inflates to another size.
+        """
+        data = self._data
+        assert data is not None
+        inflater = zlib.decompressobj()
+        # deflate grows incompressible data by 5 bytes per 64 KiB block at most: one slice
+        # holds the whole stream
+        window = size + 5 * (size // 16384 + 1) + 64
+        try:
+            out = inflater.decompress(data[at:at + window], size + 1)
+            while not inflater.eof and len(out) <= size and at + window < len(data):
+                at += window  # a stream longer than deflate ever writes: a foreign packer's
+                window = 1 << 20
+                out += inflater.decompress(inflater.unconsumed_tail + data[at:at + window],
+                                           size + 1 - len(out))
+        except zlib.error as exc:
+            raise _Unreadable(f"its data is damaged ({exc})") from None
+        if not inflater.eof or len(out) != size:
+            raise _Unreadable(f"its data inflates to {len(out)} bytes, not the {size} its "
+                              "header declares")
+        return out
+
+    def resolve(self, raw: bytes) -> tuple[int, bytes]:
+        """A delta's object, through dulwich (which applies deltas; an external base raises
+        KeyError: the caller asks the whole store)."""
+        if self._dulwich is None:
+            self._dulwich = Pack(self.base, object_format=SHA1)
+        type_num, data = self._dulwich.get_raw(raw)
+        return type_num, bytes(data) if not isinstance(data, bytes) else data
+
+    def close(self) -> None:
+        for mapping in (self._idx, self._data):
+            if mapping is not None:
+                try:
+                    mapping.close()
+                except BufferError:  # a view is still alive: the mapping goes with it
+                    pass
+        self._idx = self._data = None
+        if self._dulwich is not None:
+            self._dulwich.close()
+            self._dulwich = None
+
+
 class ObjectDB:
     """Objects of one repository (use one per thread: dulwich repos are not thread-safe)."""
 
-    def __init__(self, repo: Any, cache_size: int = 16384) -> None:
-        self.repo = repo
-        self.store = repo.object_store
-        self.gitdir: str = repo.controldir() if not repo.bare else repo.path
+    def __init__(self, repo: Any = None, cache_size: int = 16384, gitdir: str | None = None
+                 ) -> None:
+        """``repo``: a dulwich repository; or ``gitdir``, whose dulwich repository is only
+        opened when something needs it (reads do not: a new process's first read skips
+        parsing the configuration)."""
+        self._repo = repo
+        if repo is not None:
+            gitdir = repo.controldir() if not repo.bare else repo.path
+        assert gitdir is not None, "ObjectDB needs a repository or its git directory"
+        self.gitdir: str = gitdir
         self.pack_dir = os.path.join(self.gitdir, "objects", "pack")
         # tree id -> (entries, raw content, offset of each entry's id in the raw content)
         self._trees: OrderedDict[bytes, tuple[TreeEntries, bytes, dict[bytes, int]]] = \
@@ -139,8 +369,198 @@ class ObjectDB:
         self._writes = 0
         #: core.sharedRepository: gives what we create the mode git would (None: umask)
         self.shared: Callable[[str], None] | None = None
+        # the packs, largest first (listed on first use, see _packs_now)
+        self._packs: list[_Pack] = []
+        self._packs_checked = float("-inf")
+        self._packs_stamp = -2
+        self._pack_dir_made = False
+        self._hot: _Pack | None = None  # the pack of the last object found
+
+    @property
+    def repo(self) -> Any:
+        """The dulwich repository (opened on first use)."""
+        if self._repo is None:
+            from dulwich.repo import Repo
+
+            self._repo = Repo(self.gitdir)
+        return self._repo
+
+    @property
+    def store(self) -> Any:
+        """dulwich's object store (for deltas whose base is in another pack, and remotes)."""
+        return self.repo.object_store
+
+    # --- locating --------------------------------------------------------------------------------
+
+    def _packs_now(self) -> list[_Pack]:
+        """The packs as last listed; listed again once a second if the folder changed (packs
+        come from other writers' stores and merges, fetches and ``git gc``)."""
+        now = time.monotonic()
+        if now - self._packs_checked > 1.0:
+            self._packs_checked = now
+            try:
+                stamp = os.stat(self.pack_dir).st_mtime_ns
+            except OSError:
+                stamp = -1
+            if stamp != self._packs_stamp:
+                self._refresh_packs()
+        return self._packs
+
+    def _refresh_packs(self) -> bool:
+        """List the pack folder again: new packs are added, vanished ones closed. Returns
+        whether a pack was added."""
+        self._packs_checked = time.monotonic()
+        try:
+            self._packs_stamp = os.stat(self.pack_dir).st_mtime_ns
+            names = set(os.listdir(self.pack_dir))
+        except OSError:
+            self._packs_stamp, names = -1, set()
+        known = {pack.base: pack for pack in self._packs}
+        packs, added = [], False
+        for name in names:
+            # any .pack with its .idx (git maintenance writes "loose-<hash>.pack" too); the
+            # .idx comes last, so its presence says the pack is complete
+            if not name.endswith(".pack") or name[:-5] + ".idx" not in names:
+                continue
+            base = os.path.join(self.pack_dir, name[:-5])
+            pack = known.pop(base, None)
+            if pack is None:
+                try:
+                    pack = _Pack(base, os.stat(base + ".pack").st_size)
+                except OSError:
+                    continue  # removed meanwhile
+                added = True
+            packs.append(pack)
+        for gone in known.values():
+            gone.close()
+        if self._hot is not None and self._hot.base in known:
+            self._hot = None
+        packs.sort(key=lambda p: -p.size)  # most objects first: most reads end at the first
+        self._packs = packs
+        return added
+
+    def _add_pack(self, base: str, size: int) -> None:
+        """A pack this process wrote (seen without listing the folder again; one of the same
+        name was replaced: its mapping may hold a damaged copy)."""
+        self._drop_packs([base])
+        self._packs.append(_Pack(base, size))
+        self._packs.sort(key=lambda p: -p.size)
+
+    def _drop_packs(self, bases: Iterable[str]) -> None:
+        doomed = set(bases)
+        if self._hot is not None and self._hot.base in doomed:
+            self._hot = None
+        for pack in self._packs:
+            if pack.base in doomed:
+                pack.close()
+        self._packs = [p for p in self._packs if p.base not in doomed]
+
+    def locate(self, sha: bytes) -> tuple[_Pack, int] | None:
+        """The pack and offset of an object: one search of the packs, largest first, each
+        through its index; the folder is listed again on a miss (a pack another process
+        just wrote). None when no pack has it (it may be loose)."""
+        raw = bytes.fromhex(sha.decode())
+        hot = self._hot
+        if hot is not None:  # an entry's objects were written together: one pack has them
+            try:
+                offset = hot.find(raw)
+            except (OSError, ValueError):
+                offset = None
+            if offset is not None:
+                return hot, offset
+        for attempt in range(2):
+            for pack in self._packs_now() if attempt == 0 else self._packs:
+                if pack is hot:
+                    continue
+                try:
+                    offset = pack.find(raw)
+                except (OSError, ValueError):
+                    continue  # vanished before we mapped it, or an index dulwich must read
+                if offset is not None:
+                    self._hot = pack
+                    return pack, offset
+            hot = None
+            if attempt == 0 and not self._refresh_packs():
+                break
+        return None
+
+    def close(self) -> None:
+        """Unmap the packs and close the repository."""
+        for pack in self._packs:
+            pack.close()
+        self._packs, self._hot = [], None
+        if self._repo is not None:
+            self._repo.close()
 
     # --- reading ---------------------------------------------------------------------------------
+
+    def size_of(self, sha: bytes) -> int | None:
+        """The size of an object's content as its header declares it (packed, or loose),
+        nothing inflated past the header; for a delta, the size of the object it makes.
+        None when the object is in no pack and not loose, or its header is unreadable
+        (a read says why)."""
+        found = self.locate(sha)
+        if found is not None:
+            pack, offset = found
+            try:
+                return pack.header(offset)[1]
+            except _Unreadable:
+                return None
+        hex_id = sha.decode()
+        try:
+            with open(os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:]), "rb") as f:
+                head = zlib.decompressobj().decompress(f.read(512), 64)
+        except (OSError, zlib.error):
+            return None
+        _kind, _, size = head.partition(b"\x00")[0].partition(b" ")
+        return int(size) if size.isdigit() else None
+
+    declared_size = size_of
+
+    def open_blob(self, sha: bytes) -> bytes | Any:
+        """A blob's content, checked against its id; for a blob of at least
+        :data:`~gitstore._git.large.LARGE` bytes not stored as a delta, a
+        :class:`~gitstore._git.large.LooseReader` streaming it (from its pack entry, or its
+        loose file), which checks the id once everything is read. One search of the packs,
+        one header read.
+
+        Raises:
+            CorruptEntryError: missing, or damaged (and no good copy elsewhere).
+        """
+        from .large import LARGE, LooseReader
+
+        hex_id = sha.decode()
+        loose = os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:])
+        found = self.locate(sha)
+        if found is not None:
+            pack, offset = found
+            try:
+                type_num, size, length = pack.header(offset)
+            except _Unreadable:
+                type_num, size, length = -1, 0, 0
+            if type_num != BLOB or size < LARGE:
+                return self._read(sha, BLOB, found)
+            # a large blob: a loose copy is newer than the pack (written again after a gc,
+            # to repair a damaged copy); one more look costs nothing beside the read
+            if not os.path.exists(loose):
+                try:
+                    return LooseReader(pack.base + ".pack", sha, offset + length, size)
+                except (FileNotFoundError, CorruptEntryError):
+                    return self.read(sha, BLOB)  # vanished, or damaged: find another copy
+        try:
+            reader = LooseReader(loose, sha)
+        except (FileNotFoundError, CorruptEntryError):
+            return self.read(sha, BLOB)  # says it is missing, or finds a good copy
+        if reader.size >= LARGE:
+            return reader
+        try:
+            data = reader.read()
+            reader.finish()
+        except CorruptEntryError:
+            return self.read(sha, BLOB)  # a damaged loose copy: a packed one may be good
+        finally:
+            reader.close()
+        return data
 
     def read(self, sha: bytes, expect_type: int | None = None) -> bytes:
         """Raw content of an object, checked against its id.
@@ -148,18 +568,18 @@ class ObjectDB:
         Raises:
             CorruptEntryError: missing, unreadable, of the wrong type, or not matching its id.
         """
+        return self._read(sha, expect_type, None)
+
+    def _read(self, sha: bytes, expect_type: int | None, found: tuple[_Pack, int] | None
+              ) -> bytes:
+        """:meth:`read`, given where :meth:`locate` found the object (None: look)."""
         problem = None
-        if expect_type in _BOUNDED:
-            declared = self.declared_size(sha)
-            if declared is not None and declared > _BOUNDED[expect_type]:
-                raise CorruptEntryError(
-                    f"object {sha.decode()} declares {declared} bytes, over the limit of "
-                    f"{_BOUNDED[expect_type]} for a {_TYPE_NAMES[expect_type].decode()} "
-                    "(not read)", expected=sha.decode())
         try:
-            type_num, data = self.store.get_raw(sha)
+            type_num, data = self._get_raw(sha, expect_type, found)
         except KeyError:
             problem = "is missing"
+        except _Unreadable as exc:
+            problem = f"is unreadable ({exc})"
         except (zlib.error, ChecksumMismatch, ValueError, AssertionError, OSError,
                 struct.error, IndexError) as exc:
             problem = f"is unreadable ({type(exc).__name__}: {exc})"
@@ -169,7 +589,6 @@ class ObjectDB:
                 return other
             # raised outside the handler: the original traceback would pin dulwich's mmaps
             raise CorruptEntryError(f"object {sha.decode()} {problem}", expected=sha.decode())
-        data = bytes(data) if not isinstance(data, bytes) else data
         if expect_type is not None and type_num != expect_type:
             other = self._other_copy(sha, expect_type)
             if other is not None:
@@ -186,48 +605,87 @@ class ObjectDB:
                                     expected=sha.decode(), got=got.decode())
         return data
 
-    def declared_size(self, sha: bytes) -> int | None:
-        """The size an object's header declares (loose or packed), nothing inflated past
-        it; None when it is not found (or its header is unreadable: the read will say)."""
-        from .large import packed_size
+    def _bounded(self, sha: bytes, type_num: int, size: int, expect_type: int | None) -> None:
+        limit = _BOUNDED.get(expect_type) if expect_type is not None else None
+        if limit is not None and size > limit and type_num in (expect_type, 6, 7):
+            assert expect_type is not None
+            raise CorruptEntryError(
+                f"object {sha.decode()} declares {size} bytes, over the limit of {limit} for "
+                f"a {_TYPE_NAMES[expect_type].decode()} (not read)", expected=sha.decode())
 
+    def _get_raw(self, sha: bytes, expect_type: int | None,
+                 found: tuple[_Pack, int] | None = None) -> tuple[int, bytes]:
+        """(type, content) of the first copy found, packs first: a tree or commit whose
+        header declares more than :data:`MAX_TREE_BYTES` / :data:`MAX_COMMIT_BYTES` is
+        refused before it is inflated (a few compressed bytes can declare gigabytes).
+
+        Raises:
+            KeyError: in no pack and not loose.
+            _Unreadable: the copy found is damaged.
+        """
+        if found is None:
+            found = self.locate(sha)
+        if found is not None:
+            return self._packed_raw(sha, expect_type, *found)
+        return self._loose_raw(sha, expect_type)
+
+    def _packed_raw(self, sha: bytes, expect_type: int | None, pack: _Pack, offset: int
+                    ) -> tuple[int, bytes]:
+        type_num, size, length = pack.header(offset)
+        self._bounded(sha, type_num, size, expect_type)
+        if type_num in (6, 7):  # a delta (a fetched pack, git gc): dulwich applies it
+            try:
+                return pack.resolve(bytes.fromhex(sha.decode()))
+            except KeyError:  # its base is in another pack
+                type_num, data = self.store.get_raw(sha)
+                return type_num, bytes(data) if not isinstance(data, bytes) else data
+        if type_num not in _TYPE_NAMES:
+            raise _Unreadable(f"its pack entry has type {type_num}")
+        return type_num, pack.inflate(offset + length, size)
+
+    def _loose_raw(self, sha: bytes, expect_type: int | None) -> tuple[int, bytes]:
         hex_id = sha.decode()
+        path = os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:])
         try:
-            with open(os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:]), "rb") as f:
-                head = zlib.decompressobj().decompress(f.read(512), 64)
-            _kind, _, size = head.partition(b"\x00")[0].partition(b" ")
-            return int(size) if size.isdigit() else None
+            with open(path, "rb") as f:
+                compressed = f.read()
         except FileNotFoundError:
-            pass
-        except (OSError, zlib.error):
-            return None
+            raise KeyError(sha) from None
+        inflater = zlib.decompressobj()
         try:
-            return packed_size(self.store, sha)
-        except (OSError, ValueError, IndexError):
-            return None
+            head = inflater.decompress(compressed, 64)
+            header, nul, rest = head.partition(b"\x00")
+            kind, _, text = header.partition(b" ")
+            type_num = _TYPE_NUMBERS.get(kind, 0)
+            if not nul or not type_num or not text.isdigit():
+                raise _Unreadable("its loose header is damaged")
+            size = int(text)
+            self._bounded(sha, type_num, size, expect_type)
+            data = rest + inflater.decompress(inflater.unconsumed_tail, size + 1 - len(rest))
+        except zlib.error as exc:
+            raise _Unreadable(f"its data is damaged ({exc})") from None
+        if len(data) != size or not inflater.eof:
+            raise _Unreadable(f"its data is not the {size} bytes its header declares")
+        return type_num, data
 
     def _other_copy(self, sha: bytes, expect_type: int | None) -> bytes | None:
         """A good copy of an object whose first copy found is damaged: in another pack, or
         loose (storing the same content again writes one), or None."""
         raw = bytes.fromhex(sha.decode())
-        try:
-            self.store._update_pack_cache()  # a pack written since we last looked
-        except Exception:  # noqa: BLE001 - a search for a spare copy: the caller raises
-            pass
-        readers = [lambda pack=pack: pack.get_raw(raw) for pack in list(self.store.packs)]
+        self._refresh_packs()  # a pack written since we last looked
 
-        def loose() -> tuple[int, bytes]:
-            obj = self.store._get_loose_object(sha)
-            if obj is None:
+        def packed(pack: _Pack) -> tuple[int, bytes]:
+            offset = pack.find(raw)
+            if offset is None:
                 raise KeyError(sha)
-            return obj.type_num, obj.as_raw_string()
+            return self._packed_raw(sha, expect_type, pack, offset)
 
-        for reader in [*readers, loose]:
+        for pack in [*self._packs, None]:
             try:
-                type_num, data = reader()
+                type_num, data = packed(pack) if pack is not None else \
+                    self._loose_raw(sha, expect_type)
             except Exception:  # noqa: BLE001 - absent or damaged too: try the next copy
                 continue
-            data = bytes(data) if not isinstance(data, bytes) else data
             if (expect_type is None or type_num == expect_type) and \
                     object_id(type_num, data) == sha:
                 return data
@@ -370,10 +828,7 @@ class ObjectDB:
             ids.append(sha)
             if sha not in seen:
                 seen.add(sha)
-                # trees are mostly ids, which do not compress: store them (git gc deflates
-                # and deltifies later)
-                chunk = _pack_header(type_num, len(data)) + zlib.compress(
-                    data, 0 if type_num == TREE else level)
+                chunk = _pack_header(type_num, len(data)) + _deflate(type_num, data, level)
                 chunks.append((bytes.fromhex(sha.decode()), chunk))
         self._write_raw_pack(chunks)
         return ids
@@ -384,7 +839,9 @@ class ObjectDB:
         pack's modification time (a merge keeps its newest input's: gc dates unreachable
         objects by their pack's time); ``promisor``: marked as a partial fetch's pack
         (``.promisor``, before the index makes it visible)."""
-        os.makedirs(self.pack_dir, exist_ok=True)
+        if not self._pack_dir_made:
+            os.makedirs(self.pack_dir, exist_ok=True)
+            self._pack_dir_made = True
         index: list[tuple[bytes, int, int]] = []
         offset = 12
         for raw_id, chunk in chunks:
@@ -414,6 +871,7 @@ class ObjectDB:
         except BaseException:
             _unlink(tmp_pack)
             raise
+        self._add_pack(final, offset + 20)
 
     def pack_count(self) -> int:
         try:
@@ -488,40 +946,110 @@ class ObjectDB:
         return [bases for bases in tiers.values() if len(bases) >= MERGE_FAN_IN]
 
     def _merge(self, bases: list[str]) -> None:
-        chunks: list[tuple[bytes, bytes]] = []
-        objects: list[tuple[int, bytes]] = []
-        present = []
-        for base in bases:
-            try:
-                raw = _raw_entries(base)
-                if raw is not None:
-                    chunks.extend(raw)
-                else:  # a pack with deltas (from a fetch): resolve them through dulwich
-                    with Pack(base, object_format=SHA1) as pack:
-                        objects.extend((o.type_num, o.as_raw_string()) for o in pack.iterobjects())
-                present.append(base)
-            except (FileNotFoundError, PackFileDisappeared):
-                continue  # removed by `git gc` meanwhile
-        if not present:
-            return
-        for type_num, data in objects:
-            chunks.append((bytes.fromhex(object_id(type_num, data).decode()),
-                           _pack_header(type_num, len(data)) + zlib.compress(data, 1)))
-        unique = list({raw_id: (raw_id, chunk) for raw_id, chunk in chunks}.values())
-        newest = 0.0
-        for base in present:
-            try:
-                newest = max(newest, os.stat(base + ".pack").st_mtime)
-            except FileNotFoundError:
-                newest = time.time()  # removed meanwhile: date the merge now, to be safe
-        promisor = os.path.exists(present[0] + ".promisor")
-        self._write_raw_pack(unique, newest or None, promisor)
+        """Merge packs into one, streamed: entries go from file to file through a bounded
+        window, never a whole pack in memory (about 70 bytes per object are kept: its id,
+        offsets and checksums). Each object is kept once (its copy from the first pack
+        that has it); a delta (a fetched pack's, or one ``git gc`` wrote) is resolved and
+        written whole, since its base may not be kept from the same pack."""
+        inputs: list[_MergeInput] = []
+        try:
+            for base in bases:
+                try:
+                    inputs.append(_MergeInput(base))
+                except (FileNotFoundError, ValueError):
+                    continue  # removed by `git gc` meanwhile, or an index we do not read
+            if len(inputs) < 2:
+                return
+            newest = 0.0
+            for inp in inputs:
+                newest = max(newest, inp.mtime)
+            # a partial fetch's packs merge among themselves and stay marked (see _full_tiers)
+            promisor = os.path.exists(inputs[0].base + ".promisor")
+            self._write_merged(inputs, newest, promisor)
+        finally:
+            for inp in inputs:
+                inp.close()
+        present = [inp.base for inp in inputs]
+        self._drop_packs(present)
+        names = set(os.listdir(self.pack_dir))
         for base in present:
             # .idx first: without it readers ignore the pack; dulwich re-scans on a miss
             _unlink(base + ".idx")
             _unlink(base + ".pack")
-            for ext in (".rev", ".bitmap", ".mtimes", ".promisor"):  # git's own companions
-                _unlink(base + ext)
+            for ext in (".rev", ".bitmap", ".mtimes", ".promisor"):  # git's own companions (a repack's)
+                if os.path.basename(base) + ext in names:
+                    _unlink(base + ext)
+
+    def _write_merged(self, inputs: list[_MergeInput], mtime: float,
+                      promisor: bool = False) -> None:
+        # which copy of each id is kept: the k-way merge of the indexes' sorted ids
+        keep = [bytearray(inp.count) for inp in inputs]
+        total, last = 0, b""
+        for name, k, j in heapq.merge(*(inp.names(k) for k, inp in enumerate(inputs))):
+            if name != last:
+                keep[k][j] = 1
+                total += 1
+                last = name
+        new_offsets = [array("Q", bytes(8 * inp.count)) for inp in inputs]
+        crcs = [array("I", bytes(4 * inp.count)) for inp in inputs]
+        checksum = hashlib.sha1()
+        tmp_pack = _temp_path(self.pack_dir, ".pack")
+        try:
+            with open(os.open(tmp_pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444), "wb",
+                      buffering=1 << 20) as out:
+                def put(part: bytes) -> None:
+                    out.write(part)
+                    checksum.update(part)
+
+                put(b"PACK" + struct.pack(">LL", 2, total))
+                at = 12
+                for k, inp in enumerate(inputs):
+                    kept, offsets, sums = keep[k], new_offsets[k], crcs[k]
+                    # runs of kept entries go as they are (with their checksums from the
+                    # index), a window at a time; a delta is resolved and written whole
+                    run_from = run_to = -1
+                    for j, start, end in [*inp.entries(), (-1, -1, -1)]:
+                        if run_from >= 0 and (j < 0 or not kept[j] or start != run_to or
+                                              inp.is_delta(start)):
+                            for part in inp.span(run_from, run_to):
+                                put(part)
+                            at += run_to - run_from
+                            run_from = run_to = -1
+                        if j < 0 or not kept[j]:
+                            continue
+                        if inp.is_delta(start):
+                            chunk = inp.resolve(j, self)
+                            offsets[j], sums[j] = at, zlib.crc32(chunk)
+                            put(chunk)
+                            at += len(chunk)
+                            continue
+                        if run_from < 0:
+                            run_from = start
+                        offsets[j] = at + start - run_from
+                        sums[j] = inp.crc(j)
+                        run_to = end
+                digest = checksum.digest()
+                out.write(digest)
+            final = os.path.join(self.pack_dir, "pack-" + digest.hex())
+            tmp_idx = _write_temp(self.pack_dir, ".idx",
+                                  _merged_index(inputs, keep, new_offsets, crcs, digest))
+            try:
+                if self.shared is not None:
+                    self.shared(tmp_pack)
+                    self.shared(tmp_idx)
+                os.utime(tmp_pack, (mtime, mtime))
+                if promisor:  # before the index makes the pack visible
+                    with open(final + ".promisor", "w"):
+                        pass
+                os.rename(tmp_pack, final + ".pack")
+                os.rename(tmp_idx, final + ".idx")
+            except BaseException:
+                _unlink(tmp_idx)
+                raise
+        except BaseException:
+            _unlink(tmp_pack)
+            raise
+        self._add_pack(final, at + 20)
 
 
 class WriteGate:
@@ -624,29 +1152,147 @@ class WriteGate:
 
 
 
-def _raw_entries(base: str) -> list[tuple[bytes, bytes]] | None:
-    """The entries of a pack as (raw id, encoded bytes), or None if it holds deltas."""
-    with open(base + ".idx", "rb") as f:
-        idx = f.read()
-    with open(base + ".pack", "rb") as f:
-        pack = f.read()
-    if idx[:8] != b"\377tOc\x00\x00\x00\x02" or pack[:4] != b"PACK":
-        return None
-    count = struct.unpack(">L", idx[8 + 255 * 4:8 + 256 * 4])[0]
-    names_at = 8 + 256 * 4
-    offsets_at = names_at + 24 * count
-    names = [idx[names_at + 20 * i:names_at + 20 * (i + 1)] for i in range(count)]
-    offsets = struct.unpack(f">{count}L", idx[offsets_at:offsets_at + 4 * count])
-    if any(o & 0x80000000 for o in offsets):
-        return None  # a pack over 2 GiB: leave it to git gc
-    ends = sorted(offsets)[1:] + [len(pack) - 20]
-    end_of = dict(zip(sorted(offsets), ends))
-    out = []
-    for name, offset in zip(names, offsets):
-        if (pack[offset] >> 4) & 7 in (6, 7):  # OFS_DELTA / REF_DELTA
-            return None
-        out.append((name, pack[offset:end_of[offset]]))
+class _MergeInput:
+    """One pack being merged: its index read whole (28 bytes per object), its entries read
+    through a window of at most :attr:`WINDOW` bytes.
+
+    Raises:
+        ValueError: the index is not version 2, or does not fit its pack (the pack is left
+            out of the merge, as it is).
+    """
+
+    WINDOW = 1 << 20
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        with open(base + ".idx", "rb") as f:
+            idx = f.read()
+        if idx[:8] != b"\377tOc\x00\x00\x00\x02":
+            raise ValueError("not a version-2 pack index")
+        (count,) = struct.unpack_from(">L", idx, 8 + 255 * 4)
+        if len(idx) < 1032 + 28 * count + 40:
+            raise ValueError("truncated pack index")
+        self.idx, self.count = idx, count
+        small = _big_endian("I", idx[1032 + 24 * count:1032 + 28 * count])
+        offsets = array("Q", small)
+        for i, offset in enumerate(small):
+            if offset & 0x80000000:  # over 2 GiB: in the 64-bit table
+                at = 1032 + 28 * count + 8 * (offset & 0x7FFFFFFF)
+                if at + 8 > len(idx) - 40:
+                    raise ValueError("truncated pack index")
+                offsets[i] = struct.unpack_from(">Q", idx, at)[0]
+        self.fd = os.open(base + ".pack", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            stat = os.fstat(self.fd)
+            self.size, self.mtime = stat.st_size, stat.st_mtime
+            order = sorted(range(count), key=offsets.__getitem__)
+            ends = [offsets[j] for j in order[1:]] + [self.size - 20]
+            if count and (offsets[order[0]] < 12 or
+                          any(offsets[j] >= end for j, end in zip(order, ends))):
+                raise ValueError("pack index offsets outside its pack")
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.offsets = offsets
+        self._order = array("I", order)
+        self._window, self._window_at = b"", 0
+        self._dulwich: Any = None
+
+    def names(self, k: int) -> Iterator[tuple[bytes, int, int]]:
+        """(id, ``k``, position) of every object, in id order (for heapq.merge)."""
+        idx = self.idx
+        for j in range(self.count):
+            yield idx[1032 + 20 * j:1052 + 20 * j], k, j
+
+    def entries(self) -> Iterator[tuple[int, int, int]]:
+        """(position, start, end) of every entry, in the order of the pack."""
+        order, offsets = self._order, self.offsets
+        for n, j in enumerate(order):
+            end = offsets[order[n + 1]] if n + 1 < len(order) else self.size - 20
+            yield j, offsets[j], end
+
+    def _read(self, start: int, end: int) -> bytes:
+        window, at = self._window, self._window_at
+        if at <= start and end <= at + len(window):
+            return window[start - at:end - at]
+        self._window = os.pread(self.fd, max(end - start, self.WINDOW), start)
+        self._window_at = start
+        if len(self._window) < end - start:
+            raise OSError(f"{self.base}.pack ends early")
+        return self._window[:end - start]
+
+    def is_delta(self, start: int) -> bool:
+        return (self._read(start, start + 1)[0] >> 4) & 7 in (6, 7)
+
+    def crc(self, j: int) -> int:
+        """The checksum the index holds for the entry (copied as it is, it stays right)."""
+        return int(struct.unpack_from(">L", self.idx, 1032 + 20 * self.count + 4 * j)[0])
+
+    def span(self, start: int, end: int) -> Iterator[bytes]:
+        """The pack's bytes from ``start`` to ``end``, in parts of at most :attr:`WINDOW`."""
+        for at in range(start, end, self.WINDOW):
+            yield self._read(at, min(end, at + self.WINDOW))
+
+    def resolve(self, j: int, db: ObjectDB) -> bytes:
+        """The delta at position ``j`` as a whole object's pack entry."""
+        raw = self.idx[1032 + 20 * j:1052 + 20 * j]
+        if self._dulwich is None:
+            self._dulwich = Pack(self.base, object_format=SHA1)
+        try:
+            type_num, data = self._dulwich.get_raw(raw)
+        except KeyError:  # its base is in another pack
+            type_num, data = db.store.get_raw(raw.hex().encode())
+        data = bytes(data) if not isinstance(data, bytes) else data
+        return _pack_header(type_num, len(data)) + _deflate(type_num, data)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self._dulwich is not None:
+            self._dulwich.close()
+            self._dulwich = None
+
+
+def _big_endian(code: str, data: bytes) -> array[int]:
+    """``data`` as an array of big-endian unsigned integers."""
+    out = array(code)
+    out.frombytes(data)
+    if sys.byteorder == "little":
+        out.byteswap()
     return out
+
+
+def _merged_index(inputs: list[_MergeInput], keep: list[bytearray],
+                  offsets: list[array[int]], crcs: list[array[int]], checksum: bytes
+                  ) -> list[bytes]:
+    """The version-2 index of a merged pack, its ids in order from a k-way merge of the
+    inputs' indexes (no sort, no Python object per id)."""
+    names = bytearray()
+    sums = array("I")
+    small = array("I")
+    large = array("Q")
+    for name, k, j in heapq.merge(*(inp.names(k) for k, inp in enumerate(inputs))):
+        if keep[k][j]:
+            names += name
+            sums.append(crcs[k][j])
+            offset = offsets[k][j]
+            if offset < 0x80000000:
+                small.append(offset)
+            else:  # 64-bit offsets go to a table of their own
+                small.append(0x80000000 | len(large))
+                large.append(offset)
+    counts = [0] * 256
+    for first in names[::20]:
+        counts[first] += 1
+    for table in (sums, small, large):
+        if sys.byteorder == "little":
+            table.byteswap()
+    body = [b"\377tOc", struct.pack(">L", 2),
+            struct.pack(">256L", *itertools.accumulate(counts)), bytes(names),
+            sums.tobytes(), small.tobytes(), large.tobytes(), checksum]
+    digest = hashlib.sha1()
+    for part in body:
+        digest.update(part)
+    return [*body, digest.digest()]
 
 
 def _index_v2(entries: list[tuple[bytes, int, int]], pack_checksum: bytes) -> bytes:
@@ -679,16 +1325,24 @@ def _index_v2(entries: list[tuple[bytes, int, int]], pack_checksum: bytes) -> by
 _TEMP_COUNTER = itertools.count()
 
 
-def _write_temp(directory: str, suffix: str, parts: list[bytes]) -> str:
+def _temp_path(directory: str, suffix: str) -> str:
     # pid + thread + counter make the name unique without mkstemp's retries; git's own
     # `tmp_pack_*` convention lets `git gc` clean up what a killed writer left
     name = f"tmp_pack_gitstore_{os.getpid()}_{threading.get_ident()}_{next(_TEMP_COUNTER)}"
-    path = os.path.join(directory, name + suffix)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    return os.path.join(directory, name + suffix)
+
+
+def _write_temp(directory: str, suffix: str, parts: list[bytes]) -> str:
+    path = _temp_path(directory, suffix)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     try:
-        with os.fdopen(fd, "wb") as f:
+        try:
             for part in parts:
-                f.write(part)
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
     except BaseException:
         _unlink(path)
         raise

@@ -23,7 +23,11 @@ def _read_setting(gitdir: str) -> str | None:
     try:
         from dulwich.config import ConfigFile
 
-        config = ConfigFile.from_path(os.path.join(gitdir, "config"))
+        path = os.path.join(gitdir, "config")
+        with open(path, "rb") as f:
+            if b"sharedrepository" not in f.read().lower():
+                return None  # not set (every open pays this, not a parse of the file)
+        config = ConfigFile.from_path(path)
         value = config.get((b"core",), b"sharedRepository")
     except (OSError, KeyError, ValueError):
         return None

@@ -30,14 +30,7 @@ from typing import Any, TypeVar
 import yaml
 
 from .. import _yaml
-from .._git.large import (
-    LARGE,
-    LooseReader,
-    open_packed_blob,
-    pack_entry_header,
-    packed_size,
-    write_loose_blob,
-)
+from .._git.large import LARGE, LooseReader, write_loose_blob
 from .._git.lfs import (
     LFS_THRESHOLD,
     MAX_POINTER,
@@ -247,12 +240,9 @@ class GitCore(AbstractDataStore):
         if db is None or getattr(self._local, "pid", None) != os.getpid():
             if self._closed:
                 raise StoreError("the store is closed")
-            from dulwich.repo import Repo
-
-            repo = Repo(self.gitdir)
+            db = ObjectDB(gitdir=self.gitdir)
             with self._repos_lock:
-                self._repos.append(repo)
-            db = ObjectDB(repo)
+                self._repos.append(db)  # closed with the store: its packs and repository
             db.shared = self._shared_perm
             self._local.db, self._local.pid = db, os.getpid()
         return db
@@ -443,34 +433,20 @@ class GitCore(AbstractDataStore):
         return None
 
     def _open_blob(self, sha: bytes) -> bytes | LooseReader:
-        """A blob's bytes, or for a large loose blob a stream that checks its id at the end."""
+        """A blob's bytes, or for a large blob a stream that checks its id at the end."""
         data = self._blob_cache.get(sha)
         if data is not None:
             return data
-        hex_id = sha.decode()
-        path = os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:])
         try:
-            reader = LooseReader(path, sha)
-        except FileNotFoundError:
-            packed = open_packed_blob(self._db().store, sha)  # large, in a pack: stream it
-            if packed is None:
-                if self._absent(sha):
-                    self._missing_blob(sha)  # a partial store fetches it (or raises)
-                    self._absent(sha)  # (sees the pack that brought it: streamed if large)
-                    return self._open_blob(sha)
-                return self._read_blob(sha)
-            reader = packed
-        if reader.size >= LARGE:
-            return reader
-        try:
-            data = reader.read()
-            reader.finish()
+            got: bytes | LooseReader = self._db().open_blob(sha)
         except CorruptEntryError:
-            return self._read_blob(sha)  # a damaged loose copy: a packed one may be good
-        finally:
-            reader.close()
-        self._cache_blob(sha, data)
-        return data
+            if not self._absent(sha):
+                raise
+            self._missing_blob(sha)  # a partial store fetches it (or raises)
+            got = self._db().open_blob(sha)  # (sees the pack that brought it: streamed if large)
+        if isinstance(got, bytes):
+            self._cache_blob(sha, got)
+        return got
 
     def _lfs_open(self, pointer_text: bytes) -> LfsReader:
         """A reader of a Git LFS attribute's content (fetched if missing; ``verify`` makes
@@ -539,18 +515,16 @@ class GitCore(AbstractDataStore):
                                     f"{exc}", key=key) from exc
 
     def _blob_size(self, sha: bytes) -> int:
-        """A blob's size from its header (loose) or its pack entry: nothing is inflated."""
+        """A blob's size from its header (packed or loose): nothing is inflated.
+
+        Raises:
+            CorruptEntryError: the blob is missing, or its header is damaged and no good
+                copy is found.
+        """
         cached = self._blob_cache.get(sha)
         if cached is not None:
             return len(cached)
-        hex_id = sha.decode()
-        try:
-            with LooseReader(os.path.join(self.gitdir, "objects", hex_id[:2], hex_id[2:]),
-                             sha) as reader:
-                return reader.size
-        except FileNotFoundError:
-            pass
-        size = packed_size(self._db().store, sha)
+        size = self._db().size_of(sha)
         return size if size is not None else len(self._read_blob(sha))
 
     def _content_size(self, sha: bytes, size: int) -> int:
@@ -1235,15 +1209,11 @@ class GitCore(AbstractDataStore):
     # --- remotes -------------------------------------------------------------------------------
 
 class _HeaderSizes:
-    """Blob sizes from object headers for one listing pass: the pack set is looked at once and
-    each pack file opened once (not per object). What is not found in that snapshot, a delta,
-    or a header that cannot be read goes the careful way (:meth:`GitCore._blob_size`: loose
-    copies, a fresh look at the packs; it raises CorruptEntryError for a missing object)."""
+    """Blob sizes from object headers for one listing pass (see :meth:`ObjectDB.size_of`:
+    one search of the packs per object, nothing inflated)."""
 
     def __init__(self, core: GitCore) -> None:
         self._core = core
-        self._where: dict[bytes, tuple[str, int]] | None = None
-        self._files: dict[str, Any] = {}
 
     def size(self, sha: bytes) -> int | None:
         """The blob's size; None if it is missing or damaged."""
@@ -1259,37 +1229,10 @@ class _HeaderSizes:
             return None
 
     def _packed(self, sha: bytes) -> int | None:
-        if self._where is None:  # every packed id's place, read once from the pack indexes
-            self._where = {}
-            for pack in reversed(list(self._core._db().store.packs)):
-                try:
-                    path = pack._data_path
-                    for raw, offset, _crc in pack.index.iterentries():
-                        self._where[raw] = (path, offset)
-                except Exception:  # noqa: BLE001 - an odd index: its objects go the careful way
-                    continue
-        try:
-            found = self._where.get(bytes.fromhex(sha.decode()))
-        except ValueError:
-            return None
-        if found is None:
-            return None
-        path, offset = found
-        try:
-            f = self._files.get(path)
-            if f is None:
-                f = self._files[path] = open(path, "rb")
-            f.seek(offset)
-            type_num, size, _header = pack_entry_header(f.read(16))
-            # a delta, or not a blob: the careful way
-            return size if type_num == BLOB else None
-        except (OSError, IndexError):
-            return None
+        return self._core._db().size_of(sha)
 
     def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
+        pass
 
 
 def _is_hex(name: bytes, length: int) -> bool:
