@@ -30,6 +30,18 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
         ├── ConcurrencyError             a lock could not be taken in time
         ├── MergeConflictError           same key and attribute, different bytes (.conflicts)
         └── RemoteError                  a remote could not be reached or refused (.remote)
+            ├── PushRefusedError         the server refused for a reason other than "you are
+            │                            behind" (a hook, a size limit, a permission): never
+            │                            retried (.refused, .server_message)
+            └── CredentialError          no credentials, credentials refused, or a password
+                                         that would be stored in plain text
+
+Warnings (``warnings.warn``; not errors)::
+
+    GitStoreWarning (UserWarning)
+    ├── PlaintextCredentialWarning       a remote URL in the store's config holds a password
+    └── NetworkFilesystemWarning         the store is on NFS/Lustre/...: concurrent writers
+                                         from several machines are not supported there
 """
 
 from __future__ import annotations
@@ -41,20 +53,25 @@ __all__ = [
     "ComponentError",
     "ConcurrencyError",
     "CorruptEntryError",
+    "CredentialError",
     "CyclicInputError",
     "DataError",
     "DiskFullError",
+    "GitStoreWarning",
     "EntryNotFoundError",
     "GitStoreError",
     "InvalidArgumentError",
     "InvalidAttributeNameError",
     "InvalidComponentError",
     "MergeConflictError",
+    "NetworkFilesystemWarning",
     "ParameterError",
     "ParameterFileError",
     "ParameterNameError",
     "ParameterSyntaxError",
     "ParameterTypeError",
+    "PlaintextCredentialWarning",
+    "PushRefusedError",
     "RemoteError",
     "StoreError",
     "StoreLocationError",
@@ -250,3 +267,35 @@ class RemoteError(StoreError):
     def __init__(self, message: str, remote: str | None = None) -> None:
         super().__init__(message)
         self.remote = remote
+
+
+class PushRefusedError(RemoteError):
+    """The server refused a push for a reason other than "the remote moved on" (a
+    ``pre-receive`` or ``update`` hook, a size limit, a permission): retrying would only send
+    the same objects again, so it is reported at once. ``refused`` maps each refused ref to the
+    server's status; ``server_message`` is what the server printed (a hook's output)."""
+
+    def __init__(self, message: str, remote: str | None = None,
+                 refused: dict[str, str] | None = None, server_message: str = "") -> None:
+        super().__init__(message, remote)
+        self.refused = dict(refused or {})
+        self.server_message = server_message
+
+
+class CredentialError(RemoteError):
+    """Credentials for a remote are missing or were refused, or a password would be written
+    in plain text into the store's config (the message says what to do instead)."""
+
+
+class GitStoreWarning(UserWarning):
+    """Base class of the warnings gitstore gives."""
+
+
+class PlaintextCredentialWarning(GitStoreWarning):
+    """A remote URL in the store's git config holds a password in plain text."""
+
+
+class NetworkFilesystemWarning(GitStoreWarning):
+    """The store is on a network file system (NFS, Lustre, ...), where the locks that keep
+    concurrent writers on several machines safe are not reliable. Use a store per node on
+    local disk, pushing to a central remote; pass ``network_ok=True`` to silence this."""

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import GitStoreError, RemoteError, StoreLocationError
+from ..errors import GitStoreError, PushRefusedError, RemoteError, StoreLocationError
 from .shared import makedirs
 
 __all__ = ["fetch_refs", "link_objects", "local_gitdir", "no_merges", "push_refs"]
@@ -703,16 +703,46 @@ def _check_loose(path: str, hex_id: str) -> None:
         raise RemoteError(f"the remote's object {hex_id} {problem}")
 
 
+#: ref statuses (git's receive-pack, dulwich, our path push) that mean "the remote moved on
+#: since you read it": fetch, merge and push again. Anything else is a refusal.
+_BEHIND = ("non-fast-forward", "fetch first", "stale info", "the remote ref moved")
+#: what receive-pack prints (``rp_error``) when a ref moved between its advertisement and
+#: the update ("failed to update ref" also covers a permission error on the server's disk)
+_RACE_TEXT = ("but expected", "reference already exists", "unable to resolve reference")
+
+
+def is_behind(status: str, server_message: str = "") -> bool:
+    """Whether a refused ref's ``status`` means only that the remote moved on."""
+    if status.startswith(_BEHIND):
+        return True
+    return status.startswith(("failed to update ref", "failed to lock")) and \
+        any(text in server_message for text in _RACE_TEXT)
+
+
+def printable(data: bytes, limit: int = 2000) -> str:
+    """What a remote printed, as one bounded line of printable text (it is untrusted)."""
+    text = data.decode("utf-8", "replace")
+    text = "".join(c if c.isprintable() else " " for c in text.replace("\n", " | "))
+    text = " ".join(text.split()).strip(" |")
+    return redact(text if len(text) <= limit else text[:limit] + "...")
+
+
 def push_refs(repo: Any, url: str, decide: Callable[[dict[str, bytes]], dict[str, bytes]],
               progress: Callable[[bytes], None] | None = None,
               generate_pack_data: Any = None) -> dict[str, str | None]:
     """Push: ``decide(remote refs)`` returns ``{ref: new id}`` to send. Returns
-    ``{ref: error or None}`` for each ref sent (an error: the remote refused that update).
+    ``{ref: None}`` for each ref updated and ``{ref: status}`` for each the remote refused
+    only because it moved on (see :func:`is_behind`).
 
     Raises:
-        RemoteError: the remote cannot be reached, or refused the whole push.
+        PushRefusedError: the server refused for another reason (a hook, a size limit, a
+            permission), with what the server printed.
+        RemoteError: the remote cannot be reached.
     """
+    from dulwich.errors import SendPackError
+
     sent: dict[str, bytes] = {}
+    said: list[bytes] = []
 
     def update_refs(refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
         current = {k.decode(): v for k, v in refs.items()}
@@ -722,10 +752,38 @@ def push_refs(repo: Any, url: str, decide: Callable[[dict[str, bytes]], dict[str
             new[name.encode()] = sha
         return new
 
+    def heard(data: bytes) -> None:
+        if sum(map(len, said)) < 65536:  # bounded: a remote may say anything, at length
+            said.append(data)
+        if progress is not None:
+            progress(data)
+
     with _translated(url):
         client, path = _client(url)
-        result = client.send_pack(path, update_refs,
-                                  generate_pack_data=generate_pack_data or repo.generate_pack_data,
-                                  progress=progress)
+        try:
+            result = client.send_pack(
+                path, update_refs,
+                generate_pack_data=generate_pack_data or repo.generate_pack_data,
+                progress=heard)
+        except SendPackError as exc:
+            # the server could not (or would not) take the pack: a size limit
+            # (receive.maxInputSize), a quota, a damaged upload; never "behind"
+            message = printable(b"".join(said))
+            raise PushRefusedError(
+                f"remote {redact(url)} refused the pack: {printable(str(exc).encode())}"
+                + (f"; the server said: {message}" if message else ""), url,
+                {ref: "pack refused" for ref in sent}, message) from None
     status = getattr(result, "ref_status", None) or {}
-    return {name: (status.get(name.encode()) or None) for name in sent}
+    out = {name: (status.get(name.encode()) or None) for name in sent}
+    message = printable(b"".join(said))
+    refused = {ref: error for ref, error in out.items()
+               if error is not None and not is_behind(error, message)}
+    if refused:
+        raise PushRefusedError(
+            f"remote {redact(url)} refused the push ("
+            + "; ".join(f"{ref}: {printable(why.encode(), 200)}"
+                        for ref, why in sorted(refused.items()))
+            + ")" + (f"; the server said: {message}" if message else "")
+            + " (not retried: the remote did not move on, it said no)", url,
+            refused, message)
+    return out

@@ -205,22 +205,33 @@ class RemotesMixin(GitCore):
         return merged
 
     def push(self, remote: str, versions: list[str] | None = None, prefer: str | None = None,
-             attempts: int = 20, progress: Callable[[bytes], None] | None = None
-             ) -> dict[str, str]:
+             attempts: int | None = None, progress: Callable[[bytes], None] | None = None,
+             timeout: float = 600.0) -> dict[str, str]:
         """Push local versions (all, or these) to the remote's same refs.
 
         When the remote moved on (another machine pushed), its history is fetched and merged
-        (as :meth:`pull` does) and the push retried, up to ``attempts`` times. Returns
+        (as :meth:`pull` does) and the push retried at once, until it lands: many writers
+        pushing to one remote all get through (see :meth:`_pace` for the fairness). Returns
         ``{version: commit id now on the remote}``.
 
+        Args:
+            attempts: give up after this many tries (None: no limit, only ``timeout``).
+            timeout: give up after this many seconds of the remote moving on.
+
         Raises:
-            RemoteError: unreachable, or still refused after ``attempts`` tries.
+            PushRefusedError: the server refused for another reason (a hook, a size limit, a
+                permission): reported at once with the server's message, never retried.
+            RemoteError: unreachable, or still moving on after ``attempts`` or ``timeout``.
             MergeConflictError: see :meth:`pull`.
         """
         url, _tracking = self._url(remote)
         repo = self._db().repo
         refs = [ref_for_version(v) for v in versions] if versions else self._version_refs()
-        for attempt in range(attempts):
+        self._pace()
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
             local = {ref: sha for ref in refs if (sha := self._refs.read(ref)) is not None}
             self._check_tips(local)
             behind: set[str] = set()
@@ -234,6 +245,8 @@ class RemotesMixin(GitCore):
                     if theirs is None or (theirs in repo.object_store and
                                           is_ancestor(repo, theirs, sha)):
                         send[ref] = sha
+                    elif theirs in repo.object_store and is_ancestor(repo, sha, theirs):
+                        continue  # the remote has ours already (merged by another writer)
                     else:
                         behind.add(ref)
                 return send
@@ -246,11 +259,34 @@ class RemotesMixin(GitCore):
                                    generate_pack_data(self._db()))
             behind |= {ref for ref, error in status.items() if error}
             if not behind:
+                self._contention = 0.8 * self._contention + 0.2 * (attempt - 1)
                 return {version_of_ref(r): s.decode() for r, s in local.items()}
-            self.pull(remote, None, prefer) if len(behind) > 1 else \
-                self.pull(remote, version_of_ref(next(iter(behind))), prefer)
-            time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # let the other writer finish
-        raise RemoteError(f"push to {redact(remote)} kept being refused ({attempts} attempts)", url)
+            if (attempts is not None and attempt >= attempts) or \
+                    time.monotonic() - started > timeout:
+                raise RemoteError(f"push to {redact(remote)}: the remote kept moving on "
+                                  f"({attempt} attempts in {time.monotonic() - started:.0f} s)",
+                                  url)
+            try:
+                self.pull(remote, None, prefer) if len(behind) > 1 else \
+                    self.pull(remote, version_of_ref(next(iter(behind))), prefer)
+            except EntryNotFoundError:
+                pass  # the remote's ref went away meanwhile: the next try creates it
+            # a retrying writer goes again at once: it is the one that needs the window
+            time.sleep(random.uniform(0, 0.01))
+
+    _contention = 0.0  # tries beyond the first, averaged over recent push calls
+
+    def _pace(self) -> None:
+        """Fairness between writers pushing to one remote, without talking to each other.
+
+        A writer whose push landed at once goes straight on and, pushing again soon, would
+        win again: its push is one round trip, while a writer that lost must fetch, merge and
+        push (three), and loses to it again and again. So each push call first waits a random
+        time that grows with the contention this store saw in its recent pushes (tries beyond
+        the first, averaged): quiet remotes cost nothing, busy ones leave the losers a window.
+        """
+        if self._contention > 0.05:
+            time.sleep(random.uniform(0, min(2.0, 0.1 * self._contention)))
 
     def _check_tips(self, local: dict[str, bytes]) -> None:
         """Refuse to push a version whose tip is not a readable commit (a damaged or
