@@ -20,9 +20,15 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import GitStoreError, PushRefusedError, RemoteError, StoreLocationError
+from ..errors import (
+    CredentialError,
+    GitStoreError,
+    PushRefusedError,
+    RemoteError,
+    StoreLocationError,
+)
 from .shared import makedirs
 
 __all__ = ["fetch_refs", "link_objects", "local_gitdir", "no_merges", "push_refs"]
@@ -48,7 +54,7 @@ def _translated(url: str) -> Iterator[None]:
     except GitStoreError:  # ours, already typed (a refused ref, a missing version...)
         raise
     except Exception as exc:  # dulwich raises many kinds: socket, HTTP, protocol, OS errors
-        raise RemoteError(redact(f"remote {url}: {type(exc).__name__}: {exc}"), url) from None
+        raise RemoteError(redact(f"remote {url}: {type(exc).__name__}: {exc}"), redact(url)) from None
     finally:
         socket.setdefaulttimeout(previous)
 
@@ -57,6 +63,68 @@ def _client(url: str) -> tuple[Any, str]:
     from dulwich.client import get_transport_and_path
 
     return get_transport_and_path(url)
+
+
+_T = TypeVar("_T")
+
+
+def _http_client(url: str, username: str | None, password: str | None) -> tuple[Any, str]:
+    """dulwich's HTTP client for ``url`` (no user or password in it), with these credentials
+    (its own ``_url_with_auth`` stays unset: the password is in no URL it may print)."""
+    from urllib.parse import urlsplit
+
+    from dulwich.client import Urllib3HttpGitClient
+
+    client = Urllib3HttpGitClient(url, username=username, password=password)
+    return client, urlsplit(url).path
+
+
+def with_client(url: str, gitdir: str | None, operation: Callable[[Any, str], _T]) -> _T:
+    """Run ``operation(client, path)`` on a client for ``url``, with credentials for HTTP(S)
+    found as git finds them (:mod:`gitstore._git.credentials`): the URL's, then ``~/.netrc``,
+    then, on a 401, git's credential helpers (``git credential fill``; ``approve`` after a
+    success, ``reject`` after a refusal). ``operation`` runs again after a 401 (the server
+    refuses before anything changes). Call inside :func:`_translated`.
+
+    Raises:
+        CredentialError: the server wants credentials and none were found, or refused them.
+    """
+    from urllib.parse import urlsplit
+
+    from dulwich.client import HTTPUnauthorized
+
+    from . import credentials
+
+    if urlsplit(url).scheme not in ("http", "https"):
+        return operation(*_client(url))
+    clean, user, password = credentials.split_url(url)
+    source = "the URL" if password is not None else None
+    if password is None:
+        found = credentials.from_netrc(urlsplit(clean).hostname or "")
+        if found is not None and (user is None or user == found[0]):
+            user, password, source = found[0] or user, found[1], "~/.netrc"
+    try:
+        return operation(*_http_client(clean, user, password))
+    except HTTPUnauthorized:
+        if source is not None:
+            raise CredentialError(f"remote {redact(url)} refused the credentials from "
+                                  f"{source} (user {user or '(none)'})", redact(url)) from None
+    asked = credentials.fill(gitdir, clean, user)
+    if asked is None:
+        raise CredentialError(
+            f"remote {redact(url)} wants credentials, and none were found: configure a git "
+            "credential helper (git config --global credential.helper store; the first "
+            "successful git fetch or push over this URL, or 'git credential approve', saves "
+            "them), or an entry in ~/.netrc", redact(url))
+    try:
+        result = operation(*_http_client(clean, asked.username, asked.password))
+    except HTTPUnauthorized:
+        credentials.reject(gitdir, asked)
+        raise CredentialError(f"remote {redact(url)} refused the credentials of user "
+                              f"{asked.username!r} given by git's credential helper (they "
+                              "were rejected there)", redact(url)) from None
+    credentials.approve(gitdir, asked)
+    return result
 
 
 def local_gitdir(url: str) -> str | None:
@@ -333,13 +401,18 @@ def fetch_refs(quarantine: Incoming, repo: Any, url: str, wanted: Callable[[str]
         return [sha for sha in set(chosen.values()) if sha not in repo.object_store]
 
     git = shutil.which("git")
-    with _translated(url):
-        client, path = _client(url)
+
+    def fetch(client: Any, path: str) -> None:
+        chosen.clear()
+        refused.clear()
         if git is None:
             _fetch_with_dulwich(quarantine, repo, client, path, determine_wants, progress)
         else:
             _fetch_with_index_pack(git, quarantine, repo, client, path, determine_wants,
                                    progress)
+
+    with _translated(url):
+        with_client(url, quarantine.gitdir, fetch)
     if refused:
         raise refused[0]
     return chosen
@@ -758,20 +831,23 @@ def push_refs(repo: Any, url: str, decide: Callable[[dict[str, bytes]], dict[str
         if progress is not None:
             progress(data)
 
+    def send(client: Any, path: str) -> Any:
+        sent.clear()
+        said.clear()
+        return client.send_pack(path, update_refs,
+                                generate_pack_data=generate_pack_data or repo.generate_pack_data,
+                                progress=heard)
+
     with _translated(url):
-        client, path = _client(url)
         try:
-            result = client.send_pack(
-                path, update_refs,
-                generate_pack_data=generate_pack_data or repo.generate_pack_data,
-                progress=heard)
+            result = with_client(url, repo.controldir(), send)
         except SendPackError as exc:
             # the server could not (or would not) take the pack: a size limit
             # (receive.maxInputSize), a quota, a damaged upload; never "behind"
             message = printable(b"".join(said))
             raise PushRefusedError(
                 f"remote {redact(url)} refused the pack: {printable(str(exc).encode())}"
-                + (f"; the server said: {message}" if message else ""), url,
+                + (f"; the server said: {message}" if message else ""), redact(url),
                 {ref: "pack refused" for ref in sent}, message) from None
     status = getattr(result, "ref_status", None) or {}
     out = {name: (status.get(name.encode()) or None) for name in sent}
@@ -784,6 +860,6 @@ def push_refs(repo: Any, url: str, decide: Callable[[dict[str, bytes]], dict[str
             + "; ".join(f"{ref}: {printable(why.encode(), 200)}"
                         for ref, why in sorted(refused.items()))
             + ")" + (f"; the server said: {message}" if message else "")
-            + " (not retried: the remote did not move on, it said no)", url,
+            + " (not retried: the remote did not move on, it said no)", redact(url),
             refused, message)
     return out

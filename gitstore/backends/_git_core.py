@@ -20,6 +20,7 @@ import os
 import shutil
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -63,6 +64,7 @@ from ..errors import (
     CorruptEntryError,
     DiskFullError,
     EntryNotFoundError,
+    NetworkFilesystemWarning,
     StoreError,
     StoreLocationError,
 )
@@ -136,6 +138,8 @@ class GitCore(AbstractDataStore):
             not), whose ``refs/gitstore/`` namespace the store then uses.
         allow_pickle: see :class:`AbstractDataStore`.
         author: ``"Name <email>"`` recorded in commits.
+        network_ok: do not warn that the store is on a network file system (NFS, Lustre...),
+            where writers on several machines at once are not supported.
 
     Raises:
         StoreLocationError: ``path`` is a file, a non-empty directory that is not a git
@@ -150,10 +154,13 @@ class GitCore(AbstractDataStore):
         allow_pickle: bool = False,
         author: str = "gitstore <gitstore@localhost>",
         create: bool = True,
+        network_ok: bool = False,
     ) -> None:
         super().__init__(allow_pickle=allow_pickle)
         self.path = Path(path).absolute()
         self.gitdir = self._open_or_create(create)
+        self.network_ok = network_ok
+        _warn_if_network(self.gitdir, network_ok)
         self.author = author.encode()
         # core.sharedRepository: modes for what we create, as git gives them (None: umask)
         self._shared_perm: Adjust | None = shared_adjuster(self.gitdir)
@@ -979,6 +986,23 @@ def _changed_entries(db: ObjectDB, tree: bytes, before: bytes | None) -> Iterato
     return walk(tree, before, 0)
 
 
+
+
+def _warn_if_network(gitdir: str, network_ok: bool) -> None:
+    """Warn (NetworkFilesystemWarning) when the store is on NFS, Lustre or another network
+    file system, unless ``network_ok`` or ``GITSTORE_NETWORK_OK=1``."""
+    if network_ok or os.environ.get("GITSTORE_NETWORK_OK", "") not in ("", "0"):
+        return
+    from .._git.filesystem import network_filesystem
+
+    kind = network_filesystem(gitdir)
+    if kind is not None:
+        warnings.warn(NetworkFilesystemWarning(
+            f"the store {gitdir} is on a network file system ({kind}): writers on several "
+            "machines at once are not supported there (locks and renames are not reliable "
+            "across clients). Use a store per node on local disk, each pushing to a central "
+            "remote; one machine writing is fine (network_ok=True or GITSTORE_NETWORK_OK=1 "
+            "silences this)"), stacklevel=4)
 
 
 def show_value(value: Any) -> Any:

@@ -7,10 +7,12 @@ import os
 import random
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from .._git import credentials
 from .._git.connectivity import check_connected
 from .._git.layout import (
     NAMESPACE,
@@ -40,8 +42,10 @@ from .._git.remote import (
 from ..errors import (
     ConcurrencyError,
     CorruptEntryError,
+    CredentialError,
     EntryNotFoundError,
     MergeConflictError,
+    PlaintextCredentialWarning,
     RemoteError,
     StoreError,
 )
@@ -57,9 +61,16 @@ class RemotesMixin(GitCore):
     def remote_add(self, name: str, url: str) -> None:
         """Remember a remote (a git URL or path) under ``name``, in the store's git config.
 
+        A password in the URL (``https://user:password@host/...``) is never written there:
+        it is handed to the configured git credential helper (``git credential approve``)
+        and the URL is stored without it (``https://user@host/...``); with no helper
+        configured, the remote is refused with advice.
+
         Raises:
             StoreError: the name is not ``[A-Za-z0-9._-]+`` or is taken; the URL is not a
                 string, is empty, or holds a control character (a newline, NUL...).
+            CredentialError: the URL holds a password and no credential helper is
+                configured to keep it.
         """
         if not isinstance(url, str) or not url or \
                 any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
@@ -69,14 +80,29 @@ class RemotesMixin(GitCore):
                 f"{NAMESPACE}/remotes/{name}/versions") is not None:
             raise StoreError(f"remote names are letters, digits, '.', '_' and '-' (not "
                              f"beginning with '.', no '..', not ending with '.lock'): {name!r}")
-        if name in self.remotes():
+        if name in self._remote_urls():
             raise StoreError(f"remote {name!r} exists already")
+        if credentials.has_password(url):
+            if not credentials.store_password(self.gitdir, url):
+                raise CredentialError(
+                    f"remote {name!r}: the URL holds a password, which gitstore does not write "
+                    "in plain text into the store's config. Configure a git credential helper "
+                    "(git config --global credential.helper store, or cache, or your system's "
+                    "keychain) and add the remote again: the password goes to the helper; or "
+                    "put it in ~/.netrc; or add the URL without it: "
+                    f"{credentials.strip_password(url)}", redact(url))
+            url = credentials.strip_password(url)
         config = self._db().repo.get_config()
         config.set((b"remote", name.encode()), b"url", url.encode())
         config.write_to_path()
 
     def remotes(self) -> dict[str, str]:
-        """``{name: url}`` of the remotes added with :meth:`remote_add`."""
+        """``{name: url}`` of the remotes added with :meth:`remote_add`, passwords masked
+        (``https://user:***@host/...``, should an older config hold one)."""
+        return {name: _masked(url) for name, url in self._remote_urls().items()}
+
+    def _remote_urls(self) -> dict[str, str]:
+        """``{name: url}`` as configured (a password included: never show these)."""
         from dulwich.repo import Repo
 
         with Repo(self.gitdir) as repo:  # fresh: another process may have changed it
@@ -88,7 +114,17 @@ class RemotesMixin(GitCore):
                         out[section[1].decode()] = config.get(section, b"url").decode()
                     except KeyError:
                         continue
-            return out
+        plain = sorted(name for name, url in out.items() if credentials.has_password(url))
+        if plain and not self._warned_plaintext:
+            self._warned_plaintext = True
+            warnings.warn(PlaintextCredentialWarning(
+                f"the store's config ({os.path.join(self.gitdir, 'config')}) holds the "
+                f"password of remote(s) {', '.join(plain)} in plain text: remove the remote "
+                "and add it again (its password then goes to a git credential helper)"),
+                stacklevel=3)
+        return out
+
+    _warned_plaintext = False
 
     def remote_remove(self, name: str) -> None:
         """Forget a remote and its remote-tracking refs.
@@ -96,7 +132,7 @@ class RemotesMixin(GitCore):
         Raises:
             StoreError: no such remote.
         """
-        if name not in self.remotes():
+        if name not in self._remote_urls():
             raise StoreError(f"no remote {name!r}")
         repo = self._db().repo
         config = repo.get_config()
@@ -108,10 +144,11 @@ class RemotesMixin(GitCore):
 
     def _url(self, remote: str) -> tuple[str, str]:
         """(url, tracking name) of a remote name, URL or path."""
-        known = self.remotes()
+        known = self._remote_urls()
         if remote in known:
             return known[remote], remote
-        return remote, "url-" + hashlib.sha1(remote.encode()).hexdigest()[:12]
+        return remote, "url-" + hashlib.sha1(
+            credentials.strip_password(remote).encode()).hexdigest()[:12]
 
     def fetch(self, remote: str, versions: list[str] | None = None,
               progress: Callable[[bytes], None] | None = None) -> dict[str, str]:
@@ -144,12 +181,12 @@ class RemotesMixin(GitCore):
                     f"remote {redact(remote)} has refs gitstore refuses (nothing was fetched): "
                     + "; ".join(f"{ref!r}: {why}" for ref, why in bad.items())
                     + (" (pull the good versions by name)" if wanted_refs is None else ""),
-                    url)
+                    redact(url))
             if versions:
                 missing = sorted(set(versions) - {version_of_ref(r) for r in found})
                 if missing:
                     raise EntryNotFoundError(
-                        f"remote {remote} has no version {', '.join(missing)}")
+                        f"remote {redact(remote)} has no version {', '.join(missing)}")
 
         remote_dir = local_gitdir(url)
         with ExitStack() as gate, incoming(self.gitdir, self._shared_perm) as quarantine:
@@ -198,7 +235,7 @@ class RemotesMixin(GitCore):
                 merged[v] = self._merge_in(ref_for_version(v), sha.encode(), remote, prefer)
             except CorruptEntryError as exc:  # what was fetched is checked: ours is damaged
                 raise CorruptEntryError(
-                    f"local version {v} is damaged, {remote} was not merged into it "
+                    f"local version {v} is damaged, {redact(remote)} was not merged into it "
                     f"({exc}); verify names the damage, prune removes the version"
                     + (f" (merged before it: {', '.join(merged)})" if merged else "")
                 ) from None
@@ -265,7 +302,7 @@ class RemotesMixin(GitCore):
                     time.monotonic() - started > timeout:
                 raise RemoteError(f"push to {redact(remote)}: the remote kept moving on "
                                   f"({attempt} attempts in {time.monotonic() - started:.0f} s)",
-                                  url)
+                                  redact(url))
             try:
                 self.pull(remote, None, prefer) if len(behind) > 1 else \
                     self.pull(remote, version_of_ref(next(iter(behind))), prefer)
@@ -367,7 +404,7 @@ class RemotesMixin(GitCore):
                 tree = _EMPTY_TREE
                 objects.append((2, b""))
             version = version_of_ref(ref)
-            message = (f"merge {remote} into version {version}\n\n"
+            message = (f"merge {redact(remote)} into version {version}\n\n"
                        f"Gitstore-Version: {version}\n")
             raw = self._commit_bytes(tree, ours, message, [theirs])
             commit_id = object_id(COMMIT, raw)
@@ -402,6 +439,16 @@ def _their_gate(gitdir: str) -> Iterator[None]:
             held.__exit__(None, None, None)
     finally:
         gate.close()
+
+
+def _masked(url: str) -> str:
+    """``url`` with its password (if any) shown as ``***``."""
+    if not credentials.has_password(url):
+        return url
+    stripped = credentials.strip_password(url)
+    scheme, _, rest = stripped.partition("://")
+    user, at, host = rest.partition("@")
+    return f"{scheme}://{user}:***@{host}" if at else f"{scheme}://***@{rest}"
 
 
 def _conflict_name(path: str) -> str:

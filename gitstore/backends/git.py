@@ -32,6 +32,8 @@ class GitDataStore(RemotesMixin, RevisionsMixin, MaintenanceMixin, GitCore):
         allow_pickle: see :class:`~gitstore.backends.base.AbstractDataStore`.
         author: ``"Name <email>"`` recorded in commits.
         create: create the repository if it does not exist.
+        network_ok: do not warn that the store is on a network file system (NFS, Lustre...),
+            where writers on several machines at once are not supported.
 
     Raises:
         StoreLocationError: ``path`` is a file, a non-empty directory that is not a git
@@ -42,9 +44,11 @@ class GitDataStore(RemotesMixin, RevisionsMixin, MaintenanceMixin, GitCore):
         """Pickle as the store's location and options: a worker process (multiprocessing,
         joblib, Dask) reopens the store; caches, locks, open packs and a batch in progress stay
         here."""
-        return (_reopen, (type(self), str(self.path), self.allow_pickle, self.author.decode()))
+        return (_reopen, (type(self), str(self.path), self.allow_pickle, self.author.decode(),
+                          self.network_ok))
 
 
-def _reopen(cls: type[GitDataStore], path: str, allow_pickle: bool, author: str
-            ) -> GitDataStore:
-    return cls(path, allow_pickle=allow_pickle, author=author, create=False)
+def _reopen(cls: type[GitDataStore], path: str, allow_pickle: bool, author: str,
+            network_ok: bool = False) -> GitDataStore:
+    return cls(path, allow_pickle=allow_pickle, author=author, create=False,
+               network_ok=network_ok)
