@@ -238,16 +238,19 @@ def apache_server(base: Path, users: dict[str, str]) -> Iterator[str]:
     if os.geteuid() == 0:
         command = ["unshare", "-U", *command]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C"}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    # its own session: Apache's parent, stopping, signals its whole process group
+    with open(root / "stderr.log", "wb") as stderr:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                                start_new_session=True)
     try:
         try:
             wait_for_port(port)
         except RuntimeError:
             proc.kill()
-            _out, err = proc.communicate()
-            log = (root / "error.log").read_text() if (root / "error.log").exists() else ""
-            raise RuntimeError(f"Apache did not start: {err.decode()} {log}") from None
+            proc.wait()
+            logs = " ".join((root / name).read_text(errors="replace")
+                            for name in ("stderr.log", "error.log") if (root / name).exists())
+            raise RuntimeError(f"Apache did not start: {logs}") from None
         yield f"http://127.0.0.1:{port}/"
     finally:
         if proc.poll() is None:

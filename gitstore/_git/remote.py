@@ -76,6 +76,19 @@ def _http_client(url: str, username: str | None, password: str | None) -> tuple[
     from dulwich.client import Urllib3HttpGitClient
 
     client = Urllib3HttpGitClient(url, username=username, password=password)
+    pool = client.pool_manager
+    request = pool.request
+
+    def released_on_401(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        # dulwich raises HTTPUnauthorized without releasing the response: its connection
+        # would stay open until the collector finds it
+        response = request(method, url, *args, **kwargs)
+        if response.status in (401, 407):
+            response.drain_conn()
+            response.release_conn()
+        return response
+
+    pool.request = released_on_401  # type: ignore[method-assign]
     return client, urlsplit(url).path
 
 
@@ -95,8 +108,17 @@ def with_client(url: str, gitdir: str | None, operation: Callable[[Any, str], _T
 
     from . import credentials
 
+    def run(client: Any, path: str) -> _T:
+        try:
+            return operation(client, path)
+        finally:  # keep-alive connections (Apache's) are closed, not left to the collector
+            pool = getattr(client, "pool_manager", None)
+            if pool is not None:
+                pool.clear()
+            client.close()
+
     if urlsplit(url).scheme not in ("http", "https"):
-        return operation(*_client(url))
+        return run(*_client(url))
     clean, user, password = credentials.split_url(url)
     source = "the URL" if password is not None else None
     if password is None:
@@ -104,7 +126,7 @@ def with_client(url: str, gitdir: str | None, operation: Callable[[Any, str], _T
         if found is not None and (user is None or user == found[0]):
             user, password, source = found[0] or user, found[1], "~/.netrc"
     try:
-        return operation(*_http_client(clean, user, password))
+        return run(*_http_client(clean, user, password))
     except HTTPUnauthorized:
         if source is not None:
             raise CredentialError(f"remote {redact(url)} refused the credentials from "
@@ -117,7 +139,7 @@ def with_client(url: str, gitdir: str | None, operation: Callable[[Any, str], _T
             "successful git fetch or push over this URL, or 'git credential approve', saves "
             "them), or an entry in ~/.netrc", redact(url))
     try:
-        result = operation(*_http_client(clean, asked.username, asked.password))
+        result = run(*_http_client(clean, asked.username, asked.password))
     except HTTPUnauthorized:
         credentials.reject(gitdir, asked)
         raise CredentialError(f"remote {redact(url)} refused the credentials of user "
