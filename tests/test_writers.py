@@ -137,6 +137,8 @@ def writers(tmp_path: Path, served: tuple[Path, str], count: int, entries: int) 
             assert final.retrieve(SimpleComponent({"worker": w, "i": i}, version="v1"),
                                   "value") == [w, i]
     assert sum(1 for _ in final.entries("v1")) == count * entries
+    # the markers of writers that asked to go first are gone with their push calls
+    assert git("--git-dir", str(repo), "for-each-ref", "refs/gitstore/waiting/") == ""
     git("--git-dir", str(repo), "fsck", "--strict")
 
 

@@ -6,6 +6,7 @@ import hashlib
 import os
 import random
 import re
+import secrets
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -53,6 +54,31 @@ from ..keys import KEY_SCHEME
 from ._git_core import _EMPTY_TREE, GitCore
 
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
+
+#: markers of writers asking the others to let them through (see ``_ask_to_go_first``)
+WAITING = f"{NAMESPACE}/waiting/"
+#: refused pushes in a row after which a writer asks the others to let it through
+ASK_AFTER = 3
+#: seconds a marker counts, after the time in its name
+MARKER_LIFE = 60.0
+#: seconds one push call lets others through, at most
+YIELD_AT_MOST = 30.0
+
+
+def _no_objects(*args: Any, **kwargs: Any) -> tuple[int, Iterator[Any]]:
+    """An empty pack: a marker names an object the remote has (which we may lack)."""
+    return 0, iter([])
+
+
+def _others_waiting(remote_refs: dict[str, bytes]) -> bool:
+    """Whether the remote holds a fresh marker of a writer asking to go first."""
+    now = time.time()
+    for ref in remote_refs:
+        if ref.startswith(WAITING):
+            stamp = ref[len(WAITING):].split("-", 1)[0]
+            if stamp.isdigit() and -MARKER_LIFE < now - int(stamp) < MARKER_LIFE:
+                return True
+    return False
 
 
 class RemotesMixin(GitCore):
@@ -243,13 +269,14 @@ class RemotesMixin(GitCore):
 
     def push(self, remote: str, versions: list[str] | None = None, prefer: str | None = None,
              attempts: int | None = None, progress: Callable[[bytes], None] | None = None,
-             timeout: float = 600.0) -> dict[str, str]:
+             timeout: float = 1800.0) -> dict[str, str]:
         """Push local versions (all, or these) to the remote's same refs.
 
         When the remote moved on (another machine pushed), its history is fetched and merged
-        (as :meth:`pull` does) and the push retried at once, until it lands: many writers
-        pushing to one remote all get through (see :meth:`_pace` for the fairness). Returns
-        ``{version: commit id now on the remote}``.
+        (as :meth:`pull` does) and the push retried at once, until it lands. Many writers
+        pushing to one remote all get through: a writer refused :data:`ASK_AFTER` times in
+        a row asks the others, through a marker ref on the remote, to let it through (see
+        :meth:`_ask_to_go_first`). Returns ``{version: commit id now on the remote}``.
 
         Args:
             attempts: give up after this many tries (None: no limit, only ``timeout``).
@@ -264,66 +291,107 @@ class RemotesMixin(GitCore):
         url, _tracking = self._url(remote)
         repo = self._db().repo
         refs = [ref_for_version(v) for v in versions] if versions else self._version_refs()
-        self._pace()
+        remote_dir = local_gitdir(url)
         started = time.monotonic()
         attempt = 0
-        while True:
-            attempt += 1
-            local = {ref: sha for ref in refs if (sha := self._refs.read(ref)) is not None}
-            self._check_tips(local)
-            behind: set[str] = set()
+        marker: str | None = None  # ours, while we ask the others to let us through
+        asked_at = 0.0
+        yielded = 0.0
+        try:
+            while True:
+                attempt += 1
+                local = {ref: sha for ref in refs if (sha := self._refs.read(ref)) is not None}
+                self._check_tips(local)
+                behind: set[str] = set()
+                let_through: list[bool] = []
+                seen: dict[str, bytes] = {}
 
-            def decide(remote_refs: dict[str, bytes]) -> dict[str, bytes]:
-                send = {}
-                for ref, sha in local.items():
-                    theirs = remote_refs.get(ref)
-                    if theirs == sha:
-                        continue
-                    if theirs is None or (theirs in repo.object_store and
-                                          is_ancestor(repo, theirs, sha)):
-                        send[ref] = sha
-                    elif theirs in repo.object_store and is_ancestor(repo, sha, theirs):
-                        continue  # the remote has ours already (merged by another writer)
-                    else:
-                        behind.add(ref)
-                return send
+                def decide(remote_refs: dict[str, bytes]) -> dict[str, bytes]:
+                    seen.update(remote_refs)
+                    if marker is None and yielded < YIELD_AT_MOST and \
+                            _others_waiting(remote_refs):
+                        let_through.append(True)  # send nothing this time
+                        return {}
+                    send = {}
+                    for ref, sha in local.items():
+                        theirs = remote_refs.get(ref)
+                        if theirs == sha:
+                            continue
+                        if theirs is None or (theirs in repo.object_store and
+                                              is_ancestor(repo, theirs, sha)):
+                            send[ref] = sha
+                        elif theirs in repo.object_store and is_ancestor(repo, sha, theirs):
+                            continue  # the remote has ours already (merged by another writer)
+                        else:
+                            behind.add(ref)
+                    return send
 
-            remote_dir = local_gitdir(url)
-            if remote_dir is not None:
-                status = self._push_local(remote_dir, local, repo)
-            else:
-                status = push_refs(repo, url, decide, progress,
-                                   generate_pack_data(self._db()))
-            behind |= {ref for ref, error in status.items() if error}
-            if not behind:
-                self._contention = 0.8 * self._contention + 0.2 * (attempt - 1)
-                return {version_of_ref(r): s.decode() for r, s in local.items()}
-            if (attempts is not None and attempt >= attempts) or \
-                    time.monotonic() - started > timeout:
-                raise RemoteError(f"push to {redact(remote)}: the remote kept moving on "
-                                  f"({attempt} attempts in {time.monotonic() - started:.0f} s)",
-                                  redact(url))
-            try:
-                self.pull(remote, None, prefer) if len(behind) > 1 else \
-                    self.pull(remote, version_of_ref(next(iter(behind))), prefer)
-            except EntryNotFoundError:
-                pass  # the remote's ref went away meanwhile: the next try creates it
-            # a retrying writer goes again at once: it is the one that needs the window
-            time.sleep(random.uniform(0, 0.01))
+                if remote_dir is not None:  # on this machine: under its locks, no contention
+                    status = self._push_local(remote_dir, local, repo)
+                else:
+                    status = push_refs(repo, url, decide, progress,
+                                       generate_pack_data(self._db()))
+                if let_through:
+                    pause = random.uniform(0.05, 0.25)
+                    time.sleep(pause)
+                    yielded += pause
+                    attempt -= 1
+                    continue
+                behind |= {ref for ref, error in status.items() if error}
+                if not behind:
+                    return {version_of_ref(r): s.decode() for r, s in local.items()}
+                if (attempts is not None and attempt >= attempts) or \
+                        time.monotonic() - started > timeout:
+                    raise RemoteError(
+                        f"push to {redact(remote)}: the remote kept moving on ({attempt} "
+                        f"attempts in {time.monotonic() - started:.0f} s)", redact(url))
+                if remote_dir is None and attempt >= ASK_AFTER and \
+                        time.time() - asked_at > MARKER_LIFE / 2:
+                    # ask (again: a marker counts for MARKER_LIFE seconds only)
+                    old, marker = marker, self._ask_to_go_first(url, seen)
+                    asked_at = time.time()
+                    if old is not None:
+                        self._withdraw(url, old)
+                try:
+                    self.pull(remote, None, prefer) if len(behind) > 1 else \
+                        self.pull(remote, version_of_ref(next(iter(behind))), prefer)
+                except EntryNotFoundError:
+                    pass  # the remote's ref went away meanwhile: the next try creates it
+        finally:
+            if marker is not None:
+                self._withdraw(url, marker)
 
-    _contention = 0.0  # tries beyond the first, averaged over recent push calls
-
-    def _pace(self) -> None:
-        """Fairness between writers pushing to one remote, without talking to each other.
-
-        A writer whose push landed at once goes straight on and, pushing again soon, would
-        win again: its push is one round trip, while a writer that lost must fetch, merge and
-        push (three), and loses to it again and again. So each push call first waits a random
-        time that grows with the contention this store saw in its recent pushes (tries beyond
-        the first, averaged): quiet remotes cost nothing, busy ones leave the losers a window.
+    def _ask_to_go_first(self, url: str, remote_refs: dict[str, bytes]) -> str | None:
+        """Create the marker ref ``refs/gitstore/waiting/<time>-<writer>`` on the remote:
+        writers that see a fresh marker of another writer send nothing and wait a moment
+        (for :data:`YIELD_AT_MOST` seconds per push call at most), so the writer that kept
+        losing (a fetch, a merge and a push take longer than a winner's one push) gets a
+        window. A marker counts for :data:`MARKER_LIFE` seconds after the time in its name
+        (a writer that dies leaves one that soon stops counting). It names an object the
+        remote has, so nothing is uploaded. Returns its name, or None if it could not be
+        made (a server that refuses the namespace: the push goes on without).
         """
-        if self._contention > 0.05:
-            time.sleep(random.uniform(0, min(2.0, 0.1 * self._contention)))
+        target = next((sha for ref, sha in sorted(remote_refs.items())
+                       if ref.startswith(VERSIONS)), None)
+        if target is None:
+            return None
+        name = f"{WAITING}{int(time.time())}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            push_refs(self._db().repo, url, lambda refs: {name: target},
+                      generate_pack_data=_no_objects)
+        except RemoteError:
+            return None
+        return name
+
+    def _withdraw(self, url: str, marker: str) -> None:
+        """Delete our marker ref on the remote (best effort: it stops counting anyway)."""
+        zero = b"0" * 40
+        try:
+            push_refs(self._db().repo, url,
+                      lambda refs: {marker: zero} if marker in refs else {},
+                      generate_pack_data=_no_objects)
+        except RemoteError:
+            pass
 
     def _check_tips(self, local: dict[str, bytes]) -> None:
         """Refuse to push a version whose tip is not a readable commit (a damaged or
