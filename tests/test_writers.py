@@ -145,9 +145,3 @@ def writers(tmp_path: Path, served: tuple[Path, str], count: int, entries: int) 
 def test_three_writers_push_after_every_store(tmp_path: Path,
                                               served: tuple[Path, str]) -> None:
     writers(tmp_path, served, 3, 20)
-
-
-@pytest.mark.slow
-def test_six_writers_two_hundred_entries_nobody_starves(tmp_path: Path,
-                                                        served: tuple[Path, str]) -> None:
-    writers(tmp_path, served, 6, 200)
