@@ -9,6 +9,7 @@ import os
 import secrets
 import stat
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from rich.console import Console
 
 from gitstore.errors import (
     GitStoreError,
+    GitStoreWarning,
     InvalidArgumentError,
     PartialFetchWarning,
     StoreLocationError,
@@ -69,7 +71,10 @@ def command(name: str | None = None, parent: typer.Typer = app) -> Callable[[F],
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
-                return fn(*args, **kwargs)
+                with warnings.catch_warnings():  # gitstore's warnings: one line on stderr
+                    warnings.filterwarnings("default", category=GitStoreWarning)
+                    warnings.showwarning = _show_warning
+                    return fn(*args, **kwargs)
             except (typer.Exit, typer.Abort):
                 raise
             except Exception as exc:
@@ -82,6 +87,14 @@ def command(name: str | None = None, parent: typer.Typer = app) -> Callable[[F],
         return fn
 
     return wrap
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: Any = None, line: str | None = None) -> None:
+    if issubclass(category, GitStoreWarning):
+        err.print(f"gitstore: warning: {' '.join(str(message).split())}", markup=False)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -894,8 +907,10 @@ def hooks_run(
     with open_store() as store:
         if hook == "pre-push":
             url = (args or ["", ""])[1] or (args or [""])[0]
+            from gitstore._git.remote import redact
+
             pushed = store.push(url)
-            err.print(f"gitstore: pushed results of {len(pushed)} version(s) to {url}")
+            err.print(f"gitstore: pushed results of {len(pushed)} version(s) to {redact(url)}")
             return
         head = resolve_revision(".", "HEAD")
         remote = config.get("gitstore.remote", "origin")

@@ -36,13 +36,23 @@ exception fits, the class derives from it too, so ``except KeyError`` keeps work
         ├── MergeConflictError           same key and attribute, different bytes (.conflicts)
         ├── RemoteError                  a remote could not be reached or refused (.remote)
         │   ├── NoLfsServerError         the remote has no Git LFS server (.endpoint)
-        │   └── NotFetchedError          a blob a partial fetch left on the remote could not be
-        │                                fetched now (.object_ids, .remote): absent, not corrupt
+        │   ├── NotFetchedError          a blob a partial fetch left on the remote could not be
+        │   │                            fetched now (.object_ids, .remote): absent, not corrupt
+        │   ├── PushRefusedError         the server refused for a reason other than "you are
+        │   │                            behind" (a hook, a size limit, a permission): never
+        │   │                            retried (.refused, .server_message)
+        │   └── CredentialError          no credentials, credentials refused, or a password
+        │                                that would be stored in plain text
         └── LfsObjectMissingError        a Git LFS attribute's content is not here, and no
                                          remote gave it (.oid)
 
-Warnings: PartialFetchWarning (UserWarning): a filter was asked for and the server sent
-everything (it does not allow filters).
+Warnings (``warnings.warn``; not errors)::
+
+    GitStoreWarning (UserWarning)
+    ├── PartialFetchWarning              a filter was asked for and the server sent everything
+    ├── PlaintextCredentialWarning       a remote URL in the store's config holds a password
+    └── NetworkFilesystemWarning         the store is on NFS/Lustre/...: concurrent writers
+                                         from several machines are not supported there
 """
 
 from __future__ import annotations
@@ -54,11 +64,13 @@ __all__ = [
     "ComponentError",
     "ConcurrencyError",
     "CorruptEntryError",
+    "CredentialError",
     "CyclicInputError",
     "DataError",
     "DiskFullError",
     "EntryNotFoundError",
     "GitStoreError",
+    "GitStoreWarning",
     "GraphvizNotFoundError",
     "InvalidArgumentError",
     "InvalidAttributeNameError",
@@ -67,14 +79,17 @@ __all__ = [
     "LossyDataError",
     "MergeConflictError",
     "MissingDependencyError",
+    "NetworkFilesystemWarning",
     "NoLfsServerError",
     "NotFetchedError",
-    "PartialFetchWarning",
     "ParameterError",
     "ParameterFileError",
     "ParameterNameError",
     "ParameterSyntaxError",
     "ParameterTypeError",
+    "PartialFetchWarning",
+    "PlaintextCredentialWarning",
+    "PushRefusedError",
     "QueryError",
     "RemoteError",
     "RenderError",
@@ -307,6 +322,38 @@ class RemoteError(StoreError):
         self.remote = remote
 
 
+class PushRefusedError(RemoteError):
+    """The server refused a push for a reason other than "the remote moved on" (a
+    ``pre-receive`` or ``update`` hook, a size limit, a permission): retrying would only send
+    the same objects again, so it is reported at once. ``refused`` maps each refused ref to the
+    server's status; ``server_message`` is what the server printed (a hook's output)."""
+
+    def __init__(self, message: str, remote: str | None = None,
+                 refused: dict[str, str] | None = None, server_message: str = "") -> None:
+        super().__init__(message, remote)
+        self.refused = dict(refused or {})
+        self.server_message = server_message
+
+
+class CredentialError(RemoteError):
+    """Credentials for a remote are missing or were refused, or a password would be written
+    in plain text into the store's config (the message says what to do instead)."""
+
+
+class GitStoreWarning(UserWarning):
+    """Base class of the warnings gitstore gives."""
+
+
+class PlaintextCredentialWarning(GitStoreWarning):
+    """A remote URL in the store's git config holds a password in plain text."""
+
+
+class NetworkFilesystemWarning(GitStoreWarning):
+    """The store is on a network file system (NFS, Lustre, ...), where the locks that keep
+    concurrent writers on several machines safe are not reliable. Use a store per node on
+    local disk, pushing to a central remote; pass ``network_ok=True`` to silence this."""
+
+
 class NoLfsServerError(RemoteError):
     """The remote has no Git LFS server where git-lfs's rules look for it (``.endpoint``)."""
 
@@ -337,6 +384,6 @@ class NotFetchedError(RemoteError):
         self.object_ids = list(object_ids)
 
 
-class PartialFetchWarning(UserWarning):
+class PartialFetchWarning(GitStoreWarning):
     """A partial fetch was asked for, and the server does not allow filters: everything was
     fetched."""

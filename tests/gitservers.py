@@ -1,8 +1,12 @@
-"""Real git servers on 127.0.0.1 for the remote tests: git daemon and git's smart HTTP."""
+"""Real git servers on 127.0.0.1 for the remote tests: git daemon and git's smart HTTP (served
+by Apache with basic auth, or by Python running ``git http-backend`` as a CGI program)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import tempfile
 import shutil
 import socket
 import subprocess
@@ -50,9 +54,11 @@ def git_daemon(base: Path) -> Iterator[str]:
 
 
 class _HttpBackend(BaseHTTPRequestHandler):
-    """Runs ``git http-backend`` (git's smart HTTP server) as a CGI program."""
+    """Runs ``git http-backend`` (git's smart HTTP server) as a CGI program; with ``users``,
+    every request needs basic auth (as Apache's ``Require valid-user``)."""
 
     base: Path
+    users: dict[str, str] | None = None
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._run()
@@ -63,7 +69,28 @@ class _HttpBackend(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    def _authorized(self) -> str | None:
+        """The user, or None after answering 401."""
+        if self.users is None:
+            return "tester"
+        header = self.headers.get("Authorization", "")
+        if header.startswith("Basic "):
+            try:
+                user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            except ValueError:
+                user, password = "", ""
+            if self.users.get(user) == password and user:
+                return user
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="git"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return None
+
     def _run(self) -> None:
+        user = self._authorized()
+        if user is None:
+            return
         path, _, query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -73,7 +100,7 @@ class _HttpBackend(BaseHTTPRequestHandler):
             "GIT_PROJECT_ROOT": str(self.base), "GIT_HTTP_EXPORT_ALL": "1",
             "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
             "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": "tester", "REMOTE_ADDR": "127.0.0.1",
+            "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": user, "REMOTE_ADDR": "127.0.0.1",
             "GIT_HTTP_RECEIVE_PACK": "1", "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/tmp"),
         }
@@ -111,9 +138,10 @@ class _HttpBackend(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def http_server(base: Path) -> Iterator[str]:
-    """git's smart HTTP protocol (``git http-backend``) for repositories under ``base``."""
-    handler = type("Handler", (_HttpBackend,), {"base": base})
+def http_server(base: Path, users: dict[str, str] | None = None) -> Iterator[str]:
+    """git's smart HTTP protocol (``git http-backend``) for repositories under ``base``,
+    served by Python; ``users`` (``{name: password}``) turns on basic auth."""
+    handler = type("Handler", (_HttpBackend,), {"base": base, "users": users})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -122,6 +150,127 @@ def http_server(base: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
+APACHE_MODULES = "/usr/lib/apache2/modules"
+_APACHE_CONF = """
+ServerRoot "{root}"
+ServerName 127.0.0.1
+Listen 127.0.0.1:{port}
+PidFile "{root}/httpd.pid"
+DefaultRuntimeDir "{root}"
+Mutex file:{root} default
+ErrorLog "{root}/error.log"
+LogLevel warn
+LoadModule mpm_prefork_module {modules}/mod_mpm_prefork.so
+LoadModule authn_core_module {modules}/mod_authn_core.so
+LoadModule authn_file_module {modules}/mod_authn_file.so
+LoadModule auth_basic_module {modules}/mod_auth_basic.so
+LoadModule authz_core_module {modules}/mod_authz_core.so
+LoadModule authz_user_module {modules}/mod_authz_user.so
+LoadModule alias_module {modules}/mod_alias.so
+LoadModule env_module {modules}/mod_env.so
+LoadModule cgi_module {modules}/mod_cgi.so
+StartServers 2
+MinSpareServers 2
+MaxSpareServers 8
+MaxRequestWorkers 32
+Timeout 60
+SetEnv GIT_PROJECT_ROOT "{base}"
+SetEnv GIT_HTTP_EXPORT_ALL 1
+SetEnv GIT_CONFIG_NOSYSTEM 1
+SetEnv HOME "{root}"
+ScriptAlias / "{backend}/"
+<Location />
+    AuthType Basic
+    AuthName "git"
+    AuthUserFile "{root}/htpasswd"
+    Require valid-user
+</Location>
+"""
+
+
+def _git_exec_path() -> str:
+    return subprocess.run([shutil.which("git") or "git", "--exec-path"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def apache_available() -> str | None:
+    """None when :func:`apache_server` can run here, else why not."""
+    if not os.path.exists(APACHE):
+        return "Apache (apache2) is not installed"
+    if not os.path.exists(os.path.join(APACHE_MODULES, "mod_cgi.so")):
+        return f"Apache's modules are not in {APACHE_MODULES}"
+    if not os.path.exists(os.path.join(_git_exec_path(), "git-http-backend")):
+        return "git-http-backend is not installed"
+    if os.geteuid() == 0 and (shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-U", "true"], capture_output=True).returncode != 0):
+        return "running as root, and no user namespace to run Apache unprivileged"
+    return None
+
+
+@contextmanager
+def apache_server(base: Path, users: dict[str, str]) -> Iterator[str]:
+    """Apache (Debian's apache2) serving git's smart HTTP (mod_cgi + ``git http-backend``)
+    for the repositories under ``base``, on 127.0.0.1 at a free port, every request behind
+    basic auth for ``users`` (``{name: password}``, an htpasswd file in ``{SHA}`` form).
+    Unprivileged: its own ServerRoot in a temporary folder; as root (where Apache refuses
+    to serve), inside a user namespace where it is nobody (``unshare -U``) yet still opens
+    root's files. Yields the URL prefix, e.g. ``http://127.0.0.1:PORT/``.
+
+    Raises:
+        RuntimeError: Apache cannot run here (see :func:`apache_available`) or did not start.
+    """
+    why = apache_available()
+    if why is not None:
+        raise RuntimeError(why)
+    root = Path(tempfile.mkdtemp(prefix="gitstore-apache-"))
+    port = free_port()
+    with open(root / "htpasswd", "w") as f:
+        for user, password in users.items():
+            digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+            f.write(f"{user}:{{SHA}}{digest}\n")
+    (root / "httpd.conf").write_text(_APACHE_CONF.format(
+        root=root, port=port, modules=APACHE_MODULES, base=Path(base).absolute(),
+        backend=os.path.join(_git_exec_path(), "git-http-backend")))
+    command = [APACHE, "-f", str(root / "httpd.conf"), "-DFOREGROUND"]
+    if os.geteuid() == 0:
+        command = ["unshare", "-U", *command]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C"}
+    # its own session: Apache's parent, stopping, signals its whole process group
+    with open(root / "stderr.log", "wb") as stderr:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                                start_new_session=True)
+    try:
+        try:
+            wait_for_port(port)
+        except RuntimeError:
+            proc.kill()
+            proc.wait()
+            logs = " ".join((root / name).read_text(errors="replace")
+                            for name in ("stderr.log", "error.log") if (root / name).exists())
+            raise RuntimeError(f"Apache did not start: {logs}") from None
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def authenticated_http(base: Path, users: dict[str, str]) -> Iterator[str]:
+    """Smart HTTP with basic auth: Apache where it can run (:func:`apache_server`), else
+    Python serving ``git http-backend`` (:func:`http_server`) with the same rules."""
+    server = apache_server(base, users) if apache_available() is None else \
+        http_server(base, users)
+    with server as prefix:
+        yield prefix
 
 
 def _pkt(data: bytes) -> bytes:

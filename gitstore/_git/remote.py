@@ -20,9 +20,15 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import GitStoreError, RemoteError, StoreLocationError
+from ..errors import (
+    CredentialError,
+    GitStoreError,
+    PushRefusedError,
+    RemoteError,
+    StoreLocationError,
+)
 from .shared import makedirs
 
 __all__ = ["fetch_objects", "fetch_refs", "link_objects", "local_gitdir", "no_merges", "push_refs"]
@@ -48,7 +54,7 @@ def _translated(url: str) -> Iterator[None]:
     except GitStoreError:  # ours, already typed (a refused ref, a missing version...)
         raise
     except Exception as exc:  # dulwich raises many kinds: socket, HTTP, protocol, OS errors
-        raise RemoteError(redact(f"remote {url}: {type(exc).__name__}: {exc}"), url) from None
+        raise RemoteError(redact(f"remote {url}: {type(exc).__name__}: {exc}"), redact(url)) from None
     finally:
         socket.setdefaulttimeout(previous)
 
@@ -57,6 +63,90 @@ def _client(url: str) -> tuple[Any, str]:
     from dulwich.client import get_transport_and_path
 
     return get_transport_and_path(url)
+
+
+_T = TypeVar("_T")
+
+
+def _http_client(url: str, username: str | None, password: str | None) -> tuple[Any, str]:
+    """dulwich's HTTP client for ``url`` (no user or password in it), with these credentials
+    (its own ``_url_with_auth`` stays unset: the password is in no URL it may print)."""
+    from urllib.parse import urlsplit
+
+    from dulwich.client import Urllib3HttpGitClient
+
+    client = Urllib3HttpGitClient(url, username=username, password=password)
+    pool = client.pool_manager
+    request = pool.request
+
+    def released_on_401(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        # dulwich raises HTTPUnauthorized without releasing the response: its connection
+        # would stay open until the collector finds it
+        response = request(method, url, *args, **kwargs)
+        if response.status in (401, 407):
+            response.drain_conn()
+            response.release_conn()
+        return response
+
+    pool.request = released_on_401  # type: ignore[method-assign]
+    return client, urlsplit(url).path
+
+
+def with_client(url: str, gitdir: str | None, operation: Callable[[Any, str], _T]) -> _T:
+    """Run ``operation(client, path)`` on a client for ``url``, with credentials for HTTP(S)
+    found as git finds them (:mod:`gitstore._git.credentials`): the URL's, then ``~/.netrc``,
+    then, on a 401, git's credential helpers (``git credential fill``; ``approve`` after a
+    success, ``reject`` after a refusal). ``operation`` runs again after a 401 (the server
+    refuses before anything changes). Call inside :func:`_translated`.
+
+    Raises:
+        CredentialError: the server wants credentials and none were found, or refused them.
+    """
+    from urllib.parse import urlsplit
+
+    from dulwich.client import HTTPUnauthorized
+
+    from . import credentials
+
+    def run(client: Any, path: str) -> _T:
+        try:
+            return operation(client, path)
+        finally:  # keep-alive connections (Apache's) are closed, not left to the collector
+            pool = getattr(client, "pool_manager", None)
+            if pool is not None:
+                pool.clear()
+            client.close()
+
+    if urlsplit(url).scheme not in ("http", "https"):
+        return run(*_client(url))
+    clean, user, password = credentials.split_url(url)
+    source = "the URL" if password is not None else None
+    if password is None:
+        found = credentials.from_netrc(urlsplit(clean).hostname or "")
+        if found is not None and (user is None or user == found[0]):
+            user, password, source = found[0] or user, found[1], "~/.netrc"
+    try:
+        return run(*_http_client(clean, user, password))
+    except HTTPUnauthorized:
+        if source is not None:
+            raise CredentialError(f"remote {redact(url)} refused the credentials from "
+                                  f"{source} (user {user or '(none)'})", redact(url)) from None
+    asked = credentials.fill(gitdir, clean, user)
+    if asked is None:
+        raise CredentialError(
+            f"remote {redact(url)} wants credentials, and none were found: configure a git "
+            "credential helper (git config --global credential.helper store; the first "
+            "successful git fetch or push over this URL, or 'git credential approve', saves "
+            "them), or an entry in ~/.netrc", redact(url))
+    try:
+        result = run(*_http_client(clean, asked.username, asked.password))
+    except HTTPUnauthorized:
+        credentials.reject(gitdir, asked)
+        raise CredentialError(f"remote {redact(url)} refused the credentials of user "
+                              f"{asked.username!r} given by git's credential helper (they "
+                              "were rejected there)", redact(url)) from None
+    credentials.approve(gitdir, asked)
+    return result
 
 
 def local_gitdir(url: str) -> str | None:
@@ -348,8 +438,10 @@ def fetch_refs(quarantine: Incoming, repo: Any, url: str, wanted: Callable[[str]
         return [sha for sha in set(chosen.values()) if sha not in repo.object_store]
 
     git = shutil.which("git")
-    with _translated(url):
-        client, path = _client(url)
+
+    def fetch(client: Any, path: str) -> None:
+        chosen.clear()
+        refused.clear()
         if filter_spec is not None:
             _watch_filter(client, filtered if filtered is not None else [])
         if git is None:
@@ -358,6 +450,9 @@ def fetch_refs(quarantine: Incoming, repo: Any, url: str, wanted: Callable[[str]
         else:
             _fetch_with_index_pack(git, quarantine, repo, client, path, determine_wants,
                                    progress, filter_spec=filter_spec)
+
+    with _translated(url):
+        with_client(url, quarantine.gitdir, fetch)
     if refused:
         raise refused[0]
     return chosen
@@ -441,14 +536,17 @@ def fetch_objects(quarantine: Incoming, url: str, ids: list[bytes],
         return wants
 
     git = shutil.which("git")
-    with _translated(url):
-        client, path = _client(url)
+
+    def fetch(client: Any, path: str) -> None:
         if git is None:
             _fetch_with_dulwich(quarantine, None, client, path, determine_wants, progress,
                                 walker=_NoHaves())
         else:
             _fetch_with_index_pack(git, quarantine, None, client, path, determine_wants,
                                    progress, walker=_NoHaves())
+
+    with _translated(url):  # credentials as for any fetch (URL, ~/.netrc, git's helpers)
+        with_client(url, quarantine.gitdir, fetch)
     store = quarantine.store()
     missing, wrong = [], []
     for sha in wants:
@@ -832,16 +930,46 @@ def _check_loose(path: str, hex_id: str) -> None:
         raise RemoteError(f"the remote's object {hex_id} {problem}")
 
 
+#: ref statuses (git's receive-pack, dulwich, our path push) that mean "the remote moved on
+#: since you read it": fetch, merge and push again. Anything else is a refusal.
+_BEHIND = ("non-fast-forward", "fetch first", "stale info", "the remote ref moved")
+#: what receive-pack prints (``rp_error``) when a ref moved between its advertisement and
+#: the update ("failed to update ref" also covers a permission error on the server's disk)
+_RACE_TEXT = ("but expected", "reference already exists", "unable to resolve reference")
+
+
+def is_behind(status: str, server_message: str = "") -> bool:
+    """Whether a refused ref's ``status`` means only that the remote moved on."""
+    if status.startswith(_BEHIND):
+        return True
+    return status.startswith(("failed to update ref", "failed to lock")) and \
+        any(text in server_message for text in _RACE_TEXT)
+
+
+def printable(data: bytes, limit: int = 2000) -> str:
+    """What a remote printed, as one bounded line of printable text (it is untrusted)."""
+    text = data.decode("utf-8", "replace")
+    text = "".join(c if c.isprintable() else " " for c in text.replace("\n", " | "))
+    text = " ".join(text.split()).strip(" |")
+    return redact(text if len(text) <= limit else text[:limit] + "...")
+
+
 def push_refs(repo: Any, url: str, decide: Callable[[dict[str, bytes]], dict[str, bytes]],
               progress: Callable[[bytes], None] | None = None,
               generate_pack_data: Any = None) -> dict[str, str | None]:
     """Push: ``decide(remote refs)`` returns ``{ref: new id}`` to send. Returns
-    ``{ref: error or None}`` for each ref sent (an error: the remote refused that update).
+    ``{ref: None}`` for each ref updated and ``{ref: status}`` for each the remote refused
+    only because it moved on (see :func:`is_behind`).
 
     Raises:
-        RemoteError: the remote cannot be reached, or refused the whole push.
+        PushRefusedError: the server refused for another reason (a hook, a size limit, a
+            permission), with what the server printed.
+        RemoteError: the remote cannot be reached.
     """
+    from dulwich.errors import SendPackError
+
     sent: dict[str, bytes] = {}
+    said: list[bytes] = []
 
     def update_refs(refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
         current = {k.decode(): v for k, v in refs.items()}
@@ -851,10 +979,41 @@ def push_refs(repo: Any, url: str, decide: Callable[[dict[str, bytes]], dict[str
             new[name.encode()] = sha
         return new
 
+    def heard(data: bytes) -> None:
+        if sum(map(len, said)) < 65536:  # bounded: a remote may say anything, at length
+            said.append(data)
+        if progress is not None:
+            progress(data)
+
+    def send(client: Any, path: str) -> Any:
+        sent.clear()
+        said.clear()
+        return client.send_pack(path, update_refs,
+                                generate_pack_data=generate_pack_data or repo.generate_pack_data,
+                                progress=heard)
+
     with _translated(url):
-        client, path = _client(url)
-        result = client.send_pack(path, update_refs,
-                                  generate_pack_data=generate_pack_data or repo.generate_pack_data,
-                                  progress=progress)
+        try:
+            result = with_client(url, repo.controldir(), send)
+        except SendPackError as exc:
+            # the server could not (or would not) take the pack: a size limit
+            # (receive.maxInputSize), a quota, a damaged upload; never "behind"
+            message = printable(b"".join(said))
+            raise PushRefusedError(
+                f"remote {redact(url)} refused the pack: {printable(str(exc).encode())}"
+                + (f"; the server said: {message}" if message else ""), redact(url),
+                {ref: "pack refused" for ref in sent}, message) from None
     status = getattr(result, "ref_status", None) or {}
-    return {name: (status.get(name.encode()) or None) for name in sent}
+    out = {name: (status.get(name.encode()) or None) for name in sent}
+    message = printable(b"".join(said))
+    refused = {ref: error for ref, error in out.items()
+               if error is not None and not is_behind(error, message)}
+    if refused:
+        raise PushRefusedError(
+            f"remote {redact(url)} refused the push ("
+            + "; ".join(f"{ref}: {printable(why.encode(), 200)}"
+                        for ref, why in sorted(refused.items()))
+            + ")" + (f"; the server said: {message}" if message else "")
+            + " (not retried: the remote did not move on, it said no)", redact(url),
+            refused, message)
+    return out

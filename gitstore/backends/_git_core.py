@@ -20,6 +20,7 @@ import os
 import shutil
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -69,6 +70,7 @@ from ..errors import (
     GitStoreError,
     InvalidArgumentError,
     NotFetchedError,
+    NetworkFilesystemWarning,
     StoreError,
     StoreLocationError,
 )
@@ -148,6 +150,8 @@ class GitCore(AbstractDataStore):
             (see :mod:`gitstore._git.lfs`); None stores every attribute in git. By default,
             the store's git config ``gitstore.lfsThreshold`` (bytes, ``k``/``m``/``g``
             suffixes, or ``off``), else :data:`~gitstore._git.lfs.LFS_THRESHOLD` (8 MiB).
+        network_ok: do not warn that the store is on a network file system (NFS, Lustre...),
+            where writers on several machines at once are not supported.
 
     Raises:
         StoreLocationError: ``path`` is a file, a non-empty directory that is not a git
@@ -166,10 +170,13 @@ class GitCore(AbstractDataStore):
         author: str = "gitstore <gitstore@localhost>",
         create: bool = True,
         lfs_threshold: int | None | str = "config",
+        network_ok: bool = False,
     ) -> None:
         super().__init__(allow_pickle=allow_pickle)
         self.path = Path(path).absolute()
         self.gitdir = self._open_or_create(create)
+        self.network_ok = network_ok
+        _warn_if_network(self.gitdir, network_ok)
         self.author = author.encode()
         # core.sharedRepository: modes for what we create, as git gives them (None: umask)
         self._shared_perm: Adjust | None = shared_adjuster(self.gitdir)
@@ -1293,6 +1300,23 @@ def _lfs_threshold(gitdir: str) -> int | None:
     scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(raw[-1:], 1)
     digits = raw[:-1] if scale > 1 else raw
     return int(digits) * scale if digits.isdigit() else LFS_THRESHOLD
+
+
+def _warn_if_network(gitdir: str, network_ok: bool) -> None:
+    """Warn (NetworkFilesystemWarning) when the store is on NFS, Lustre or another network
+    file system, unless ``network_ok`` or ``GITSTORE_NETWORK_OK=1``."""
+    if network_ok or os.environ.get("GITSTORE_NETWORK_OK", "") not in ("", "0"):
+        return
+    from .._git.filesystem import network_filesystem
+
+    kind = network_filesystem(gitdir)
+    if kind is not None:
+        warnings.warn(NetworkFilesystemWarning(
+            f"the store {gitdir} is on a network file system ({kind}): writers on several "
+            "machines at once are not supported there (locks and renames are not reliable "
+            "across clients). Use a store per node on local disk, each pushing to a central "
+            "remote; one machine writing is fine (network_ok=True or GITSTORE_NETWORK_OK=1 "
+            "silences this)"), stacklevel=4)
 
 
 def show_value(value: Any) -> Any:

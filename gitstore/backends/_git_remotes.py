@@ -6,6 +6,7 @@ import hashlib
 import os
 import random
 import re
+import secrets
 import shutil
 import subprocess
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from .._git import credentials
 from .._git.connectivity import check_connected
 from .._git.lfs import LfsClient, Pointer, endpoint_for, link_into, pointers_in
 from .._git.layout import (
@@ -45,12 +47,14 @@ from .._git.remote import (
 from ..errors import (
     ConcurrencyError,
     CorruptEntryError,
+    CredentialError,
     EntryNotFoundError,
     LfsObjectMissingError,
     MergeConflictError,
     NoLfsServerError,
     NotFetchedError,
     PartialFetchWarning,
+    PlaintextCredentialWarning,
     RemoteError,
     StoreError,
 )
@@ -74,6 +78,31 @@ def _limit(filter_spec: str) -> int:
     scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(number[-1:], 1)
     return int(number.rstrip("kmg")) * scale
 
+#: markers of writers asking the others to let them through (see ``_ask_to_go_first``)
+WAITING = f"{NAMESPACE}/waiting/"
+#: refused pushes in a row after which a writer asks the others to let it through
+ASK_AFTER = 3
+#: seconds a marker counts, after the time in its name
+MARKER_LIFE = 60.0
+#: seconds one push call lets others through, at most
+YIELD_AT_MOST = 30.0
+
+
+def _no_objects(*args: Any, **kwargs: Any) -> tuple[int, Iterator[Any]]:
+    """An empty pack: a marker names an object the remote has (which we may lack)."""
+    return 0, iter([])
+
+
+def _others_waiting(remote_refs: dict[str, bytes]) -> bool:
+    """Whether the remote holds a fresh marker of a writer asking to go first."""
+    now = time.time()
+    for ref in remote_refs:
+        if ref.startswith(WAITING):
+            stamp = ref[len(WAITING):].split("-", 1)[0]
+            if stamp.isdigit() and -MARKER_LIFE < now - int(stamp) < MARKER_LIFE:
+                return True
+    return False
+
 
 class RemotesMixin(GitCore):
     """The remote operations of :class:`~gitstore.GitDataStore`."""
@@ -81,9 +110,16 @@ class RemotesMixin(GitCore):
     def remote_add(self, name: str, url: str) -> None:
         """Remember a remote (a git URL or path) under ``name``, in the store's git config.
 
+        A password in the URL (``https://user:password@host/...``) is never written there:
+        it is handed to the configured git credential helper (``git credential approve``)
+        and the URL is stored without it (``https://user@host/...``); with no helper
+        configured, the remote is refused with advice.
+
         Raises:
             StoreError: the name is not ``[A-Za-z0-9._-]+`` or is taken; the URL is not a
                 string, is empty, or holds a control character (a newline, NUL...).
+            CredentialError: the URL holds a password and no credential helper is
+                configured to keep it.
         """
         if not isinstance(url, str) or not url or \
                 any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
@@ -93,14 +129,29 @@ class RemotesMixin(GitCore):
                 f"{NAMESPACE}/remotes/{name}/versions") is not None:
             raise StoreError(f"remote names are letters, digits, '.', '_' and '-' (not "
                              f"beginning with '.', no '..', not ending with '.lock'): {name!r}")
-        if name in self.remotes():
+        if name in self._remote_urls():
             raise StoreError(f"remote {name!r} exists already")
+        if credentials.has_password(url):
+            if not credentials.store_password(self.gitdir, url):
+                raise CredentialError(
+                    f"remote {name!r}: the URL holds a password, which gitstore does not write "
+                    "in plain text into the store's config. Configure a git credential helper "
+                    "(git config --global credential.helper store, or cache, or your system's "
+                    "keychain) and add the remote again: the password goes to the helper; or "
+                    "put it in ~/.netrc; or add the URL without it: "
+                    f"{credentials.strip_password(url)}", redact(url))
+            url = credentials.strip_password(url)
         config = self._db().repo.get_config()
         config.set((b"remote", name.encode()), b"url", url.encode())
         config.write_to_path()
 
     def remotes(self) -> dict[str, str]:
-        """``{name: url}`` of the remotes added with :meth:`remote_add`."""
+        """``{name: url}`` of the remotes added with :meth:`remote_add`, passwords masked
+        (``https://user:***@host/...``, should an older config hold one)."""
+        return {name: _masked(url) for name, url in self._remote_urls().items()}
+
+    def _remote_urls(self) -> dict[str, str]:
+        """``{name: url}`` as configured (a password included: never show these)."""
         from dulwich.repo import Repo
 
         with Repo(self.gitdir) as repo:  # fresh: another process may have changed it
@@ -112,7 +163,17 @@ class RemotesMixin(GitCore):
                         out[section[1].decode()] = config.get(section, b"url").decode()
                     except KeyError:
                         continue
-            return out
+        plain = sorted(name for name, url in out.items() if credentials.has_password(url))
+        if plain and not self._warned_plaintext:
+            self._warned_plaintext = True
+            warnings.warn(PlaintextCredentialWarning(
+                f"the store's config ({os.path.join(self.gitdir, 'config')}) holds the "
+                f"password of remote(s) {', '.join(plain)} in plain text: remove the remote "
+                "and add it again (its password then goes to a git credential helper)"),
+                stacklevel=3)
+        return out
+
+    _warned_plaintext = False
 
     def remote_remove(self, name: str) -> None:
         """Forget a remote and its remote-tracking refs.
@@ -120,7 +181,7 @@ class RemotesMixin(GitCore):
         Raises:
             StoreError: no such remote.
         """
-        if name not in self.remotes():
+        if name not in self._remote_urls():
             raise StoreError(f"no remote {name!r}")
         repo = self._db().repo
         config = repo.get_config()
@@ -132,10 +193,11 @@ class RemotesMixin(GitCore):
 
     def _url(self, remote: str) -> tuple[str, str]:
         """(url, tracking name) of a remote name, URL or path."""
-        known = self.remotes()
+        known = self._remote_urls()
         if remote in known:
             return known[remote], remote
-        return remote, "url-" + hashlib.sha1(remote.encode()).hexdigest()[:12]
+        return remote, "url-" + hashlib.sha1(
+            credentials.strip_password(remote).encode()).hexdigest()[:12]
 
     def fetch(self, remote: str, versions: list[str] | None = None,
               progress: Callable[[bytes], None] | None = None,
@@ -188,12 +250,12 @@ class RemotesMixin(GitCore):
                     f"remote {redact(remote)} has refs gitstore refuses (nothing was fetched): "
                     + "; ".join(f"{ref!r}: {why}" for ref, why in bad.items())
                     + (" (pull the good versions by name)" if wanted_refs is None else ""),
-                    url)
+                    redact(url))
             if versions:
                 missing = sorted(set(versions) - {version_of_ref(r) for r in found})
                 if missing:
                     raise EntryNotFoundError(
-                        f"remote {remote} has no version {', '.join(missing)}")
+                        f"remote {redact(remote)} has no version {', '.join(missing)}")
 
         remote_dir = local_gitdir(url)
         with ExitStack() as gate, incoming(self.gitdir, self._shared_perm) as quarantine:
@@ -321,7 +383,7 @@ class RemotesMixin(GitCore):
         if getattr(self._local, "no_fetch", False):
             raise NotFetchedError(f"blob(s) {shown} not fetched (promised by "
                                   f"{', '.join(promisors)})", [s.decode() for s in wanted])
-        known = self.remotes()
+        known = self._remote_urls()  # as configured: never shown
         problems = []
         for name in promisors:
             url = known.get(name)
@@ -402,20 +464,26 @@ class RemotesMixin(GitCore):
                 merged[v] = self._merge_in(ref_for_version(v), sha.encode(), remote, prefer)
             except CorruptEntryError as exc:  # what was fetched is checked: ours is damaged
                 raise CorruptEntryError(
-                    f"local version {v} is damaged, {remote} was not merged into it "
+                    f"local version {v} is damaged, {redact(remote)} was not merged into it "
                     f"({exc}); verify names the damage, prune removes the version"
                     + (f" (merged before it: {', '.join(merged)})" if merged else "")
                 ) from None
         return merged
 
     def push(self, remote: str, versions: list[str] | None = None, prefer: str | None = None,
-             attempts: int = 20, progress: Callable[[bytes], None] | None = None
-             ) -> dict[str, str]:
+             attempts: int | None = None, progress: Callable[[bytes], None] | None = None,
+             timeout: float = 1800.0) -> dict[str, str]:
         """Push local versions (all, or these) to the remote's same refs.
 
         When the remote moved on (another machine pushed), its history is fetched and merged
-        (as :meth:`pull` does) and the push retried, up to ``attempts`` times. Returns
-        ``{version: commit id now on the remote}``.
+        (as :meth:`pull` does) and the push retried at once, until it lands. Many writers
+        pushing to one remote all get through: a writer refused :data:`ASK_AFTER` times in
+        a row asks the others, through a marker ref on the remote, to let it through (see
+        :meth:`_ask_to_go_first`). Returns ``{version: commit id now on the remote}``.
+
+        Args:
+            attempts: give up after this many tries (None: no limit, only ``timeout``).
+            timeout: give up after this many seconds of the remote moving on.
 
         Git LFS objects the pushed history holds go first, through the LFS batch API (objects
         the server has are skipped), then the git pack: the remote never holds a pointer
@@ -423,7 +491,9 @@ class RemotesMixin(GitCore):
         ``lfs/objects``.
 
         Raises:
-            RemoteError: unreachable, or still refused after ``attempts`` tries.
+            PushRefusedError: the server refused for another reason (a hook, a size limit, a
+                permission): reported at once with the server's message, never retried.
+            RemoteError: unreachable, or still moving on after ``attempts`` or ``timeout``.
             NoLfsServerError: there are LFS objects to push and the remote has no LFS server
                 (nothing was pushed).
             LfsObjectMissingError: the content of an LFS object to push is not here, and no
@@ -433,44 +503,114 @@ class RemotesMixin(GitCore):
         url, _tracking = self._url(remote)
         repo = self._db().repo
         refs = [ref_for_version(v) for v in versions] if versions else self._version_refs()
-        known = self.remotes()
+        known = self._remote_urls()
         if self._is_partial() and url not in {known.get(n) for n in self.promisors()}:
             # a partial store pushing elsewhere: what its promisors still hold comes first
             # (the other remote cannot be promised blobs it was never given)
             self._fetch_promised(self._absent_blobs(refs))
-        for attempt in range(attempts):
-            local = {ref: sha for ref in refs if (sha := self._refs.read(ref)) is not None}
-            self._check_tips(local)
-            self._lfs_push(remote, url, _tracking, local)
-            behind: set[str] = set()
+        remote_dir = local_gitdir(url)
+        started = time.monotonic()
+        attempt = 0
+        marker: str | None = None  # ours, while we ask the others to let us through
+        asked_at = 0.0
+        yielded = 0.0
+        try:
+            while True:
+                attempt += 1
+                local = {ref: sha for ref in refs if (sha := self._refs.read(ref)) is not None}
+                self._check_tips(local)
+                self._lfs_push(remote, url, _tracking, local)
+                behind: set[str] = set()
+                let_through: list[bool] = []
+                seen: dict[str, bytes] = {}
 
-            def decide(remote_refs: dict[str, bytes]) -> dict[str, bytes]:
-                send = {}
-                for ref, sha in local.items():
-                    theirs = remote_refs.get(ref)
-                    if theirs == sha:
-                        continue
-                    if theirs is None or (theirs in repo.object_store and
-                                          is_ancestor(repo, theirs, sha)):
-                        send[ref] = sha
-                    else:
-                        behind.add(ref)
-                return send
+                def decide(remote_refs: dict[str, bytes]) -> dict[str, bytes]:
+                    seen.update(remote_refs)
+                    if marker is None and yielded < YIELD_AT_MOST and \
+                            _others_waiting(remote_refs):
+                        let_through.append(True)  # send nothing this time
+                        return {}
+                    send = {}
+                    for ref, sha in local.items():
+                        theirs = remote_refs.get(ref)
+                        if theirs == sha:
+                            continue
+                        if theirs is None or (theirs in repo.object_store and
+                                              is_ancestor(repo, theirs, sha)):
+                            send[ref] = sha
+                        elif theirs in repo.object_store and is_ancestor(repo, sha, theirs):
+                            continue  # the remote has ours already (merged by another writer)
+                        else:
+                            behind.add(ref)
+                    return send
 
-            remote_dir = local_gitdir(url)
-            if remote_dir is not None:
-                status = self._push_local(remote_dir, local, repo)
-            else:
-                status = push_refs(repo, url, decide, progress,
-                                   generate_pack_data(self._db()))
-            behind |= {ref for ref, error in status.items() if error}
-            if not behind:
-                self._lfs_remember_pushed(_tracking, local.values())
-                return {version_of_ref(r): s.decode() for r, s in local.items()}
-            self.pull(remote, None, prefer) if len(behind) > 1 else \
-                self.pull(remote, version_of_ref(next(iter(behind))), prefer)
-            time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # let the other writer finish
-        raise RemoteError(f"push to {redact(remote)} kept being refused ({attempts} attempts)", url)
+                if remote_dir is not None:  # on this machine: under its locks, no contention
+                    status = self._push_local(remote_dir, local, repo)
+                else:
+                    status = push_refs(repo, url, decide, progress,
+                                       generate_pack_data(self._db()))
+                if let_through:
+                    pause = random.uniform(0.05, 0.25)
+                    time.sleep(pause)
+                    yielded += pause
+                    attempt -= 1
+                    continue
+                behind |= {ref for ref, error in status.items() if error}
+                if not behind:
+                    self._lfs_remember_pushed(_tracking, local.values())
+                    return {version_of_ref(r): s.decode() for r, s in local.items()}
+                if (attempts is not None and attempt >= attempts) or \
+                        time.monotonic() - started > timeout:
+                    raise RemoteError(
+                        f"push to {redact(remote)}: the remote kept moving on ({attempt} "
+                        f"attempts in {time.monotonic() - started:.0f} s)", redact(url))
+                if remote_dir is None and attempt >= ASK_AFTER and \
+                        time.time() - asked_at > MARKER_LIFE / 2:
+                    # ask (again: a marker counts for MARKER_LIFE seconds only)
+                    old, marker = marker, self._ask_to_go_first(url, seen)
+                    asked_at = time.time()
+                    if old is not None:
+                        self._withdraw(url, old)
+                try:
+                    self.pull(remote, None, prefer) if len(behind) > 1 else \
+                        self.pull(remote, version_of_ref(next(iter(behind))), prefer)
+                except EntryNotFoundError:
+                    pass  # the remote's ref went away meanwhile: the next try creates it
+        finally:
+            if marker is not None:
+                self._withdraw(url, marker)
+
+    def _ask_to_go_first(self, url: str, remote_refs: dict[str, bytes]) -> str | None:
+        """Create the marker ref ``refs/gitstore/waiting/<time>-<writer>`` on the remote:
+        writers that see a fresh marker of another writer send nothing and wait a moment
+        (for :data:`YIELD_AT_MOST` seconds per push call at most), so the writer that kept
+        losing (a fetch, a merge and a push take longer than a winner's one push) gets a
+        window. A marker counts for :data:`MARKER_LIFE` seconds after the time in its name
+        (a writer that dies leaves one that soon stops counting). It names an object the
+        remote has, so nothing is uploaded. Returns its name, or None if it could not be
+        made (a server that refuses the namespace: the push goes on without).
+        """
+        target = next((sha for ref, sha in sorted(remote_refs.items())
+                       if ref.startswith(VERSIONS)), None)
+        if target is None:
+            return None
+        name = f"{WAITING}{int(time.time())}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            push_refs(self._db().repo, url, lambda refs: {name: target},
+                      generate_pack_data=_no_objects)
+        except RemoteError:
+            return None
+        return name
+
+    def _withdraw(self, url: str, marker: str) -> None:
+        """Delete our marker ref on the remote (best effort: it stops counting anyway)."""
+        zero = b"0" * 40
+        try:
+            push_refs(self._db().repo, url,
+                      lambda refs: {marker: zero} if marker in refs else {},
+                      generate_pack_data=_no_objects)
+        except RemoteError:
+            pass
 
     # --- Git LFS objects ---------------------------------------------------------------------
 
@@ -677,7 +817,7 @@ class RemotesMixin(GitCore):
                 tree = _EMPTY_TREE
                 objects.append((2, b""))
             version = version_of_ref(ref)
-            message = (f"merge {remote} into version {version}\n\n"
+            message = (f"merge {redact(remote)} into version {version}\n\n"
                        f"Gitstore-Version: {version}\n")
             raw = self._commit_bytes(tree, ours, message, [theirs])
             commit_id = object_id(COMMIT, raw)
@@ -712,6 +852,16 @@ def _their_gate(gitdir: str) -> Iterator[None]:
             held.__exit__(None, None, None)
     finally:
         gate.close()
+
+
+def _masked(url: str) -> str:
+    """``url`` with its password (if any) shown as ``***``."""
+    if not credentials.has_password(url):
+        return url
+    stripped = credentials.strip_password(url)
+    scheme, _, rest = stripped.partition("://")
+    user, at, host = rest.partition("@")
+    return f"{scheme}://{user}:***@{host}" if at else f"{scheme}://***@{rest}"
 
 
 def _conflict_name(path: str) -> str:

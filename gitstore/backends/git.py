@@ -36,6 +36,8 @@ class GitDataStore(RemotesMixin, RevisionsMixin, MaintenanceMixin, GitCore):
         author: ``"Name <email>"`` recorded in commits.
         create: create the repository if it does not exist.
         lfs_threshold: see :class:`~gitstore.backends._git_core.GitCore` (Git LFS objects).
+        network_ok: do not warn that the store is on a network file system (NFS, Lustre...),
+            where writers on several machines at once are not supported.
 
     Raises:
         StoreLocationError: ``path`` is a file, a non-empty directory that is not a git
@@ -59,10 +61,10 @@ class GitDataStore(RemotesMixin, RevisionsMixin, MaintenanceMixin, GitCore):
         joblib, Dask) reopens the store; caches, locks, open packs and a batch in progress stay
         here."""
         return (_reopen, (type(self), str(self.path), self.allow_pickle, self.author.decode(),
-                          self.lfs_threshold))
+                          self.lfs_threshold, self.network_ok))
 
 
 def _reopen(cls: type[GitDataStore], path: str, allow_pickle: bool, author: str,
-            lfs_threshold: int | None = None) -> GitDataStore:
+            lfs_threshold: int | None = None, network_ok: bool = False) -> GitDataStore:
     return cls(path, allow_pickle=allow_pickle, author=author, create=False,
-               lfs_threshold=lfs_threshold)
+               lfs_threshold=lfs_threshold, network_ok=network_ok)
