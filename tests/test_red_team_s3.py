@@ -111,3 +111,27 @@ def test_netcdf_of_a_large_sparse_looking_dataset_still_round_trips(tmp_path: Pa
     assert codec.name == "netcdf"
     back = decode_bytes(codec, data)
     assert back.identical(value)
+
+
+# --- the results browser -------------------------------------------------------------------
+
+def test_sweep_sorted_by_a_column_of_integers_too_large_for_a_float(tmp_path: Path) -> None:
+    """A parameter of 400 digits is a valid key; sorting the sweep by it raised
+    OverflowError (float(10**400)) and the page was a 500."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("jinja2")
+    from components import SimpleComponent
+
+    from gitstore import GitDataStore
+    from gitstore.ui.app import Browser
+
+    store = GitDataStore(tmp_path / "store")
+    for n in (10**400, -10**400, 3, 2.5, float("nan")):
+        store.store(SimpleComponent({"n": n}), "result", {"score": 1.0})
+    browser = Browser(tmp_path / "store", tmp_path)
+    for desc in ("", "1"):
+        found = browser.sweep({"type": "components.SimpleComponent", "sort": "p:n",
+                               "desc": desc})
+        shown = [r["params"]["n"] for r in found["sweep"] if r["params"]["n"] == r["params"]["n"]]
+        numbers = [-10**400, 2.5, 3, 10**400]
+        assert shown == (numbers[::-1] if desc else numbers)

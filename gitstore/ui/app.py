@@ -139,13 +139,15 @@ def cell(value: Any) -> str:
     return show(value)
 
 
-def _order(value: Any) -> tuple[int, float, str]:
-    """Sort key: numbers by value (NaN last among them), then text, then missing."""
+def _order(value: Any) -> tuple[int, float | int, str]:
+    """Sort key: numbers by value (NaN last among them), then text, then missing. An int is
+    compared as itself (one too large for a float, 10**400, sorts where it belongs)."""
     if value is None:
         return (3, 0.0, "")
-    if isinstance(value, (bool, int, float)):
-        number = float(value)
-        return (1, 0.0, "") if math.isnan(number) else (0, number, "")
+    if isinstance(value, (bool, int)):
+        return (0, int(value), "")
+    if isinstance(value, float):
+        return (1, 0.0, "") if math.isnan(value) else (0, value, "")
     return (2, 0.0, show(value))
 
 
