@@ -135,3 +135,26 @@ def test_sweep_sorted_by_a_column_of_integers_too_large_for_a_float(tmp_path: Pa
         shown = [r["params"]["n"] for r in found["sweep"] if r["params"]["n"] == r["params"]["n"]]
         numbers = [-10**400, 2.5, 3, 10**400]
         assert shown == (numbers[::-1] if desc else numbers)
+
+
+def test_plot_of_a_json_list_with_an_int_too_large_for_a_float(tmp_path: Path) -> None:
+    """[10**400, 1] was offered as a line plot, and drawing it raised OverflowError (500)."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("jinja2")
+    from components import SimpleComponent
+
+    from gitstore import GitDataStore
+    from gitstore.errors import InvalidArgumentError
+    from gitstore.ui.app import Browser
+
+    store = GitDataStore(tmp_path / "store")
+    c = SimpleComponent({"n": 1})
+    store.store(c, "big", [10**400, 1])
+    store.store(c, "fine", [1, 2.5])
+    browser = Browser(tmp_path / "store", tmp_path)
+    (entry,) = [e for e, _ in browser.store.entries_sized()]
+    plots = {p["name"]: p["plots"] for p in browser.previews(entry)}
+    assert plots["big"] == [] and plots["fine"]
+    with pytest.raises(InvalidArgumentError):
+        browser.plot(entry, "big", "")
+    assert browser.plot(entry, "fine", "")[1] == "image/svg+xml"

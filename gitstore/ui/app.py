@@ -157,7 +157,11 @@ def _is_scalar(value: Any) -> bool:
 
 def _numeric_list(value: Any) -> bool:
     return (isinstance(value, (list, tuple)) and len(value) >= 2 and
-            all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+            all(isinstance(v, (int, float)) and not isinstance(v, bool) and
+                (isinstance(v, float) or -_FLOAT_INT < v < _FLOAT_INT) for v in value))
+
+
+_FLOAT_INT = 2**1023  # ints below this convert to a float (10**400 does not: OverflowError)
 
 
 # --- the app --------------------------------------------------------------------------------------
