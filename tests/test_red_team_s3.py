@@ -7,6 +7,8 @@ real libraries, no mocks.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +160,72 @@ def test_plot_of_a_json_list_with_an_int_too_large_for_a_float(tmp_path: Path) -
     with pytest.raises(InvalidArgumentError):
         browser.plot(entry, "big", "")
     assert browser.plot(entry, "fine", "")[1] == "image/svg+xml"
+
+
+def _forge_record(repo: Path, sizes: dict[str, int]) -> None:
+    """Rewrite, in a bare store, every component.yaml's ``attributes`` record to claim
+    ``sizes`` (as a hostile remote can: the record is plain text in its trees)."""
+    from conftest import git
+
+    from gitstore import _yaml
+
+    for ref in git("--git-dir", str(repo), "for-each-ref", "--format=%(refname)",
+                   "refs/").split():
+        if "/versions/" not in ref and not ref.startswith("refs/heads/"):
+            continue
+        index = repo / "forge.index"
+        env_git = ["--git-dir", str(repo)]
+        os.environ["GIT_INDEX_FILE"] = str(index)
+        try:
+            git(*env_git, "read-tree", ref)
+            for line in git(*env_git, "ls-files", "-s").splitlines():
+                meta, path = line.split("\t", 1)
+                if not path.endswith("component.yaml"):
+                    continue
+                blob = meta.split()[1]
+                description = _yaml.load(git(*env_git, "cat-file", "blob", blob))
+                for name, size in sizes.items():
+                    description["attributes"][name]["size"] = size
+                new = subprocess.run(["git", *env_git, "hash-object", "-w", "--stdin"],
+                                     input=_yaml.dump(description).encode(),
+                                     capture_output=True, check=True).stdout.decode().strip()
+                git(*env_git, "update-index", "--cacheinfo", f"100644,{new},{path}")
+            tree = git(*env_git, "write-tree").strip()
+        finally:
+            del os.environ["GIT_INDEX_FILE"]
+        commit = git(*env_git, "commit-tree", tree, "-p", ref, "-m", "forged").strip()
+        git(*env_git, "update-ref", ref, commit)
+
+
+def test_browser_does_not_trust_a_remote_record_of_a_small_size(tmp_path: Path) -> None:
+    """In a partial store the browser judged an absent blob by the size component.yaml
+    records (the remote's word): a 300 kB JSON recorded as 10 bytes was fetched and decoded
+    as a 'small' scalar result. It is now judged by its own size once it is here."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("jinja2")
+    from components import SimpleComponent
+    from conftest import git
+    from gitservers import git_daemon
+
+    from gitstore import GitDataStore
+    from gitstore.ui.app import Browser
+
+    served = tmp_path / "served"
+    served.mkdir()
+    with GitDataStore(served / "results.git") as theirs:
+        c = SimpleComponent({"n": 1}, version="v1")
+        theirs.store(c, "liar", {"a": 1.5, "pad": "x" * 300_000})
+        theirs.store(c, "honest", {"b": 2.5, "pad": "y" * 5_000})
+    git("-C", str(served / "results.git"), "config", "uploadpack.allowFilter", "true")
+    _forge_record(served / "results.git", {"liar": 10})
+    with git_daemon(served) as prefix, GitDataStore(tmp_path / "ours") as ours:
+        ours.remote_add("origin", prefix + "results.git")
+        ours.pull("origin", filter="blob:limit=1k")
+        browser = Browser(tmp_path / "ours", tmp_path)
+        (entry,) = [e for e, _ in browser.store.entries_sized()]
+        assert browser.store.attributes(entry)["liar"]["size"] == 10  # the remote's claim
+        scalars = browser.scalars(entry)
+        assert "honest.b" in scalars  # an absent small blob is still fetched and shown
+        assert "liar.a" not in scalars
+        previews = {p["name"]: p for p in browser.previews(entry)}
+        assert previews["liar"]["size"] > 300_000  # its own size, once here

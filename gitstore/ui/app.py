@@ -245,12 +245,39 @@ class Browser:
                 "problems": problems, "filters": {"type": type_, "version": version, "rev": rev,
                                                   "where": where}}
 
+    def own_size(self, entry: Entry, name: str, info: dict[str, Any], limit: int
+                 ) -> int | None:
+        """The attribute's size, when it is at most ``limit`` and is its own: an object not
+        fetched yet (a partial store) has only the size its ``component.yaml`` records, a
+        remote's word; when that claims at most ``limit``, the object is fetched (not read)
+        and measured here. None: over the limit, unknown, or it could not be fetched.
+
+        Raises:
+            nothing: a fetch that fails is None (the page says the attribute is not read).
+        """
+        size = info["size"]
+        if size is None or size > limit:
+            return None
+        sha = str(info["id"]).encode()
+        present = getattr(self.store, "_present", None)
+        if present is None or present(sha):
+            return int(size)
+        try:
+            self.store._fetch_promised([sha])
+            if not present(sha):
+                return None
+            size = self.store.attributes(entry)[name]["size"]
+        except (GitStoreError, KeyError):
+            return None
+        return None if size is None or size > limit else int(size)
+
     def scalars(self, entry: Entry) -> dict[str, Any]:
         """Scalar results of an entry: small JSON or .npy attributes that hold a number, a
         short text or a boolean, and the scalar fields of small JSON objects."""
         out: dict[str, Any] = {}
         for name, info in self.store.attributes(entry).items():
-            if info["codec"] not in ("json", "npy") or (info["size"] or 0) > SCALAR_LIMIT:
+            if info["codec"] not in ("json", "npy") or \
+                    self.own_size(entry, name, info, SCALAR_LIMIT) is None:
                 continue
             try:
                 value = self.store.read(entry.key, name)
@@ -277,9 +304,13 @@ class Browser:
             if info["codec"] not in ("npy", "json", "txt"):
                 item["summary"] = "not previewed (only its size is shown)"
                 continue
-            if info["size"] is None or info["size"] > PREVIEW_LIMIT:
-                item["summary"] = f"too large to preview (over {size_text(PREVIEW_LIMIT)})"
+            own = self.own_size(entry, name, info, PREVIEW_LIMIT)
+            if own is None:
+                item["summary"] = f"too large to preview (over {size_text(PREVIEW_LIMIT)})" \
+                    if (info["size"] or 0) > PREVIEW_LIMIT else "not previewed (its size is " \
+                    "not known here: not fetched, or damaged)"
                 continue
+            item["size"] = own
             try:
                 value = self.store.read(entry.key, name)
             except DataError as exc:
@@ -309,8 +340,9 @@ class Browser:
         from . import plots
 
         info = self.store.attributes(entry)[name]
-        if info["size"] is None or info["size"] > PREVIEW_LIMIT:
-            raise InvalidArgumentError(f"attribute {name!r} is too large to plot")
+        if self.own_size(entry, name, info, PREVIEW_LIMIT) is None:
+            raise InvalidArgumentError(f"attribute {name!r} is too large to plot (or its size "
+                                       "is not known here)")
         value = self.store.read(entry.key, name)
         if field:
             if not isinstance(value, dict) or field not in value:
