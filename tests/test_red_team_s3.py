@@ -229,3 +229,43 @@ def test_browser_does_not_trust_a_remote_record_of_a_small_size(tmp_path: Path) 
         assert "liar.a" not in scalars
         previews = {p["name"]: p for p in browser.previews(entry)}
         assert previews["liar"]["size"] > 300_000  # its own size, once here
+
+
+# --- Git LFS ---------------------------------------------------------------------------------
+
+def test_lfs_copy_from_a_local_remote_refuses_a_fifo_instead_of_hanging(tmp_path: Path) -> None:
+    """A store on this machine (a path remote, another user's) whose ``lfs/objects`` file is
+    a FIFO: opening it blocked forever (no writer). Only regular files are read."""
+    import hashlib
+    import threading
+
+    from gitstore._git.lfs import LfsStore, Pointer
+    from gitstore.errors import RemoteError
+
+    content = b"some content"
+    pointer = Pointer(hashlib.sha256(content).hexdigest(), len(content))
+    other = tmp_path / "other" / "lfs" / "objects"
+    folder = other / pointer.oid[:2] / pointer.oid[2:4]
+    folder.mkdir(parents=True)
+    fifo = folder / pointer.oid
+    os.mkfifo(fifo)
+    ours = tmp_path / "ours.git"
+    ours.mkdir()
+    store = LfsStore(str(ours))
+    outcome: list[BaseException | bool] = []
+
+    def copy() -> None:
+        try:
+            outcome.append(store.copy_from(str(other), pointer, "remote x"))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=copy, daemon=True)
+    worker.start()
+    worker.join(20)
+    if worker.is_alive():  # unblock it (a writer opens the FIFO), then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(20)
+        pytest.fail("copy_from blocked on a FIFO")
+    assert len(outcome) == 1 and isinstance(outcome[0], RemoteError), outcome
+    assert not store.has(pointer)
