@@ -269,3 +269,42 @@ def test_lfs_copy_from_a_local_remote_refuses_a_fifo_instead_of_hanging(tmp_path
         pytest.fail("copy_from blocked on a FIFO")
     assert len(outcome) == 1 and isinstance(outcome[0], RemoteError), outcome
     assert not store.has(pointer)
+
+
+def test_index_page_of_a_large_store_is_bounded(tmp_path: Path) -> None:
+    """The sweep page stops at ROW_LIMIT rows; the index page rendered every entry (100k
+    entries: a page of tens of MB, built while the store lock is held). It shows the first
+    ROW_LIMIT now, and says how many there are."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    import re
+    import shutil
+    import signal
+    import sys
+    import urllib.request
+
+    from components import SimpleComponent
+
+    from gitstore import GitDataStore
+    from gitstore.ui.app import ROW_LIMIT
+
+    total = ROW_LIMIT + 3
+    with GitDataStore(tmp_path / "store") as store, store.batch():
+        for i in range(total):
+            store.store(SimpleComponent({"i": i}), "r", i)
+    script = shutil.which("gitstore", path=os.path.dirname(sys.executable))
+    assert script
+    with subprocess.Popen([script, "--store", str(tmp_path / "store"), "ui", "--port", "0",
+                           "--code-repo", str(tmp_path)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            found = re.search(r"(http://127\.0\.0\.1:\d+/)", proc.stdout.readline())
+            assert found
+            with urllib.request.urlopen(found.group(1), timeout=120) as response:
+                page = response.read().decode()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+    assert page.count('<input type="checkbox" name="k"') == ROW_LIMIT
+    assert f"{total} entries" in page and f"the first {ROW_LIMIT}" in page

@@ -454,7 +454,10 @@ def create_app(store_path: str | Path, code_repo: str | Path = ".",
     def index(request: Request) -> Response:
         with browser.lock:
             found = browser.listing(params(request))
-        return browser.listing_page("index.html", found)
+        # the newest ROW_LIMIT entries (a page of every one of 100k is tens of MB)
+        total = len(found["rows"])
+        found["rows"] = found["rows"][:ROW_LIMIT]
+        return browser.listing_page("index.html", found, total=total)
 
     def sweep(request: Request) -> Response:
         query = params(request)
