@@ -285,7 +285,10 @@ _TORCH_DTYPES = {
     "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
 }
 _TENSOR = "tensor"
-MAX_HEADER = 100 << 20  # safetensors' own bound on the JSON header
+#: the longest JSON header read: gitstore writes one tensor (64 dimensions at most), a header
+#: under 2 KiB; safetensors' own bound (100 MiB) would let a blob of small JSON items decode to
+#: gigabytes of Python objects
+MAX_HEADER = 64 << 10
 
 
 def _refuse_tensor(value: Any) -> str:
@@ -338,7 +341,10 @@ def read_safetensors(fp: BinaryIO) -> Any:
     if len(data) < 8:
         raise ValueError("a safetensors file starts with its 8-byte header length")
     (size,) = struct.unpack("<Q", data[:8])
-    if size > MAX_HEADER or 8 + size > len(data):
+    if size > MAX_HEADER:
+        raise ValueError(f"the safetensors header declares {size} bytes, over the "
+                         f"{MAX_HEADER} of a gitstore safetensors file: refused unread")
+    if 8 + size > len(data):
         raise ValueError(f"the safetensors header declares {size} bytes, the file holds "
                          f"{len(data) - 8}")
     header = json.loads(data[8:8 + size].decode("utf-8"))

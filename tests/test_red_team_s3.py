@@ -308,3 +308,22 @@ def test_index_page_of_a_large_store_is_bounded(tmp_path: Path) -> None:
             proc.wait(timeout=20)
     assert page.count('<input type="checkbox" name="k"') == ROW_LIMIT
     assert f"{total} entries" in page and f"the first {ROW_LIMIT}" in page
+
+
+# --- safetensors -----------------------------------------------------------------------------
+
+def test_safetensors_header_is_bounded_by_what_gitstore_writes() -> None:
+    """The header bound was safetensors' own 100 MiB: a blob of 100 MiB of small JSON
+    metadata items decodes to gigabytes of Python objects. gitstore writes one tensor (its
+    header is under 2 KiB: 64 dimensions at most): a header over 64 KiB is refused unread."""
+    pytest.importorskip("torch", reason="torch is not installed (gitstore[torch])")
+    import json
+    import struct
+
+    meta = {f"k{i}": "v" for i in range(20_000)}  # 260 kB of header: 20k Python objects
+    header = json.dumps({"__metadata__": meta, "tensor": {
+        "dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    header += b" " * (-len(header) % 8)
+    data = struct.pack("<Q", len(header)) + header + b"\x00" * 4
+    with pytest.raises(CorruptEntryError, match="header"):
+        decode_bytes(codec_by_name("safetensors"), data)
