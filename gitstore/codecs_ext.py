@@ -137,9 +137,77 @@ def read_netcdf(fp: BinaryIO) -> Any:
     return _decode_netcdf(_seekable(fp).read())
 
 
+#: what a netCDF blob may declare beyond its own size (its variables' shapes times their item
+#: sizes): what gitstore writes declares at most its size (no compression, every variable
+#: written), a blob from elsewhere declaring more (never-written chunks read as the fill value,
+#: a compression bomb) would take memory it does not hold
+_NETCDF_SLACK = 1 << 20
+_NETCDF_FACTOR = 4
+_DIMENSION_ONLY = b"This is a netCDF dimension but not a netCDF variable"
+
+
+def _check_hdf5(data: bytes) -> None:
+    """Refuse an HDF5 file that reads outside itself, or declares far more than it holds.
+
+    HDF5 can keep a dataset's data in another file named by path (external storage, virtual
+    datasets) and link to objects of other files (external links): from a remote, that names
+    any file on this machine. Every object is visited (hard links once, without recursion).
+
+    Raises:
+        ValueError: external storage, a virtual dataset, an external or soft link, or
+            variables declaring more than ``_NETCDF_FACTOR`` times the blob (plus slack).
+    """
+    import h5py
+
+    limit = _NETCDF_FACTOR * len(data) + _NETCDF_SLACK
+    declared = 0
+    with h5py.File(io.BytesIO(data), "r") as f:
+        seen: set[int] = set()
+        todo: list[tuple[str, Any]] = [("/", f)]
+        while todo:
+            path, group = todo.pop()
+            for name in group:
+                where = path.rstrip("/") + "/" + name
+                link = group.get(name, getlink=True)
+                if not isinstance(link, h5py.HardLink):
+                    raise ValueError(f"the netCDF file holds a {type(link).__name__} at "
+                                     f"{where[:200]!r}: a link (possibly to another file) is "
+                                     "refused")
+                obj = group[name]
+                addr = h5py.h5o.get_info(obj.id).addr
+                if addr in seen:
+                    continue
+                seen.add(addr)
+                if isinstance(obj, h5py.Group):
+                    todo.append((where, obj))
+                    continue
+                if not isinstance(obj, h5py.Dataset):
+                    continue
+                plist = obj.id.get_create_plist()
+                if plist.get_layout() == h5py.h5d.VIRTUAL:
+                    raise ValueError(f"the netCDF variable {where[:200]!r} is a virtual "
+                                     "dataset (its data in other files): refused")
+                if plist.get_external_count():
+                    raise ValueError(f"the netCDF variable {where[:200]!r} keeps its data in "
+                                     "external files: refused")
+                label = obj.attrs.get("NAME") if "NAME" in obj.attrs else None
+                if isinstance(label, bytes) and label.startswith(_DIMENSION_ONLY):
+                    continue  # a dimension's scale: its values are never read
+                shape = obj.shape or ()
+                count = 1
+                for n in shape:
+                    count *= int(n)
+                declared += count * obj.dtype.itemsize
+                if declared > limit:
+                    raise ValueError(f"the netCDF file of {len(data)} bytes declares variables "
+                                     f"of {declared} bytes and more: refused (a file that "
+                                     "does not hold its data)")
+
+
 def _decode_netcdf(data: bytes) -> Any:
     import xarray as xr
 
+    _check_hdf5(data)
     with xr.open_dataset(io.BytesIO(data), engine="h5netcdf") as opened:
         ds = opened.load()
     ds = ds.drop_encoding()
@@ -217,7 +285,10 @@ _TORCH_DTYPES = {
     "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
 }
 _TENSOR = "tensor"
-MAX_HEADER = 100 << 20  # safetensors' own bound on the JSON header
+#: the longest JSON header read: gitstore writes one tensor (64 dimensions at most), a header
+#: under 2 KiB; safetensors' own bound (100 MiB) would let a blob of small JSON items decode to
+#: gigabytes of Python objects
+MAX_HEADER = 64 << 10
 
 
 def _refuse_tensor(value: Any) -> str:
@@ -270,7 +341,10 @@ def read_safetensors(fp: BinaryIO) -> Any:
     if len(data) < 8:
         raise ValueError("a safetensors file starts with its 8-byte header length")
     (size,) = struct.unpack("<Q", data[:8])
-    if size > MAX_HEADER or 8 + size > len(data):
+    if size > MAX_HEADER:
+        raise ValueError(f"the safetensors header declares {size} bytes, over the "
+                         f"{MAX_HEADER} of a gitstore safetensors file: refused unread")
+    if 8 + size > len(data):
         raise ValueError(f"the safetensors header declares {size} bytes, the file holds "
                          f"{len(data) - 8}")
     header = json.loads(data[8:8 + size].decode("utf-8"))

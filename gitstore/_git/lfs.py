@@ -39,6 +39,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -306,7 +307,8 @@ class LfsStore:
         checked as :meth:`receive` checks it; whether it was there."""
         path = os.path.join(other_root, pointer.oid[:2], pointer.oid[2:4], pointer.oid)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            # non-blocking: a FIFO put there would block the open until someone writes to it
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except (FileNotFoundError, NotADirectoryError):
             return False
         except OSError as exc:
@@ -314,6 +316,11 @@ class LfsStore:
                 raise RemoteError(f"{source}: LFS object {pointer.oid} is a symbolic link: "
                                   "refused") from None
             raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RemoteError(f"{source}: LFS object {pointer.oid} is not a regular file "
+                              "(a FIFO, a device...): refused")
+        os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", buffering=0) as f:
             self.receive(pointer, iter(lambda: f.read(1 << 20), b""), source)
         return True

@@ -139,13 +139,15 @@ def cell(value: Any) -> str:
     return show(value)
 
 
-def _order(value: Any) -> tuple[int, float, str]:
-    """Sort key: numbers by value (NaN last among them), then text, then missing."""
+def _order(value: Any) -> tuple[int, float | int, str]:
+    """Sort key: numbers by value (NaN last among them), then text, then missing. An int is
+    compared as itself (one too large for a float, 10**400, sorts where it belongs)."""
     if value is None:
         return (3, 0.0, "")
-    if isinstance(value, (bool, int, float)):
-        number = float(value)
-        return (1, 0.0, "") if math.isnan(number) else (0, number, "")
+    if isinstance(value, (bool, int)):
+        return (0, int(value), "")
+    if isinstance(value, float):
+        return (1, 0.0, "") if math.isnan(value) else (0, value, "")
     return (2, 0.0, show(value))
 
 
@@ -155,7 +157,11 @@ def _is_scalar(value: Any) -> bool:
 
 def _numeric_list(value: Any) -> bool:
     return (isinstance(value, (list, tuple)) and len(value) >= 2 and
-            all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+            all(isinstance(v, (int, float)) and not isinstance(v, bool) and
+                (isinstance(v, float) or -_FLOAT_INT < v < _FLOAT_INT) for v in value))
+
+
+_FLOAT_INT = 2**1023  # ints below this convert to a float (10**400 does not: OverflowError)
 
 
 # --- the app --------------------------------------------------------------------------------------
@@ -239,12 +245,39 @@ class Browser:
                 "problems": problems, "filters": {"type": type_, "version": version, "rev": rev,
                                                   "where": where}}
 
+    def own_size(self, entry: Entry, name: str, info: dict[str, Any], limit: int
+                 ) -> int | None:
+        """The attribute's size, when it is at most ``limit`` and is its own: an object not
+        fetched yet (a partial store) has only the size its ``component.yaml`` records, a
+        remote's word; when that claims at most ``limit``, the object is fetched (not read)
+        and measured here. None: over the limit, unknown, or it could not be fetched.
+
+        Raises:
+            nothing: a fetch that fails is None (the page says the attribute is not read).
+        """
+        size = info["size"]
+        if size is None or size > limit:
+            return None
+        sha = str(info["id"]).encode()
+        present = getattr(self.store, "_present", None)
+        if present is None or present(sha):
+            return int(size)
+        try:
+            self.store._fetch_promised([sha])
+            if not present(sha):
+                return None
+            size = self.store.attributes(entry)[name]["size"]
+        except (GitStoreError, KeyError):
+            return None
+        return None if size is None or size > limit else int(size)
+
     def scalars(self, entry: Entry) -> dict[str, Any]:
         """Scalar results of an entry: small JSON or .npy attributes that hold a number, a
         short text or a boolean, and the scalar fields of small JSON objects."""
         out: dict[str, Any] = {}
         for name, info in self.store.attributes(entry).items():
-            if info["codec"] not in ("json", "npy") or (info["size"] or 0) > SCALAR_LIMIT:
+            if info["codec"] not in ("json", "npy") or \
+                    self.own_size(entry, name, info, SCALAR_LIMIT) is None:
                 continue
             try:
                 value = self.store.read(entry.key, name)
@@ -271,9 +304,13 @@ class Browser:
             if info["codec"] not in ("npy", "json", "txt"):
                 item["summary"] = "not previewed (only its size is shown)"
                 continue
-            if info["size"] is None or info["size"] > PREVIEW_LIMIT:
-                item["summary"] = f"too large to preview (over {size_text(PREVIEW_LIMIT)})"
+            own = self.own_size(entry, name, info, PREVIEW_LIMIT)
+            if own is None:
+                item["summary"] = f"too large to preview (over {size_text(PREVIEW_LIMIT)})" \
+                    if (info["size"] or 0) > PREVIEW_LIMIT else "not previewed (its size is " \
+                    "not known here: not fetched, or damaged)"
                 continue
+            item["size"] = own
             try:
                 value = self.store.read(entry.key, name)
             except DataError as exc:
@@ -303,8 +340,9 @@ class Browser:
         from . import plots
 
         info = self.store.attributes(entry)[name]
-        if info["size"] is None or info["size"] > PREVIEW_LIMIT:
-            raise InvalidArgumentError(f"attribute {name!r} is too large to plot")
+        if self.own_size(entry, name, info, PREVIEW_LIMIT) is None:
+            raise InvalidArgumentError(f"attribute {name!r} is too large to plot (or its size "
+                                       "is not known here)")
         value = self.store.read(entry.key, name)
         if field:
             if not isinstance(value, dict) or field not in value:
@@ -416,7 +454,10 @@ def create_app(store_path: str | Path, code_repo: str | Path = ".",
     def index(request: Request) -> Response:
         with browser.lock:
             found = browser.listing(params(request))
-        return browser.listing_page("index.html", found)
+        # the newest ROW_LIMIT entries (a page of every one of 100k is tens of MB)
+        total = len(found["rows"])
+        found["rows"] = found["rows"][:ROW_LIMIT]
+        return browser.listing_page("index.html", found, total=total)
 
     def sweep(request: Request) -> Response:
         query = params(request)
