@@ -635,7 +635,13 @@ class RemotesMixin(GitCore):
         return endpoint_for(url, self._lfs_configs(), name, upload)
 
     def _lfs_push(self, remote: str, url: str, tracking: str, local: dict[str, bytes]) -> None:
-        """Send the LFS objects of the history being pushed that the remote may lack."""
+        """Send the LFS objects of the history being pushed that the remote may lack.
+
+        A store that holds no LFS content and never fetched (so no pointer can be in its
+        history: every pointer it wrote has its content here) skips the walk of its history,
+        which costs seconds for a long one-commit-per-store history."""
+        if next(self._lfs.oids(), None) is None and not self._lfs_sources():
+            return
         stop = set(self._refs.list(f"{NAMESPACE}/remotes/{tracking}/").values())
         stop |= self._lfs_pushed(tracking)
         pointers = pointers_in(self._db(), local.values(), stop, self._blob_size,
