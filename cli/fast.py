@@ -2,11 +2,11 @@
 
 Importing typer (with click and rich) and building the command line's app takes about a
 third of ``gitstore show``'s time. :func:`run` serves the simple forms of ``show``
-(``[--store PATH] show KEY [--json]``, stdout not a terminal) itself: it does what
+(``[--store PATH] show KEY [--json]``) itself: it does what
 :mod:`gitstore_cli.main` does, in the same order, and prints every line that rich would
 print unchanged (ASCII, printable, no ``:name:`` that could be an emoji code) directly;
 any other line goes through a rich ``Console`` set up as main's, so the bytes are the same.
-Anything else (``--debug``, ``--help``, an unknown option, a terminal) returns ``False``
+Anything else (``--debug``, ``--help``, an unknown option) returns ``False``
 before doing anything, and the typer app handles it.
 
 The helpers :mod:`gitstore_cli.main` shares with it live here too.
@@ -128,7 +128,7 @@ def _say(text: str, stderr: bool = False) -> None:
         from rich.console import Console
 
         console = Console(highlight=False, soft_wrap=True, stderr=True) if stderr else \
-            Console(highlight=False, soft_wrap=True, width=240)  # stdout is no terminal here
+            Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
         _consoles[stderr] = console
     console.print(text, markup=False)
 
@@ -171,7 +171,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def run(argv: list[str]) -> bool:
     """Serve ``argv`` if it is a simple ``show``; False (nothing done) if it is not."""
     parsed = _parse(argv)
-    if parsed is None or sys.stdout.isatty():
+    if parsed is None:
         return False
     path, key, as_json = parsed
     from contextlib import redirect_stdout

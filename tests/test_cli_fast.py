@@ -103,3 +103,40 @@ def test_show_does_not_import_typer(store: tuple[Path, list[str]], tmp_path: Pat
     code, out, err = run([sys.executable, "-c", probe, "show", key_hex(keys[2])[:8]], [],
                          tmp_path, GITSTORE_DIR=str(path))
     assert code == 0 and err == b"['rich']"
+
+
+def on_terminal(cmd: list[str], args: list[str], cwd: Path, path: Path) -> tuple[int, bytes]:
+    """stdout and stderr on a 24x40 pseudo-terminal (where rich sets its width)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main_fd, tty_fd = pty.openpty()
+    fcntl.ioctl(tty_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 40, 0, 0))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("COLUMNS", "LINES"))}
+    environ.update(GITSTORE_DIR=str(path),
+                   PYTHONPATH=os.pathsep.join([TESTS, environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(cmd + args, cwd=cwd, env=environ, stdout=tty_fd, stderr=tty_fd)
+    os.close(tty_fd)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the terminal's other end closed
+            break
+        if not chunk:
+            break
+        data += chunk
+    os.close(main_fd)
+    return proc.wait(timeout=120), data
+
+
+def test_show_on_a_terminal_is_the_typer_apps(store: tuple[Path, list[str]],
+                                              tmp_path: Path) -> None:
+    path, keys = store
+    for args in (["show", key_hex(keys[0])[:8]], ["show", key_hex(keys[2])[:8]],
+                 ["show", "--json", key_hex(keys[1])[:8]], ["show", "fffffffff"]):
+        fast = on_terminal(FAST, args, tmp_path, path)
+        assert fast == on_terminal(TYPER, args, tmp_path, path), args
+        assert fast[1]
