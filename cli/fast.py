@@ -121,7 +121,14 @@ def _say(text: str, stderr: bool = False) -> None:
     """``Console.print(text, markup=False)`` as main's consoles do it."""
     if text.isascii() and all(line.isprintable() for line in text.split("\n")) \
             and not _EMOJI_LIKE.search(text):
-        (sys.stderr if stderr else sys.stdout).write(text + "\n")
+        stream = sys.stderr if stderr else sys.stdout
+        try:
+            stream.write(text + "\n")
+            stream.flush()  # as rich does, and a closed pipe ends the command as there
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise SystemExit(1) from None
         return
     console = _consoles.get(stderr)
     if console is None:
@@ -199,7 +206,8 @@ def _show(path: Path, key: str, as_json: bool) -> None:
                                  str(path))
     from gitstore.backends.git import GitDataStore
 
-    with GitDataStore(path, create=False) as store:
+    store = GitDataStore(path, create=False)
+    with store:
         entry = store.find(key)
         attributes = store.attributes(entry)  # found once, not looked up again
         tree = _input_tree(store, entry.component)

@@ -140,3 +140,20 @@ def test_show_on_a_terminal_is_the_typer_apps(store: tuple[Path, list[str]],
         fast = on_terminal(FAST, args, tmp_path, path)
         assert fast == on_terminal(TYPER, args, tmp_path, path), args
         assert fast[1]
+
+
+def test_show_into_a_closed_pipe_is_the_typer_apps(store: tuple[Path, list[str]],
+                                                   tmp_path: Path) -> None:
+    path, keys = store
+    environ = dict(os.environ, GITSTORE_DIR=str(path),
+                   PYTHONPATH=os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
+    for args in (["show", key_hex(keys[0])[:8]], ["show", "--json", key_hex(keys[0])[:8]]):
+        seen = []
+        for cmd in (FAST, TYPER):
+            read_end, write_end = os.pipe()
+            os.close(read_end)  # like `gitstore show KEY | head -0`
+            done = subprocess.run(cmd + args, cwd=tmp_path, env=environ, stdout=write_end,
+                                  stderr=subprocess.PIPE, timeout=120)
+            os.close(write_end)
+            seen.append((done.returncode, done.stderr))
+        assert seen[0] == seen[1] and seen[0][0] == 1, args
