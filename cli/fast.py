@@ -180,7 +180,14 @@ def run(argv: list[str]) -> bool:
     parsed = _parse(argv)
     if parsed is None:
         return False
-    path, key, as_json = parsed
+    try:
+        _run(*parsed)
+    except KeyboardInterrupt:  # as click ends a command on ^C: quietly, 130
+        sys.exit(130)
+    return True
+
+
+def _run(path: Path, key: str, as_json: bool) -> None:
     from contextlib import redirect_stdout
 
     from gitstore.codecs import load_codec_plugins
@@ -197,7 +204,6 @@ def run(argv: list[str]) -> bool:
     except Exception as exc:
         _say(f"gitstore: error: {_one_line(exc)}", stderr=True)
         sys.exit(1)
-    return True
 
 
 def _show(path: Path, key: str, as_json: bool) -> None:

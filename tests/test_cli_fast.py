@@ -22,7 +22,8 @@ TYPER = [sys.executable, "-c", NAMED + "from gitstore_cli.main import main; main
 
 def run(cmd: list[str], args: list[str], cwd: Path, **env: str) -> tuple[int, bytes, bytes]:
     environ = {k: v for k, v in os.environ.items() if k != "GITSTORE_DIR"}
-    environ.update(env, PYTHONPATH=os.pathsep.join([TESTS, environ.get("PYTHONPATH", "")]))
+    environ.update(env)
+    environ["PYTHONPATH"] = os.pathsep.join([TESTS, environ.get("PYTHONPATH", "")])
     done = subprocess.run(cmd + args, cwd=cwd, env=environ, capture_output=True, timeout=120)
     return done.returncode, done.stdout, done.stderr
 
@@ -157,3 +158,23 @@ def test_show_into_a_closed_pipe_is_the_typer_apps(store: tuple[Path, list[str]]
             os.close(write_end)
             seen.append((done.returncode, done.stderr))
         assert seen[0] == seen[1] and seen[0][0] == 1, args
+
+
+def test_show_with_codec_plugins_is_the_typer_apps(store: tuple[Path, list[str]],
+                                                   tmp_path: Path) -> None:
+    """Installed plugins load first: a failing one is one warning line, what one prints goes
+    to stderr, on both paths alike."""
+    path, keys = store
+    site = tmp_path / "site"
+    info = site / "gs_fast_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "gs_noisy_plugin.py").write_text("print('loading :smile: [b]x[/b]')\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gs-fast-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[gitstore.codecs]\nnoisy = gs_noisy_plugin\nbroken = gs_no_such_module:register\n")
+    (info / "RECORD").write_text("")
+    env = {"GITSTORE_DIR": str(path), "PYTHONPATH": str(site)}
+    for args in (["show", key_hex(keys[1])[:8]], ["show", "fffffffff"]):
+        fast = run(FAST, args, tmp_path, **env)
+        assert fast == run(TYPER, args, tmp_path, **env), args
+        assert b"loading" in fast[2] and b"'broken'" in fast[2] and b"loading" not in fast[1]
