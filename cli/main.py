@@ -26,6 +26,15 @@ from gitstore.errors import (
     StoreLocationError,
 )
 
+from gitstore_cli.fast import (  # shared with the fast path of ``show``
+    _MAX_TREE_DEPTH,
+    _input_tree,
+    _one_line,
+    _size,
+    attribute_lines,
+    tree_lines,
+)
+
 if TYPE_CHECKING:
     from gitstore import GitDataStore, ParameterSet
 
@@ -95,20 +104,6 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
         err.print(f"gitstore: warning: {' '.join(str(message).split())}", markup=False)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
-
-
-def _one_line(exc: BaseException) -> str:
-    """An error as one line: gitstore's own as they are, OS errors as 'path: reason', anything
-    else named as unexpected."""
-    if isinstance(exc, GitStoreError):
-        text = str(exc)
-    elif isinstance(exc, OSError) and exc.strerror:
-        where = exc.filename if exc.filename is not None else ""
-        text = f"{where}: {exc.strerror}" if where != "" else exc.strerror
-    else:
-        text = (f"unexpected {type(exc).__name__}: {exc} "
-                "(please report it; --debug shows the traceback)")
-    return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
 @app.callback()
@@ -268,14 +263,6 @@ def _emit_rows(rows: list[dict[str, Any]]) -> None:
     sys.stdout.buffer.flush()
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)  # pragma: no cover
-
-
 @command()
 def show(
     key: Annotated[str, typer.Argument(help="A key or any unique prefix.")],
@@ -297,60 +284,11 @@ def show(
 
     out.print(_yaml.dump(entry.component).rstrip(), markup=False)
     out.print("\ninputs:" if tree else "\ninputs: none")
-    _print_tree(tree, "  ")
+    for line in tree_lines(tree, "  "):
+        out.print(line, markup=False)
     out.print("\nattributes:")
-    for name, info in attributes.items():
-        codec = info["codec"] or "unknown"
-        out.print(f"  {name:20} {codec:7} {_size(info['size']):>10}  {info['file']}",
-                  markup=False)
-
-
-#: how deep ``show`` follows inputs (deeper ones are marked, never a RecursionError)
-_MAX_TREE_DEPTH = 100
-
-
-def _input_tree(store: GitDataStore, component: dict[str, Any]) -> list[dict[str, Any]]:
-    """The inputs of ``component``, each with its own inputs, in the order they print; an
-    input shared by several (a diamond) is expanded once, later mentions carry
-    ``"shown": "above"`` (else a pipeline whose stages share inputs grows to 2^depth nodes);
-    a loop is never followed, and no recursion is involved."""
-    def nodes_of(comp: dict[str, Any]) -> list[dict[str, Any]]:
-        inputs = comp.get("input")
-        keys = inputs if isinstance(inputs, list) else ([inputs] if inputs else [])
-        return [{"key": str(k), "type": "(not in this store)", "inputs": []} for k in keys]
-
-    root = nodes_of(component)
-    shown: set[str] = set()
-    todo = [(node, 1) for node in reversed(root)]  # depth first, in print order
-    while todo:
-        node, depth = todo.pop()
-        if node["key"] in shown:
-            node.update(type=None, shown="above")
-            continue
-        shown.add(node["key"])
-        try:
-            child = store.find(node["key"]).component
-        except GitStoreError:
-            continue
-        node["type"] = child.get("type")
-        if depth >= _MAX_TREE_DEPTH:
-            node["shown"] = f"inputs deeper than {_MAX_TREE_DEPTH} levels left out"
-            continue
-        node["inputs"] = nodes_of(child)
-        todo.extend((grandchild, depth + 1) for grandchild in reversed(node["inputs"]))
-    return root
-
-
-def _print_tree(nodes: list[dict[str, Any]], indent: str) -> None:
-    todo = [(node, indent) for node in reversed(nodes)]
-    while todo:
-        node, where = todo.pop()
-        if node.get("shown") == "above":
-            out.print(f"{where}{key_hex(node['key'])[:12]}  (shown above)", markup=False)
-            continue
-        extra = f"  ({node['shown']})" if "shown" in node else ""
-        out.print(f"{where}{key_hex(node['key'])[:12]}  {node['type']}{extra}", markup=False)
-        todo.extend((child, where + "  ") for child in reversed(node["inputs"]))
+    for line in attribute_lines(attributes):
+        out.print(line, markup=False)
 
 
 @command()

@@ -8,6 +8,9 @@ keeps what it printed in the user's cache folder under a digest of all of these,
 it from there next time without importing typer, byte for byte the same. Any change (the
 code, typer or rich reinstalled, another width or ``NO_COLOR``) is another digest; a cache
 that cannot be read or written is simply not used.
+
+``gitstore show KEY`` in its simple forms is served by :mod:`gitstore_cli.fast`, also
+without typer, with the same output.
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ def main() -> None:
         else:
             sys.stdout.write(text)
             sys.stdout.flush()
+            return
+    if path is None:
+        from gitstore_cli import fast  # ``show KEY``, without typer and rich
+
+        if fast.run(argv):
             return
     from gitstore_cli.main import main as run
 
