@@ -123,10 +123,13 @@ _SAMPLE_PART = 4 << 10
 def _deflate(type_num: int, data: bytes, level: int = 1) -> bytes:
     """An object's zlib stream: deflated at ``level``, or *stored* (zlib level 0: a copy,
     5 bytes of header per 64 KiB) where deflating does not pay: trees (mostly ids, which do
-    not compress; ``git gc`` deflates and deltifies them later) and blobs of at least
+    not compress; ``git gc`` deflates and deltifies them later), commits (a new process's
+    first read inflates the tip commit whole to check its id, and a batch's message names
+    every entry: 132 KB for 1,000 entries, which inflate in ~300 µs from level 1, ~60 µs
+    stored) and blobs of at least
     :data:`SAMPLED` bytes whose sample (three 4 KiB slices) does not shrink below 90 %.
     Level-1 deflate runs at ~20-35 MB/s on random data, a stored copy at GB/s."""
-    if type_num == TREE or (type_num == BLOB and len(data) >= SAMPLED and
+    if type_num in (TREE, COMMIT) or (type_num == BLOB and len(data) >= SAMPLED and
                             not _sample_shrinks(data)):
         return zlib.compress(data, 0)
     return zlib.compress(data, level)

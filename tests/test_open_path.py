@@ -1,0 +1,84 @@
+"""A new process's open and first read: what it imports, parses and inflates (issue 16).
+
+Observed structurally (the modules a fresh interpreter has imported, the pack entries git
+reports), never with a timer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from components import SimpleComponent
+
+from gitstore import GitDataStore
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def run_python(code: str) -> list[str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE)]))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    out: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+def test_open_and_read_neither_open_dulwichs_repository_nor_parse_the_config(
+        tmp_path: Path) -> None:
+    gitdir = tmp_path / "s"
+    with GitDataStore(gitdir) as s:
+        s.store(SimpleComponent({"i": 0}), "x", {"i": 0})
+    code = f"""
+import json, sys
+from components import SimpleComponent
+from gitstore import GitDataStore
+s = GitDataStore({str(gitdir)!r})
+assert s.retrieve(SimpleComponent({{"i": 0}}), "x") == {{"i": 0}}
+assert s.lfs_threshold is not None and s._shared_perm is None
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("dulwich"))))
+"""
+    modules = run_python(code)
+    # a read needs neither: dulwich's Repo opens the refs and parses the configuration, and
+    # ConfigFile parses a file that holds neither gitstore.lfsThreshold nor sharedRepository
+    assert "dulwich.repo" not in modules and "dulwich.config" not in modules, modules
+
+
+def test_settings_in_the_config_are_still_read(tmp_path: Path) -> None:
+    gitdir = tmp_path / "s"
+    GitDataStore(gitdir).close()
+    subprocess.run(["git", "-C", str(gitdir), "config", "gitstore.lfsThreshold", "3k"],
+                   check=True)
+    subprocess.run(["git", "-C", str(gitdir), "config", "core.sharedRepository", "group"],
+                   check=True)
+    with GitDataStore(gitdir) as s:
+        assert s.lfs_threshold == 3 << 10 and s._shared_perm is not None
+
+
+def test_commits_are_written_stored_not_deflated(tmp_path: Path) -> None:
+    """A new process's first read inflates the tip commit whole (its id is checked), and a
+    batch's message names every entry: commits are written as zlib *stored* streams, a copy
+    to read back, as trees are."""
+    gitdir = tmp_path / "s"
+    with GitDataStore(gitdir) as s, s.batch():
+        for i in range(200):
+            s.store(SimpleComponent({"i": i}), "x", i)
+    packs = sorted((gitdir / "objects" / "pack").glob("*.idx"))
+    assert packs
+    commits = []
+    for idx in packs:
+        out = subprocess.run(["git", "verify-pack", "-v", str(idx)], capture_output=True,
+                             text=True, check=True).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 5 and parts[1] == "commit":
+                commits.append((int(parts[2]), int(parts[3])))
+    assert commits
+    for size, in_pack in commits:
+        assert size > 10_000  # the batch's message: 200 entries
+        assert in_pack >= size, (size, in_pack)  # stored: never smaller than the content
