@@ -82,3 +82,24 @@ def test_commits_are_written_stored_not_deflated(tmp_path: Path) -> None:
     for size, in_pack in commits:
         assert size > 10_000  # the batch's message: 200 entries
         assert in_pack >= size, (size, in_pack)  # stored: never smaller than the content
+
+
+def test_tree_parsing_agrees_with_git_and_refuses_what_it_refused() -> None:
+    from gitstore._git.objects import _parse_tree, _parse_tree_strictly, serialize_tree
+
+    entries = {b"a b": (0o100644, b"1" * 40), b"dir": (0o40000, b"2" * 40),
+               b"\x01\x00": (0o100644, b"3" * 40)}
+    del entries[b"\x01\x00"]
+    entries[b"x\xff\n"] = (0o100755, bytes.hex(b" 1\x00" * 6 + b"\x00\x00").encode())
+    raw = serialize_tree(entries)
+    assert _parse_tree(raw) == _parse_tree_strictly(raw) and _parse_tree(raw)[0] == entries
+    for bad in (raw[:-1], raw + b"1", b"100644 \x00" + b"1" * 20, b"9 a\x00" + b"1" * 20):
+        try:
+            strict: object = _parse_tree_strictly(bad)
+        except ValueError:
+            strict = ValueError
+        try:
+            fast: object = _parse_tree(bad)
+        except ValueError:
+            fast = ValueError
+        assert fast == strict, bad
