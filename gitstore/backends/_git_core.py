@@ -212,6 +212,13 @@ class GitCore(AbstractDataStore):
 
     def _open_or_create_unchecked(self, create: bool) -> str:
         p = self.path
+        here = str(p)
+        # the usual case first, in three plain system calls: a bare store (as gitstore makes
+        # them); anything else (or an error) takes the checks below
+        if os.path.isfile(os.path.join(here, "HEAD")) and \
+                os.path.isdir(os.path.join(here, "objects")) and \
+                not os.path.isdir(os.path.join(here, ".git")):
+            return here
         if p.exists() and not p.is_dir():
             raise StoreLocationError(f"{p} is a file, not a store", str(p))
         if (p / ".git").is_dir():
