@@ -41,12 +41,15 @@ from gitstore import GitDataStore
 s = GitDataStore({str(gitdir)!r})
 assert s.retrieve(SimpleComponent({{"i": 0}}), "x") == {{"i": 0}}
 assert s.lfs_threshold is not None and s._shared_perm is None
-print(json.dumps(sorted(m for m in sys.modules if m.startswith("dulwich"))))
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(("dulwich", "http")))))
 """
     modules = run_python(code)
     # a read needs neither: dulwich's Repo opens the refs and parses the configuration, and
     # ConfigFile parses a file that holds neither gitstore.lfsThreshold nor sharedRepository
     assert "dulwich.repo" not in modules and "dulwich.config" not in modules, modules
+    # nor dulwich's pack reader (gitstore maps packs itself; dulwich applies deltas only) or
+    # an HTTP client (Git LFS transfers): importing them is most of ``import gitstore``
+    assert "dulwich.pack" not in modules and "http.client" not in modules, modules
 
 
 def test_settings_in_the_config_are_still_read(tmp_path: Path) -> None:

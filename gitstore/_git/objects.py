@@ -30,8 +30,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from dulwich.errors import ChecksumMismatch
-from dulwich.object_format import SHA1
-from dulwich.pack import Pack, PackFileDisappeared
 
 from ..errors import CorruptEntryError
 from .shared import makedirs
@@ -356,6 +354,9 @@ class _Pack:
         """A delta's object, through dulwich (which applies deltas; an external base raises
         KeyError: the caller asks the whole store)."""
         if self._dulwich is None:
+            from dulwich.object_format import SHA1  # on first use: dulwich.pack costs
+            from dulwich.pack import Pack          # ~20 ms of CPU to import
+
             self._dulwich = Pack(self.base, object_format=SHA1)
         type_num, data = self._dulwich.get_raw(raw)
         return type_num, bytes(data) if not isinstance(data, bytes) else data
@@ -1264,6 +1265,9 @@ class _MergeInput:
         """The delta at position ``j`` as a whole object's pack entry."""
         raw = self.idx[1032 + 20 * j:1052 + 20 * j]
         if self._dulwich is None:
+            from dulwich.object_format import SHA1  # on first use: dulwich.pack costs
+            from dulwich.pack import Pack          # ~20 ms of CPU to import
+
             self._dulwich = Pack(self.base, object_format=SHA1)
         try:
             type_num, data = self._dulwich.get_raw(raw)
