@@ -106,3 +106,34 @@ def test_tree_parsing_agrees_with_git_and_refuses_what_it_refused() -> None:
         except ValueError:
             fast = ValueError
         assert fast == strict, bad
+
+
+def test_a_fan_out_tree_is_searched_in_its_bytes_as_git_reads_it(tmp_path: Path) -> None:
+    """Lookups in a fan-out tree (read raw, never parsed) agree with git's, including names
+    whose ``40000 <name>\\0`` also appears inside another entry's id."""
+    from gitstore._git.objects import ObjectDB
+
+    gitdir = tmp_path / "r.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(gitdir)], check=True)
+    names = [f"{i:02x}" for i in range(0, 256, 3)]  # "ff" present, "fe" absent
+    fake = {"ff": b"40000 ff\x00", "f9": b"40000 fe\x00"}  # inside these entries' ids
+    ids = {}
+    for name in names:
+        raw = bytes.fromhex(f"{int(name, 16):02x}" * 20)
+        if name in fake:
+            raw = raw[:3] + fake[name] + raw[3 + len(fake[name]):]
+        ids[name] = raw.hex()
+    listing = "".join(f"040000 tree {ids[n]}\t{n}\n" for n in names)
+    root = subprocess.run(["git", "--git-dir", str(gitdir), "mktree", "--missing"],
+                          input=listing, capture_output=True, text=True,
+                          check=True).stdout.strip().encode()
+    db = ObjectDB(gitdir=str(gitdir))
+    try:
+        for name in [*names, "fe", "fd", "0", "000", "zz"]:
+            want = (0o40000, ids[name].encode()) if name in ids else None
+            assert db.lookup(root, [name.encode()]) == want, name
+        assert db._trees == {} and root in db._fan_outs  # searched raw, never parsed
+        assert db.tree(root) == {n.encode(): (0o40000, ids[n].encode()) for n in names}
+        assert db.lookup(root, [b"ff"]) == (0o40000, ids["ff"].encode())  # now parsed
+    finally:
+        db.close()

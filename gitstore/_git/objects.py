@@ -68,6 +68,10 @@ def object_id(type_num: int, data: bytes) -> bytes:
 _TREE_ENTRY = re.compile(rb"([0-7]+) ([^\x00]+)\x00(.{20})", re.DOTALL)
 
 
+#: a fan-out tree: nothing but folders named by two hex digits (29 bytes each)
+_FAN_OUT = re.compile(rb"(?:40000 [0-9a-f]{2}\x00.{20})*", re.DOTALL)
+
+
 def _parse_tree(data: bytes) -> tuple[TreeEntries, dict[bytes, int]]:
     """Entries and, for each name, the offset of its id in ``data``.
 
@@ -392,6 +396,8 @@ class ObjectDB:
         self._trees: OrderedDict[bytes, tuple[TreeEntries, bytes, dict[bytes, int]]] = \
             OrderedDict()
         self._commit_trees: dict[bytes, bytes] = {}
+        #: fan-out trees (every entry ``40000 <2 hex digits>``) looked up in their raw bytes
+        self._fan_outs: dict[bytes, bytes] = {}
         self._cache_size = cache_size
         self._merge_baseline = 0  # pack count after our last merge check
         self._writes = 0
@@ -736,7 +742,7 @@ class ObjectDB:
         if cached is not None:
             self._trees.move_to_end(sha)  # least recently used goes first
             return cached
-        data = self.read(sha, TREE)
+        data = self._fan_outs.pop(sha, None) or self.read(sha, TREE)
         try:
             entries, offsets = _parse_tree(data)
         except ValueError:
@@ -775,11 +781,44 @@ class ObjectDB:
         for name in path:
             if mode != 0o40000:
                 return None
-            found = self.tree(sha).get(name)
+            found = self._entry(sha, name)
             if found is None:
                 return None
             mode, sha = found
         return mode, sha
+
+    def _entry(self, sha: bytes, name: bytes) -> tuple[int, bytes] | None:
+        """One entry of a tree. A fan-out tree (the store's first two levels: 256 entries of
+        29 bytes at most) is searched in its raw bytes, checked once to be nothing but such
+        entries, rather than parsed into a dict of every entry: a new process's first read
+        parses no tree it does not list."""
+        cached = self._trees.get(sha)
+        if cached is not None:
+            self._trees.move_to_end(sha)
+            return cached[0].get(name)
+        data = self._fan_outs.get(sha)
+        if data is None:
+            data = self.read(sha, TREE)
+            if len(data) < 29 * 8 or not _FAN_OUT.fullmatch(data):
+                try:
+                    entries, offsets = _parse_tree(data)
+                except ValueError:
+                    raise CorruptEntryError(f"tree {sha.decode()} is malformed",
+                                            expected=sha.decode()) from None
+                self._remember_tree(sha, (entries, data, offsets))
+                return entries.get(name)
+            if len(self._fan_outs) > self._cache_size:
+                self._fan_outs.clear()
+            self._fan_outs[sha] = data
+        # every entry starts at a multiple of 29: a match elsewhere lies inside an id; the
+        # last match wins, as in a parsed tree
+        needle = b"40000 " + name + b"\x00"
+        at = data.rfind(needle)
+        while at > 0 and at % 29:
+            at = data.rfind(needle, 0, at + len(needle) - 1)
+        if at < 0 or at % 29:
+            return None
+        return 0o40000, hexlify(data[at + 9:at + 29])
 
     # --- editing ---------------------------------------------------------------------------------
 
