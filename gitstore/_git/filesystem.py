@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
 __all__ = ["NETWORK_TYPES", "filesystem_from_mounts", "network_filesystem", "statfs_type"]
 
@@ -60,7 +61,7 @@ def statfs_type(path: str) -> int | None:
     """The ``f_type`` magic number of the file system holding ``path`` (statfs(2)); None
     where statfs cannot be called (not Linux, no libc)."""
     global _libc
-    if os.uname().sysname != "Linux":
+    if not sys.platform.startswith("linux"):
         return None
     try:
         if _libc is None:

@@ -34,7 +34,6 @@ import base64
 import errno
 import functools
 import hashlib
-import http.client
 import json
 import os
 import re
@@ -46,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from ..errors import (
@@ -56,6 +55,9 @@ from ..errors import (
     RemoteError,
 )
 from .shared import Adjust, makedirs
+
+if TYPE_CHECKING:
+    import http.client
 
 __all__ = [
     "LFS_THRESHOLD",
@@ -626,6 +628,7 @@ class LfsClient:
     def _request(self, method: str, url: str, headers: dict[str, str], body: Any = None,
                  length: int | None = None) -> tuple[http.client.HTTPConnection,
                                                      http.client.HTTPResponse]:
+        import http.client  # on first use: importing gitstore does not pay for it
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RemoteError(f"remote {_shown(self.remote)}: the LFS server gave an action "
@@ -661,6 +664,7 @@ class LfsClient:
         return out
 
     def _batch(self, operation: str, pointers: Sequence[Pointer]) -> dict[str, dict[str, Any]]:
+        import http.client  # on first use: importing gitstore does not pay for it
         body = json.dumps({"operation": operation, "transfers": ["basic"],
                            "objects": [{"oid": p.oid, "size": p.size} for p in pointers],
                            "hash_algo": "sha256"}).encode()
@@ -759,6 +763,7 @@ class LfsClient:
 
     def _expect_ok(self, method: str, href: str, headers: dict[str, str], body: Any,
                    length: int, pointer: Pointer) -> None:
+        import http.client  # on first use: importing gitstore does not pay for it
         # a server error (5xx) or a dropped connection is retried, as git-lfs retries
         # transfers (lfs.transfer.maxretries); a refusal (4xx) is reported at once
         for attempt in range(_TRANSFER_TRIES):
@@ -814,6 +819,7 @@ class LfsClient:
         return missing
 
     def _get(self, store: LfsStore, pointer: Pointer, action: dict[str, Any]) -> None:
+        import http.client  # on first use: importing gitstore does not pay for it
         headers = _clean_headers(action.get("header"), self.remote)
         try:
             conn, response = self._request("GET", action["href"], headers)

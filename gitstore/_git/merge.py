@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from dulwich.objects import ObjectID
-
 from ..errors import CorruptEntryError
 from .objects import BLOB, Obj, ObjectDB, TreeEntries
 
@@ -31,6 +29,7 @@ def is_ancestor(repo: Any, ancestor: bytes, descendant: bytes) -> bool:
             damaged or hand-made ref).
     """
     from dulwich.graph import can_fast_forward
+    from dulwich.objects import ObjectID
 
     try:
         return bool(can_fast_forward(repo, ObjectID(ancestor), ObjectID(descendant)))
@@ -45,6 +44,7 @@ def merge_base(repo: Any, a: bytes, b: bytes) -> bytes | None:
         CorruptEntryError: see :func:`is_ancestor`.
     """
     from dulwich.graph import find_merge_base
+    from dulwich.objects import ObjectID
 
     try:
         bases = find_merge_base(repo, [ObjectID(a), ObjectID(b)])

@@ -34,13 +34,14 @@ import struct
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator
-from typing import Any
-
-from dulwich.pack import UnpackedObject
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptEntryError
 from .large import LARGE, LooseReader, pack_entry_header
 from .objects import _TYPE_NAMES, COMMIT, TREE, ObjectDB, _pack_header, _parse_tree
+
+if TYPE_CHECKING:
+    from dulwich.pack import UnpackedObject
 
 __all__ = ["generate_pack_data", "missing_objects"]
 
@@ -553,6 +554,8 @@ def _pieces(pack: _Pack, start: int, end: int, crc: int, sha: bytes) -> Iterator
 
 
 def _record(objects: _Objects, type_num: int, raw: bytes) -> UnpackedObject:
+    from dulwich.pack import UnpackedObject  # (importing gitstore does not pay for it)
+
     sha = raw.hex().encode()
     found = objects.locate(raw)
     if found is not None:
@@ -611,6 +614,8 @@ def _entries(objects: _Objects, found: list[tuple[int, bytes]], ofs_delta: bool
     consecutive records ride on the first of them (the others carry none): dulwich writes each
     record's chunks to the socket as they come, one system call each, which cost more than
     finding the objects. The pack's bytes are the same, in the same order."""
+    from dulwich.pack import UnpackedObject
+
     at = 12  # after the pack's header
     placed: dict[bytes, tuple[int, int]] = {}  # id -> (offset in this pack, delta depth)
     held: list[UnpackedObject] = []

@@ -21,12 +21,12 @@ Adjust = Callable[[str], None]
 
 def _read_setting(gitdir: str) -> str | None:
     try:
-        from dulwich.config import ConfigFile
-
         path = os.path.join(gitdir, "config")
         with open(path, "rb") as f:
             if b"sharedrepository" not in f.read().lower():
                 return None  # not set (every open pays this, not a parse of the file)
+        from dulwich.config import ConfigFile
+
         config = ConfigFile.from_path(path)
         value = config.get((b"core",), b"sharedRepository")
     except (OSError, KeyError, ValueError):

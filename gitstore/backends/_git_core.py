@@ -211,9 +211,14 @@ class GitCore(AbstractDataStore):
                                      f"{exc.strerror or exc}", str(self.path)) from None
 
     def _open_or_create_unchecked(self, create: bool) -> str:
-        from dulwich.repo import Repo
-
         p = self.path
+        here = str(p)
+        # the usual case first, in three plain system calls: a bare store (as gitstore makes
+        # them); anything else (or an error) takes the checks below
+        if os.path.isfile(os.path.join(here, "HEAD")) and \
+                os.path.isdir(os.path.join(here, "objects")) and \
+                not os.path.isdir(os.path.join(here, ".git")):
+            return here
         if p.exists() and not p.is_dir():
             raise StoreLocationError(f"{p} is a file, not a store", str(p))
         if (p / ".git").is_dir():
@@ -225,6 +230,8 @@ class GitCore(AbstractDataStore):
                                      str(p))
         if not create:
             raise StoreLocationError(f"no store at {p} (run 'gitstore init')", str(p))
+        from dulwich.repo import Repo  # only to create one: opening and reads never need it
+
         tmp = p.with_name(f".{p.name}.init-{os.getpid()}")
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -1289,9 +1296,14 @@ def _lfs_threshold(gitdir: str) -> int | None:
     """``gitstore.lfsThreshold`` from the store's git config (bytes; ``k``/``m``/``g``;
     ``off``), else the default. A value that does not parse is the default."""
     try:
+        path = os.path.join(gitdir, "config")
+        with open(path, "rb") as f:
+            text = f.read().lower()
+        if b"lfsthreshold" not in text and b"include" not in text:
+            return LFS_THRESHOLD  # not set: every open pays this, not a parse of the file
         from dulwich.config import ConfigFile
 
-        raw = ConfigFile.from_path(os.path.join(gitdir, "config")).get(
+        raw = ConfigFile.from_path(path).get(
             (b"gitstore",), b"lfsThreshold").decode().strip().lower()
     except (OSError, KeyError, ValueError):
         return LFS_THRESHOLD
