@@ -125,11 +125,12 @@ def _write_stored(fd: int, views: Sequence[memoryview], total: int) -> None:
     _writev_all(fd, parts)
 
 
-def _writev_all(fd: int, parts: list[bytes | memoryview]) -> None:
-    """``os.writev`` until everything is written (it may write less than asked)."""
-    views = [memoryview(p) for p in parts]
+def _writev_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
+    """``os.writev`` until everything is written (it may write less than asked), at most 512
+    buffers per call (IOV_MAX is 1024 on Linux)."""
+    views = [v for v in (memoryview(p) for p in parts) if len(v)]
     while views:
-        written = os.writev(fd, views)
+        written = os.writev(fd, views[:512])
         while views and written >= len(views[0]):
             written -= len(views[0])
             views.pop(0)

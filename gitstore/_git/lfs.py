@@ -55,6 +55,7 @@ from ..errors import (
     RemoteError,
 )
 from .shared import Adjust, makedirs
+from .large import _as_bytes_view, _writev_all
 
 if TYPE_CHECKING:
     import http.client
@@ -126,24 +127,6 @@ def parse_pointer(data: bytes) -> Pointer | None:
     if found is None:
         raise CorruptEntryError(f"a malformed Git LFS pointer: {data[:160]!r}")
     return Pointer(found.group(1).decode(), int(found.group(2)))
-
-
-def _as_bytes_view(buf: Buffer) -> memoryview:
-    view = memoryview(buf)
-    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
-
-
-def _writev_all(fd: int, views: list[memoryview]) -> None:
-    """``os.writev`` until everything is written (it may write less than asked)."""
-    views = [v for v in views if len(v)]
-    while views:
-        batch = views[:512]
-        written = os.writev(fd, batch)
-        while views and written >= len(views[0]):
-            written -= len(views[0])
-            views.pop(0)
-        if views and written:
-            views[0] = views[0][written:]
 
 
 class _ChainedHasher:

@@ -921,20 +921,7 @@ class ObjectDB:
         tmp_pack = _write_temp(self.pack_dir, ".pack", [content, checksum])
         try:
             tmp_idx = _write_temp(self.pack_dir, ".idx", [_index_v2(index, checksum)])
-            try:
-                if self.shared is not None:
-                    self.shared(tmp_pack)
-                    self.shared(tmp_idx)
-                if mtime is not None:
-                    os.utime(tmp_pack, (mtime, mtime))
-                if promisor:
-                    with open(final + ".promisor", "w"):
-                        pass
-                os.rename(tmp_pack, final + ".pack")
-                os.rename(tmp_idx, final + ".idx")
-            except BaseException:
-                _unlink(tmp_idx)
-                raise
+            self._place_pack(tmp_pack, tmp_idx, final, mtime, promisor)
         except BaseException:
             _unlink(tmp_pack)
             raise
@@ -1047,6 +1034,26 @@ class ObjectDB:
                 if os.path.basename(base) + ext in names:
                     _unlink(base + ext)
 
+    def _place_pack(self, tmp_pack: str, tmp_idx: str, final: str, mtime: float | None,
+                    promisor: bool) -> None:
+        """Make a written pack visible: modes, time, the ``.promisor`` marker, then the pack and
+        last its index (readers ignore a pack without one). The index file is removed if this
+        fails; the caller removes the pack file."""
+        try:
+            if self.shared is not None:
+                self.shared(tmp_pack)
+                self.shared(tmp_idx)
+            if mtime is not None:
+                os.utime(tmp_pack, (mtime, mtime))
+            if promisor:  # before the index makes the pack visible
+                with open(final + ".promisor", "w"):
+                    pass
+            os.rename(tmp_pack, final + ".pack")
+            os.rename(tmp_idx, final + ".idx")
+        except BaseException:
+            _unlink(tmp_idx)
+            raise
+
     def _write_merged(self, inputs: list[_MergeInput], mtime: float,
                       promisor: bool = False) -> None:
         # which copy of each id is kept: the k-way merge of the indexes' sorted ids
@@ -1100,19 +1107,7 @@ class ObjectDB:
             final = os.path.join(self.pack_dir, "pack-" + digest.hex())
             tmp_idx = _write_temp(self.pack_dir, ".idx",
                                   _merged_index(inputs, keep, new_offsets, crcs, digest))
-            try:
-                if self.shared is not None:
-                    self.shared(tmp_pack)
-                    self.shared(tmp_idx)
-                os.utime(tmp_pack, (mtime, mtime))
-                if promisor:  # before the index makes the pack visible
-                    with open(final + ".promisor", "w"):
-                        pass
-                os.rename(tmp_pack, final + ".pack")
-                os.rename(tmp_idx, final + ".idx")
-            except BaseException:
-                _unlink(tmp_idx)
-                raise
+            self._place_pack(tmp_pack, tmp_idx, final, mtime, promisor)
         except BaseException:
             _unlink(tmp_pack)
             raise

@@ -426,25 +426,34 @@ class GitCore(AbstractDataStore):
     def _attribute_names(self, key: str, ref: str, pending: _Pending | None) -> list[bytes]:
         return sorted(n for n in self._listing(key, ref, pending) if n != _COMPONENT)
 
-    def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, Any] | None:
-        # docstring inherited
+    def _attribute_file(self, key: str, attribute: str, version: Any
+                        ) -> tuple[Codec, bytes, bytes | None] | None:
+        """The codec, blob id and (in a batch, not yet committed) bytes of the file holding
+        ``attribute`` of ``key``: in that version, or the first version that has it."""
         refs = [ref_for_version(version)] if version is not None else self._version_refs()
         pending = getattr(self._local, "pending", None)
         prefix = attribute.encode() + b"."
         for ref in refs:
             for name, sha in self._listing(key, ref, pending).items():
                 if name.startswith(prefix) and b"." not in name[len(prefix):]:
-                    data: Any = pending.blobs.get(sha) if pending is not None else None
-                    try:
-                        if data is None:
-                            data = self._open_blob(sha)
-                        if isinstance(data, bytes) and looks_like_pointer(data):
-                            data = self._lfs_open(data)
-                    except CorruptEntryError as exc:
-                        exc.key = key
-                        raise
-                    return codec_by_ext(name[len(prefix):].decode()), data
+                    data = pending.blobs.get(sha) if pending is not None else None
+                    return codec_by_ext(name[len(prefix):].decode()), sha, data
         return None
+
+    def _get(self, key: str, attribute: str, version: Any = None) -> tuple[Codec, Any] | None:
+        # docstring inherited
+        found = self._attribute_file(key, attribute, version)
+        if found is None:
+            return None
+        codec, sha, data = found
+        try:
+            got: Any = data if data is not None else self._open_blob(sha)
+            if isinstance(got, bytes) and looks_like_pointer(got):
+                got = self._lfs_open(got)
+        except CorruptEntryError as exc:
+            exc.key = key
+            raise
+        return codec, got
 
     def _open_blob(self, sha: bytes) -> bytes | LooseReader:
         """A blob's bytes, or for a large blob a stream that checks its id at the end."""
@@ -472,22 +481,16 @@ class GitCore(AbstractDataStore):
 
     def _lfs_pointer(self, key: str, attribute: str, version: Any) -> tuple[Codec, Pointer] | None:
         """The codec and pointer of an attribute stored as a Git LFS object, else None."""
-        refs = [ref_for_version(version)] if version is not None else self._version_refs()
-        pending = getattr(self._local, "pending", None)
-        prefix = attribute.encode() + b"."
-        for ref in refs:
-            for name, sha in self._listing(key, ref, pending).items():
-                if name.startswith(prefix) and b"." not in name[len(prefix):]:
-                    data = pending.blobs.get(sha) if pending is not None else None
-                    if data is None:
-                        if self._blob_size(sha) >= MAX_POINTER:
-                            return None
-                        data = self._read_blob(sha)
-                    pointer = parse_pointer(data)
-                    if pointer is None:
-                        return None
-                    return codec_by_ext(name[len(prefix):].decode()), pointer
-        return None
+        found = self._attribute_file(key, attribute, version)
+        if found is None:
+            return None
+        codec, sha, data = found
+        if data is None:
+            if self._blob_size(sha) >= MAX_POINTER:
+                return None
+            data = self._read_blob(sha)
+        pointer = parse_pointer(data)
+        return (codec, pointer) if pointer is not None else None
 
     def retrieve(self, component: Any, attribute_name: str, default: Any = None,
                  mmap_mode: str | None = None) -> Any:
